@@ -5,8 +5,10 @@
 //! is the label `__name__`. This module knows nothing of storage; every layer above uses it.
 
 mod matcher;
+mod selector;
 
 pub use matcher::{MatchType, Matcher, MatcherError};
+pub use selector::{parse_selector, SelectorError};
 
 use std::fmt;
 

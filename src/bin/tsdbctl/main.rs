@@ -1,1 +1,322 @@
-fn main() {}
+//! `tsdbctl`: the command-line shell over the `tsdb` library. Subcommands parse arguments, call the
+//! library, and format output; no storage or query logic lives here.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use tsdb::api;
+use tsdb::exposition::Format;
+use tsdb::ingest::{IngestOptions, Ingester};
+use tsdb::{Db, Options};
+
+#[derive(Parser)]
+#[command(name = "tsdbctl", version, about = "An embedded Prometheus-compatible time-series database")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load Prometheus text exposition (0.0.4 or OpenMetrics) into the database. Each document (a
+    /// file, stdin, or an OpenMetrics block closed by `# EOF`) is one transaction.
+    Ingest {
+        /// Data directory.
+        #[arg(long, default_value = "./data")]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+        format: FormatArg,
+        /// Timestamp for samples without one: milliseconds since the epoch, or `now`.
+        #[arg(long, default_value = "now")]
+        timestamp: String,
+        /// Continue with the next documents after an invalid one.
+        #[arg(long)]
+        keep_going: bool,
+        /// Input files; `-` (or none) reads standard input.
+        files: Vec<String>,
+    },
+    /// Evaluate a series selector (the PromQL engine is its own issue) at one time or over a range.
+    Query {
+        #[arg(long, default_value = "./data")]
+        db: PathBuf,
+        /// Evaluation time: Unix seconds or RFC 3339 (default: now).
+        #[arg(long, conflicts_with_all = ["start", "end", "step"])]
+        time: Option<String>,
+        #[arg(long, requires_all = ["end", "step"])]
+        start: Option<String>,
+        #[arg(long, requires_all = ["start", "step"])]
+        end: Option<String>,
+        /// Resolution: a duration (`15s`, `1m`) or seconds.
+        #[arg(long, requires_all = ["start", "end"])]
+        step: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Evaluate the query N more times in this process and print `{"median_s": S}` as the last
+        /// line of stderr (query latency without the cost of opening the database).
+        #[arg(long, default_value_t = 0)]
+        repeat: usize,
+        /// Series selector, e.g. `function_calls_total{module="counter_demo"}`.
+        expr: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Auto,
+    Prometheus,
+    Openmetrics,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Ingest {
+            db,
+            format,
+            timestamp,
+            keep_going,
+            files,
+        } => ingest(db, format, &timestamp, keep_going, files),
+        Cmd::Query {
+            db,
+            time,
+            start,
+            end,
+            step,
+            output,
+            repeat,
+            expr,
+        } => query(db, time, start.zip(end).zip(step), output, repeat, &expr),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tsdbctl: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(dir: &PathBuf) -> Result<Db, String> {
+    let db = Db::open(dir, Options::default()).map_err(|e| e.to_string())?;
+    for w in &db.open_report().warnings {
+        eprintln!("tsdbctl: warning: {w}");
+    }
+    Ok(db)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn ingest(
+    dir: PathBuf,
+    format: FormatArg,
+    timestamp: &str,
+    keep_going: bool,
+    mut files: Vec<String>,
+) -> Result<ExitCode, String> {
+    let ts = if timestamp == "now" {
+        now_ms()
+    } else {
+        timestamp
+            .parse::<i64>()
+            .map_err(|_| format!("--timestamp: expected milliseconds or `now`, got {timestamp:?}"))?
+    };
+    if files.is_empty() {
+        files.push("-".into());
+    }
+    let db = open(&dir)?;
+    let mut opts = IngestOptions::new(ts);
+    opts.format = match format {
+        FormatArg::Auto => None,
+        FormatArg::Prometheus => Some(Format::Prometheus),
+        FormatArg::Openmetrics => Some(Format::OpenMetrics),
+    };
+    let ingester = Ingester::new(&db, opts);
+    let started = Instant::now();
+    let total_bytes: u64 = files
+        .iter()
+        .filter(|f| *f != "-")
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if std::io::stderr().is_terminal() && total_bytes > 0 {
+        let b = indicatif::ProgressBar::new(total_bytes);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.inc(n);
+        }
+    };
+    let (mut docs, mut failed, mut new_series, mut appended, mut no_ops) = (0u64, 0u64, 0, 0, 0);
+    let (mut ooo, mut dup) = (0u64, 0u64);
+    let mut stop = false;
+    for f in &files {
+        if stop {
+            break;
+        }
+        let results = if f == "-" {
+            let stdin = std::io::stdin().lock();
+            ingester.ingest("<stdin>", stdin, keep_going, &progress)
+        } else {
+            match std::fs::File::open(f) {
+                Ok(file) => ingester.ingest(f, file, keep_going, &progress),
+                Err(e) => {
+                    if let Some(b) = &bar {
+                        b.suspend(|| eprintln!("tsdbctl: error: {f}: {e}"));
+                    } else {
+                        eprintln!("tsdbctl: error: {f}: {e}");
+                    }
+                    failed += 1;
+                    stop = !keep_going;
+                    continue;
+                }
+            }
+        };
+        for r in results {
+            docs += 1;
+            match r {
+                Ok(s) => {
+                    new_series += s.new_series;
+                    appended += s.commit.appended;
+                    no_ops += s.commit.no_ops;
+                    ooo += s.commit.rejected.out_of_order;
+                    dup += s.commit.rejected.duplicate;
+                }
+                Err(e) => {
+                    failed += 1;
+                    let msg = format!("tsdbctl: error: {e} (document rejected, nothing of it stored)");
+                    match &bar {
+                        Some(b) => b.suspend(|| eprintln!("{msg}")),
+                        None => eprintln!("{msg}"),
+                    }
+                    if !keep_going {
+                        stop = true;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "documents: {} ({} stored, {} rejected); new series: {}; samples appended: {}; \
+         samples rejected: {} (out of order: {}, duplicate timestamp: {}); identical duplicates ignored: {}; \
+         {:.3} s; {:.0} samples/s",
+        docs,
+        docs.saturating_sub(failed),
+        failed,
+        new_series,
+        appended,
+        ooo + dup,
+        ooo,
+        dup,
+        no_ops,
+        secs,
+        appended as f64 / secs.max(1e-9)
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+type Range = ((String, String), String);
+
+fn query(
+    dir: PathBuf,
+    time: Option<String>,
+    range: Option<Range>,
+    output: Output,
+    repeat: usize,
+    expr: &str,
+) -> Result<ExitCode, String> {
+    let matchers = tsdb::labels::parse_selector(expr).map_err(|e| format!("{expr:?}: {e}"))?;
+    if !dir.join("wal").exists() {
+        return Err(format!("{}: no database here (no wal/ directory)", dir.display()));
+    }
+    let db = open(&dir)?;
+    let lookback = api::DEFAULT_LOOKBACK_MS;
+    let eval = || -> Result<(Vec<api::ResultSeries>, bool), String> {
+        match &range {
+            Some(((start, end), step)) => {
+                let s = api::parse_time(start).map_err(|e| e.to_string())?;
+                let e = api::parse_time(end).map_err(|e| e.to_string())?;
+                let st = api::parse_duration(step).map_err(|e| e.to_string())?;
+                if e < s {
+                    return Err("end timestamp must not be before start time".into());
+                }
+                if st <= 0 {
+                    return Err("zero or negative query resolution step widths are not accepted".into());
+                }
+                if (e - s) / st > 11_000 {
+                    return Err("exceeded maximum resolution of 11,000 points per timeseries".into());
+                }
+                let r = api::select_range(&db, &matchers, s, e, st, lookback)
+                    .map_err(|e| e.to_string())?;
+                Ok((r, true))
+            }
+            None => {
+                let t = match &time {
+                    Some(t) => api::parse_time(t).map_err(|e| e.to_string())?,
+                    None => now_ms(),
+                };
+                let r = api::select_instant(&db, &matchers, t, lookback).map_err(|e| e.to_string())?;
+                Ok((r, false))
+            }
+        }
+    };
+    let (result, is_range) = eval()?;
+    match output {
+        Output::Json => {
+            let body = if is_range {
+                api::matrix_json(&result)
+            } else {
+                api::vector_json(&result)
+            };
+            println!("{body}");
+        }
+        Output::Table => {
+            for s in &result {
+                for &(t, v) in &s.points {
+                    println!("{}\t{}\t{}", s.labels, api::format_value(v), api::format_time(t));
+                }
+            }
+        }
+    }
+    if repeat > 0 {
+        let mut times = Vec::with_capacity(repeat);
+        for _ in 0..repeat {
+            let t0 = Instant::now();
+            let r = eval()?;
+            times.push(t0.elapsed().as_secs_f64());
+            drop(r);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        eprintln!("{{\"median_s\": {}}}", times[times.len() / 2]);
+    }
+    Ok(ExitCode::SUCCESS)
+}

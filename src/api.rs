@@ -1,0 +1,378 @@
+//! Prometheus' HTTP API conventions, shared by `tsdbctl query` and (later) the server: time and
+//! duration parameters, and the exact JSON bodies of `/api/v1/query` and `/api/v1/query_range`.
+//!
+//! Until the PromQL engine lands, the expressions evaluated here are series selectors, with the
+//! engine's instant-vector semantics: at time `t` a series' value is its newest sample in
+//! `[t - lookback, t]`, absent if that sample is a staleness marker.
+
+use crate::chunk::STALE_NAN_BITS;
+use crate::db::{Db, DbError};
+use crate::labels::{Labels, Matcher};
+use std::fmt::Write;
+
+/// Prometheus' default lookback delta (5 minutes).
+pub const DEFAULT_LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParamError {
+    #[error("cannot parse {0:?} to a valid timestamp (Unix seconds or RFC 3339)")]
+    Time(String),
+    #[error("cannot parse {0:?} to a valid duration")]
+    Duration(String),
+}
+
+/// A time parameter: Unix seconds with optional fraction, or RFC 3339. Returns milliseconds.
+pub fn parse_time(s: &str) -> Result<i64, ParamError> {
+    let err = || ParamError::Time(s.to_string());
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() {
+            return Err(err());
+        }
+        // Round to milliseconds as Prometheus does (seconds and nanoseconds, then to ms).
+        let ms = (f * 1000.0).round();
+        if ms.abs() > 9.2e18 {
+            return Err(err());
+        }
+        return Ok(ms as i64);
+    }
+    parse_rfc3339(s).ok_or_else(err)
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &s[start..i];
+        let digits: String = frac.chars().chain("000".chars()).take(3).collect();
+        ms = digits.parse().ok()?;
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        b'+' | b'-' if i + 6 == b.len() && b[i + 3] == b':' => {
+            let sign = if b[i] == b'-' { -1 } else { 1 };
+            sign * (num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    Some(secs * 1000 + ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A duration parameter: Prometheus' duration syntax (`1h30m`, `15s`, `500ms`, units y w d h m s ms)
+/// or float seconds, as the HTTP API accepts for `step`. Returns milliseconds.
+pub fn parse_duration(s: &str) -> Result<i64, ParamError> {
+    let err = || ParamError::Duration(s.to_string());
+    if let Ok(f) = s.parse::<f64>() {
+        let ms = (f * 1000.0).round();
+        if !f.is_finite() || ms.abs() > 9.2e18 {
+            return Err(err());
+        }
+        return Ok(ms as i64);
+    }
+    let units: [(&str, i64); 7] = [
+        ("ms", 1),
+        ("s", 1000),
+        ("m", 60_000),
+        ("h", 3_600_000),
+        ("d", 86_400_000),
+        ("w", 604_800_000),
+        ("y", 31_536_000_000),
+    ];
+    let mut rest = s;
+    let mut total: i64 = 0;
+    let mut last_rank = usize::MAX;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        // "ms" before "m"; units must appear from largest to smallest, each once.
+        let (rank, (u, mult)) = units
+            .iter()
+            .enumerate()
+            .find(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))
+            .ok_or_else(err)?;
+        let rank_desc = units.len() - rank;
+        if last_rank != usize::MAX && rank_desc >= last_rank {
+            return Err(err());
+        }
+        last_rank = rank_desc;
+        rest = &rest[u.len()..];
+        total = n
+            .checked_mul(*mult)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(err)?;
+    }
+    Ok(total)
+}
+
+/// One series of a query result: labels and (timestamp ms, value) points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultSeries {
+    pub labels: Labels,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Evaluates a series selector at instant `t`: each series' newest sample in `[t - lookback, t]`,
+/// reported at `t`.
+pub fn select_instant(
+    db: &Db,
+    matchers: &[Matcher],
+    t: i64,
+    lookback: i64,
+) -> Result<Vec<ResultSeries>, DbError> {
+    select_range(db, matchers, t, t, 1, lookback)
+}
+
+/// Evaluates a series selector at every step from `start` to `end` inclusive.
+pub fn select_range(
+    db: &Db,
+    matchers: &[Matcher],
+    start: i64,
+    end: i64,
+    step: i64,
+    lookback: i64,
+) -> Result<Vec<ResultSeries>, DbError> {
+    let step = step.max(1);
+    let q = db.querier(start.saturating_sub(lookback), end);
+    let mut out = Vec::new();
+    for s in q.select(matchers)? {
+        let mut points = Vec::new();
+        let mut it = s.samples().peekable();
+        let mut last: Option<(i64, f64)> = None;
+        let mut ts = start;
+        while ts <= end {
+            while let Some(&(t, v)) = it.peek() {
+                if t > ts {
+                    break;
+                }
+                last = Some((t, v));
+                it.next();
+            }
+            if let Some((t, v)) = last {
+                if t >= ts - lookback && v.to_bits() != STALE_NAN_BITS {
+                    points.push((ts, v));
+                }
+            }
+            ts = match ts.checked_add(step) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        if !points.is_empty() {
+            out.push(ResultSeries {
+                labels: s.labels().clone(),
+                points,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A sample value as Prometheus' API writes it: Go's `FormatFloat(v, 'f', -1, 64)`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        // Rust's shortest round-trip formatting without exponent matches Go's 'f', -1.
+        format!("{v}")
+    }
+}
+
+/// A timestamp as the API writes it: seconds as a JSON number with up to 3 decimals.
+pub fn format_time(t_ms: i64) -> String {
+    format!("{}", t_ms as f64 / 1000.0)
+}
+
+/// Writes a JSON string escaped as Go's encoding/json does (HTML-safe: `<`, `>`, `&`, U+2028/9).
+pub fn write_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn write_metric(out: &mut String, labels: &Labels) {
+    out.push_str("{\"metric\":{");
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, &l.name);
+        out.push(':');
+        write_json_string(out, &l.value);
+    }
+    out.push('}');
+}
+
+fn write_point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    out.push_str(&format_time(t));
+    out.push_str(",\"");
+    out.push_str(&format_value(v));
+    out.push_str("\"]");
+}
+
+/// The body of `/api/v1/query` for an instant vector.
+pub fn vector_json(result: &[ResultSeries]) -> String {
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
+    let mut first = true;
+    for s in result {
+        for &(t, v) in &s.points {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            write_metric(&mut out, &s.labels);
+            out.push_str(",\"value\":");
+            write_point(&mut out, t, v);
+            out.push('}');
+        }
+    }
+    out.push_str("]}}");
+    out
+}
+
+/// The body of `/api/v1/query_range` (a matrix).
+pub fn matrix_json(result: &[ResultSeries]) -> String {
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    for (i, s) in result.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_metric(&mut out, &s.labels);
+        out.push_str(",\"values\":[");
+        for (j, &(t, v)) in s.points.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            write_point(&mut out, t, v);
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1700000000.123").unwrap(), 1_700_000_000_123);
+        assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_time("2026-11-20T10:00:00Z").unwrap(),
+            1_795_168_800_000
+        );
+        assert_eq!(
+            parse_time("2026-11-20T11:00:00.5+01:00").unwrap(),
+            1_795_168_800_500
+        );
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("NaN").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s").unwrap(), 60_000);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5_400_000);
+        assert_eq!(parse_duration("500ms").unwrap(), 500);
+        assert_eq!(parse_duration("15").unwrap(), 15_000);
+        assert_eq!(parse_duration("0.5").unwrap(), 500);
+        assert!(parse_duration("1m1h").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn values_format_like_go() {
+        assert_eq!(format_value(22.0), "22");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_time(1_795_169_700_018), "1795169700.018");
+        assert_eq!(format_time(1_795_169_700_000), "1795169700");
+    }
+
+    #[test]
+    fn json_bodies() {
+        let r = vec![ResultSeries {
+            labels: Labels::from_pairs(&[("__name__", "up"), ("a", "<x>")]),
+            points: vec![(1000, 1.0), (2000, f64::INFINITY)],
+        }];
+        assert_eq!(
+            matrix_json(&r),
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","a":"\u003cx\u003e"},"values":[[1,"1"],[2,"+Inf"]]}]}}"#
+        );
+        assert_eq!(
+            vector_json(&r[..0]),
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#
+        );
+    }
+}

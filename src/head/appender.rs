@@ -1,0 +1,469 @@
+//! Transactions on the head.
+//!
+//! An [`Appender`] stages samples without touching the series: nothing is visible to queries and
+//! nothing reaches the WAL until commit, so a rollback (or a crash) leaves no trace. Staged samples
+//! are kept XOR-encoded per series (about 1.5 bytes a sample instead of 24 for `(id, t, v)`), which is
+//! what lets a whole 500 MB exposition file be one transaction in bounded memory.
+//!
+//! Samples are staged in shards by series id (`id % shards`) so that the ingest pipeline can stage
+//! and apply them on several threads while each series still sees its samples in order. Commit has
+//! two phases that the caller (the database) sequences around the WAL: [`Appender::encode_records`]
+//! (WAL series + samples records), then [`Appender::apply`] (into the series' chunks).
+//!
+//! Ordering rules are Prometheus': a sample older than the series' newest one is out of order, one at
+//! the same timestamp with other value bits is a duplicate, one with the same bits is a no-op. They are
+//! checked when the sample is staged (against committed and staged samples) and again at apply.
+
+use super::series::{check_after, Check, MemSeries, Reject};
+use super::Head;
+use crate::chunk::{XorAppender, XorIterator};
+use crate::labels::Labels;
+use crate::wal::record::{self, RefSample};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Staged samples per XOR chunk: below the 16-bit sample count of the chunk header.
+const PENDING_CHUNK_SAMPLES: usize = 1 << 15;
+/// Samples per WAL samples record: ~11 bytes each, so records of ~700 KiB.
+const SAMPLES_PER_RECORD: usize = 64 * 1024;
+/// Below this many staged samples, commit applies on the calling thread.
+const PARALLEL_APPLY_MIN: usize = 50_000;
+
+/// Samples not appended, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RejectCounts {
+    pub out_of_order: u64,
+    pub duplicate: u64,
+}
+
+impl RejectCounts {
+    pub fn add(&mut self, r: Reject) {
+        match r {
+            Reject::OutOfOrder => self.out_of_order += 1,
+            Reject::Duplicate => self.duplicate += 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &RejectCounts) {
+        self.out_of_order += o.out_of_order;
+        self.duplicate += o.duplicate;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.out_of_order + self.duplicate
+    }
+}
+
+/// What a commit did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Samples now in the head.
+    pub appended: u64,
+    /// Samples equal (timestamp and value bits) to the series' newest: accepted, nothing stored.
+    pub no_ops: u64,
+    /// Samples rejected when staged or at apply, by reason.
+    pub rejected: RejectCounts,
+}
+
+/// A series' staged samples.
+pub struct Pending {
+    series: Arc<MemSeries>,
+    /// Newest staged (or, before any, committed) sample: timestamp and value bits.
+    last: Option<(i64, u64)>,
+    chunks: Vec<XorAppender>,
+}
+
+impl Pending {
+    fn new(series: Arc<MemSeries>) -> Pending {
+        let last = series.lock().last();
+        Pending {
+            series,
+            last,
+            chunks: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn stage(&mut self, t: i64, v: f64) -> Check {
+        let check = check_after(self.last, t, v);
+        if check == Check::Append {
+            let chunk = match self.chunks.last_mut() {
+                Some(c) if c.num_samples() < PENDING_CHUNK_SAMPLES => c,
+                _ => {
+                    self.chunks.push(XorAppender::new());
+                    // Just pushed: never empty.
+                    let n = self.chunks.len() - 1;
+                    &mut self.chunks[n]
+                }
+            };
+            chunk.append(t, v);
+            self.last = Some((t, v.to_bits()));
+        }
+        check
+    }
+
+    fn for_each_sample(&self, mut f: impl FnMut(i64, f64)) {
+        for c in &self.chunks {
+            // Staged chunks are our own encoding of valid samples: decoding cannot fail.
+            if let Ok(mut it) = XorIterator::new(c.bytes()) {
+                while let Ok(Some((t, v))) = it.next_sample() {
+                    f(t, v);
+                }
+            }
+        }
+    }
+
+    fn num_samples(&self) -> usize {
+        self.chunks.iter().map(|c| c.num_samples()).sum()
+    }
+}
+
+/// One shard of a transaction: the staged samples of series with `id % shards == index`.
+#[derive(Default)]
+pub struct AppenderShard {
+    pending: Vec<Pending>,
+    slot_of: HashMap<u64, u32, foldhash::fast::FixedState>,
+    staged: usize,
+    no_ops: u64,
+    rejected: RejectCounts,
+}
+
+impl AppenderShard {
+    /// Stages a sample for an existing series. The series must belong to this shard.
+    #[inline]
+    pub fn append(&mut self, series: &Arc<MemSeries>, t: i64, v: f64) -> Result<(), Reject> {
+        let slot = match self.slot_of.get(&series.id) {
+            Some(&s) => s as usize,
+            None => {
+                let s = self.pending.len();
+                self.pending.push(Pending::new(series.clone()));
+                self.slot_of.insert(series.id, s as u32);
+                s
+            }
+        };
+        // `slot` indexes `pending`: either found in `slot_of` (which only holds pushed slots) or
+        // just pushed.
+        match self.pending[slot].stage(t, v) {
+            Check::Append => {
+                self.staged += 1;
+                Ok(())
+            }
+            Check::NoOp => {
+                self.no_ops += 1;
+                Ok(())
+            }
+            Check::Reject(r) => {
+                self.rejected.add(r);
+                Err(r)
+            }
+        }
+    }
+
+    /// Stages a sample for the series with this id, looked up in `head`.
+    pub fn append_id(&mut self, head: &Head, id: u64, t: i64, v: f64) -> Result<(), AppendError> {
+        if let Some(&slot) = self.slot_of.get(&id) {
+            let series = self.pending[slot as usize].series.clone();
+            return self.append(&series, t, v).map_err(AppendError::Rejected);
+        }
+        let series = head.series(id).ok_or(AppendError::UnknownSeries(id))?;
+        self.append(&series, t, v).map_err(AppendError::Rejected)
+    }
+
+    /// Samples staged in this shard.
+    pub fn staged(&self) -> usize {
+        self.staged
+    }
+
+    fn apply(self, head: &Head) -> CommitStats {
+        let mut stats = CommitStats {
+            appended: 0,
+            no_ops: self.no_ops,
+            rejected: self.rejected,
+        };
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        let range = head.chunk_range();
+        for p in &self.pending {
+            let mut chunks = p.series.lock();
+            p.for_each_sample(|t, v| match chunks.append(t, v, range) {
+                Check::Append => {
+                    stats.appended += 1;
+                    min = min.min(t);
+                    max = max.max(t);
+                }
+                Check::NoOp => stats.no_ops += 1,
+                Check::Reject(r) => stats.rejected.add(r),
+            });
+        }
+        if min <= max {
+            head.update_time_range(min, max);
+        }
+        stats
+    }
+}
+
+/// Why [`Appender::append`] did not stage a sample.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AppendError {
+    #[error("sample rejected: {0:?}")]
+    Rejected(Reject),
+    #[error("unknown series id {0}")]
+    UnknownSeries(u64),
+    #[error("a series needs at least one label")]
+    EmptyLabels,
+}
+
+/// A head transaction.
+pub struct Appender<'h> {
+    head: &'h Head,
+    shards: Vec<AppenderShard>,
+}
+
+impl<'h> Appender<'h> {
+    pub(super) fn new(head: &'h Head) -> Appender<'h> {
+        Appender {
+            head,
+            shards: (0..head.shards()).map(|_| AppenderShard::default()).collect(),
+        }
+    }
+
+    pub fn head(&self) -> &'h Head {
+        self.head
+    }
+
+    /// Stages a sample for the series `labels`, creating the series if new. Returns its id.
+    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<u64, AppendError> {
+        if labels.is_empty() {
+            return Err(AppendError::EmptyLabels);
+        }
+        let (series, _) = self.head.get_or_create(labels);
+        let id = series.id;
+        let n = self.shards.len();
+        self.shards[(id as usize) % n]
+            .append(&series, t, v)
+            .map_err(AppendError::Rejected)?;
+        Ok(id)
+    }
+
+    /// Stages a sample for an existing series by id.
+    pub fn append_id(&mut self, id: u64, t: i64, v: f64) -> Result<(), AppendError> {
+        let n = self.shards.len();
+        self.shards[(id as usize) % n].append_id(self.head, id, t, v)
+    }
+
+    /// The shards, to stage samples from several threads: shard `i` takes series with
+    /// `id % shards().len() == i`.
+    pub fn shards_mut(&mut self) -> &mut [AppenderShard] {
+        &mut self.shards
+    }
+
+    /// Samples staged (to be appended at commit).
+    pub fn staged(&self) -> usize {
+        self.shards.iter().map(|s| s.staged).sum()
+    }
+
+    /// Counts so far (rejections and no-ops at staging).
+    pub fn rejected(&self) -> RejectCounts {
+        let mut r = RejectCounts::default();
+        for s in &self.shards {
+            r.merge(&s.rejected);
+        }
+        r
+    }
+
+    /// Commit phase 1: the WAL records of this transaction — a series record for every series not
+    /// yet logged, then samples records — handed to `sink` one at a time, in bounded memory.
+    pub fn encode_records<E>(
+        &self,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rec = Vec::new();
+        let mut first = true;
+        for p in self.shards.iter().flat_map(|s| &s.pending) {
+            if p.series.is_logged() || p.chunks.is_empty() {
+                continue;
+            }
+            if first {
+                record::encode_series_header(&mut rec);
+                first = false;
+            }
+            record::encode_series_entry(
+                &mut rec,
+                p.series.id,
+                p.series.labels().iter().map(|(n, v)| (&**n, &**v)),
+            );
+            if rec.len() >= SAMPLES_PER_RECORD * 8 {
+                sink(&rec)?;
+                rec.clear();
+                first = true;
+            }
+        }
+        if !rec.is_empty() {
+            sink(&rec)?;
+        }
+        let mut buf: Vec<RefSample> = Vec::with_capacity(SAMPLES_PER_RECORD.min(self.staged()));
+        let mut result = Ok(());
+        'outer: for p in self.shards.iter().flat_map(|s| &s.pending) {
+            let id = p.series.id;
+            for c in &p.chunks {
+                let Ok(mut it) = XorIterator::new(c.bytes()) else {
+                    continue;
+                };
+                while let Ok(Some((t, v))) = it.next_sample() {
+                    buf.push(RefSample { series: id, t, v });
+                    if buf.len() == SAMPLES_PER_RECORD {
+                        rec.clear();
+                        record::encode_samples(&buf, &mut rec);
+                        buf.clear();
+                        if let Err(e) = sink(&rec) {
+                            result = Err(e);
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+        }
+        result?;
+        if !buf.is_empty() {
+            rec.clear();
+            record::encode_samples(&buf, &mut rec);
+            sink(&rec)?;
+        }
+        Ok(())
+    }
+
+    /// Commit phase 2, after the records are in the WAL: appends the staged samples to the series
+    /// (on several threads for large transactions) and marks new series as logged.
+    pub fn apply(self) -> CommitStats {
+        for p in self.shards.iter().flat_map(|s| &s.pending) {
+            if !p.chunks.is_empty() {
+                p.series.set_logged();
+            }
+        }
+        let head = self.head;
+        let parallel = self.staged() >= PARALLEL_APPLY_MIN && self.shards.len() > 1;
+        let results: Vec<CommitStats> = if parallel {
+            use rayon::prelude::*;
+            self.shards
+                .into_par_iter()
+                .map(|s| s.apply(head))
+                .collect()
+        } else {
+            self.shards.into_iter().map(|s| s.apply(head)).collect()
+        };
+        let mut total = CommitStats::default();
+        for r in results {
+            total.appended += r.appended;
+            total.no_ops += r.no_ops;
+            total.rejected.merge(&r.rejected);
+        }
+        total
+    }
+
+    /// Drops everything staged.
+    pub fn rollback(self) {}
+
+    /// Number of staged samples per series (tests, diagnostics).
+    pub fn pending_series(&self) -> usize {
+        self.shards.iter().map(|s| s.pending.len()).sum()
+    }
+
+    #[doc(hidden)]
+    pub fn pending_samples_of(&self, id: u64) -> usize {
+        self.shards
+            .iter()
+            .flat_map(|s| &s.pending)
+            .filter(|p| p.series.id == id)
+            .map(|p| p.num_samples())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(v: &str) -> Labels {
+        Labels::from_pairs(&[("__name__", "m"), ("i", v)])
+    }
+
+    #[test]
+    fn staged_samples_are_invisible_until_apply() {
+        let h = Head::new(7_200_000, 2);
+        let mut a = h.appender();
+        let id = a.append(&labels("a"), 1000, 1.0).unwrap();
+        a.append(&labels("a"), 2000, 2.0).unwrap();
+        assert_eq!(h.series(id).unwrap().lock().num_samples(), 0);
+        let mut recs = Vec::new();
+        a.encode_records(&mut |r: &[u8]| {
+            recs.push(r.to_vec());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(recs.len(), 2); // one series record, one samples record
+        let stats = a.apply();
+        assert_eq!(stats.appended, 2);
+        assert_eq!(h.series(id).unwrap().lock().num_samples(), 2);
+        assert_eq!(h.time_range(), Some((1000, 2000)));
+        // Logged now: a second transaction writes only samples.
+        let mut a = h.appender();
+        a.append(&labels("a"), 3000, 3.0).unwrap();
+        let mut n = 0;
+        a.encode_records(&mut |_r: &[u8]| {
+            n += 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn rejects_are_counted_by_reason() {
+        let h = Head::new(7_200_000, 1);
+        let mut a = h.appender();
+        a.append(&labels("a"), 1000, 1.0).unwrap();
+        a.apply();
+        let mut a = h.appender();
+        assert_eq!(
+            a.append(&labels("a"), 500, 1.0),
+            Err(AppendError::Rejected(Reject::OutOfOrder))
+        );
+        assert_eq!(
+            a.append(&labels("a"), 1000, 2.0),
+            Err(AppendError::Rejected(Reject::Duplicate))
+        );
+        assert!(a.append(&labels("a"), 1000, 1.0).is_ok());
+        a.append(&labels("a"), 2000, 1.0).unwrap();
+        let s = a.apply();
+        assert_eq!(s.appended, 1);
+        assert_eq!(s.no_ops, 1);
+        assert_eq!(
+            s.rejected,
+            RejectCounts {
+                out_of_order: 1,
+                duplicate: 1
+            }
+        );
+    }
+
+    #[test]
+    fn rollback_leaves_series_empty() {
+        let h = Head::new(7_200_000, 2);
+        let mut a = h.appender();
+        let id = a.append(&labels("a"), 1000, 1.0).unwrap();
+        a.rollback();
+        assert_eq!(h.series(id).unwrap().lock().num_samples(), 0);
+    }
+
+    #[test]
+    fn large_transactions_span_pending_chunks() {
+        let h = Head::new(7_200_000, 2);
+        let mut a = h.appender();
+        let n = PENDING_CHUNK_SAMPLES + 10;
+        for i in 0..n {
+            a.append(&labels("a"), i as i64, i as f64).unwrap();
+        }
+        assert_eq!(a.staged(), n);
+        let s = a.apply();
+        assert_eq!(s.appended as usize, n);
+    }
+}

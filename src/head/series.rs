@@ -1,0 +1,296 @@
+//! One in-memory series: its interned labels and its chunks.
+//!
+//! Chunk cutting follows Prometheus 2.42 (`tsdb/head_append.go`, `appendPreprocessor`): a new head chunk
+//! is cut when the sample reaches the chunk's predicted end time (`next_at`, first the end of the
+//! sample's 2 h chunk range, re-predicted at 30 samples so that the range fills with ~120-sample chunks)
+//! or when the chunk already holds 240 samples. The same rule makes our chunks, and so our compression
+//! and our blocks, the same as Prometheus' for the same samples.
+
+use crate::chunk::XorAppender;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Interned label string.
+pub type Sym = Arc<str>;
+
+/// Target samples per chunk (Prometheus' `samplesPerChunk`).
+pub const SAMPLES_PER_CHUNK: usize = 120;
+
+/// A completed chunk: immutable, shared with queriers without copying.
+#[derive(Clone, Debug)]
+pub struct ClosedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Arc<[u8]>,
+}
+
+/// The open chunk samples are appended to.
+#[derive(Debug)]
+pub struct HeadChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub app: XorAppender,
+}
+
+/// The mutable part of a series, behind its mutex.
+#[derive(Debug)]
+pub struct SeriesChunks {
+    pub closed: Vec<ClosedChunk>,
+    pub head: Option<HeadChunk>,
+    /// When the head chunk must be cut at the latest (Prometheus' `nextAt`).
+    next_at: i64,
+    /// Bits of the last appended value, for the duplicate-sample rule.
+    last_v_bits: u64,
+}
+
+/// Why a sample was not appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// Older than the series' newest sample.
+    OutOfOrder,
+    /// Same timestamp as the newest sample, different value.
+    Duplicate,
+}
+
+/// What [`SeriesChunks::check`] says of a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    Append,
+    /// Same timestamp and same value bits as the newest sample: accepted, nothing to store.
+    NoOp,
+    Reject(Reject),
+}
+
+/// The decision rule shared by appenders (against committed and pending samples) and commit.
+#[inline]
+pub fn check_after(last: Option<(i64, u64)>, t: i64, v: f64) -> Check {
+    match last {
+        None => Check::Append,
+        Some((lt, _)) if t > lt => Check::Append,
+        Some((lt, lv)) if t == lt => {
+            if v.to_bits() == lv {
+                Check::NoOp
+            } else {
+                Check::Reject(Reject::Duplicate)
+            }
+        }
+        Some(_) => Check::Reject(Reject::OutOfOrder),
+    }
+}
+
+impl SeriesChunks {
+    fn new() -> SeriesChunks {
+        SeriesChunks {
+            closed: Vec::new(),
+            head: None,
+            next_at: i64::MIN,
+            last_v_bits: 0,
+        }
+    }
+
+    /// The newest sample's timestamp and value bits.
+    pub fn last(&self) -> Option<(i64, u64)> {
+        self.head.as_ref().map(|h| (h.max_t, self.last_v_bits))
+    }
+
+    pub fn min_time(&self) -> Option<i64> {
+        self.closed
+            .first()
+            .map(|c| c.min_t)
+            .or(self.head.as_ref().map(|h| h.min_t))
+    }
+
+    pub fn num_samples(&self) -> usize {
+        self.head.as_ref().map_or(0, |h| h.app.num_samples())
+            + self
+                .closed
+                .iter()
+                .map(|c| {
+                    usize::from(u16::from_be_bytes([
+                        c.data.first().copied().unwrap_or(0),
+                        c.data.get(1).copied().unwrap_or(0),
+                    ]))
+                })
+                .sum::<usize>()
+    }
+
+    /// Appends a sample, applying Prometheus' duplicate and ordering rules. `chunk_range` is the
+    /// head's chunk range (the minimum block range, 2 h by default).
+    #[inline]
+    pub fn append(&mut self, t: i64, v: f64, chunk_range: i64) -> Check {
+        let check = check_after(self.last(), t, v);
+        if check != Check::Append {
+            return check;
+        }
+        let cut = match &mut self.head {
+            None => true,
+            Some(h) => {
+                let n = h.app.num_samples();
+                if n == SAMPLES_PER_CHUNK / 4 {
+                    self.next_at = compute_chunk_end_time(h.min_t, h.max_t, self.next_at);
+                }
+                t >= self.next_at || n >= SAMPLES_PER_CHUNK * 2
+            }
+        };
+        if cut {
+            self.cut(t, chunk_range);
+        }
+        if let Some(h) = &mut self.head {
+            h.app.append(t, v);
+            h.max_t = t;
+        }
+        self.last_v_bits = v.to_bits();
+        Check::Append
+    }
+
+    fn cut(&mut self, t: i64, chunk_range: i64) {
+        if let Some(old) = self.head.take() {
+            let mut app = old.app;
+            app.shrink_to_fit();
+            self.closed.push(ClosedChunk {
+                min_t: old.min_t,
+                max_t: old.max_t,
+                data: Arc::from(app.into_bytes()),
+            });
+        }
+        self.head = Some(HeadChunk {
+            min_t: t,
+            max_t: i64::MIN,
+            app: XorAppender::new(),
+        });
+        self.next_at = range_for_timestamp(t, chunk_range);
+    }
+}
+
+/// End of the chunk range `t` falls in (Prometheus' `rangeForTimestamp`).
+pub fn range_for_timestamp(t: i64, width: i64) -> i64 {
+    t.div_euclid(width) * width + width
+}
+
+/// Prometheus' `computeChunkEndTime`: the end time that spreads the rest of the range evenly over
+/// chunks of the rate seen so far (called at a quarter of a chunk).
+pub fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
+    // Go's integer division truncates toward zero, as Rust's does.
+    let denom = (cur - start + 1).saturating_mul(4);
+    if denom <= 0 {
+        return max;
+    }
+    let n = (max - start) / denom;
+    if n <= 1 {
+        return max;
+    }
+    start + (max - start) / n
+}
+
+/// An in-memory series.
+#[derive(Debug)]
+pub struct MemSeries {
+    pub id: u64,
+    labels: Box<[(Sym, Sym)]>,
+    chunks: Mutex<SeriesChunks>,
+    /// Whether a WAL series record for this series has been written.
+    logged: AtomicBool,
+}
+
+impl MemSeries {
+    pub fn new(id: u64, labels: Box<[(Sym, Sym)]>, logged: bool) -> MemSeries {
+        MemSeries {
+            id,
+            labels,
+            chunks: Mutex::new(SeriesChunks::new()),
+            logged: AtomicBool::new(logged),
+        }
+    }
+
+    pub fn labels(&self) -> &[(Sym, Sym)] {
+        &self.labels
+    }
+
+    /// The label set as an owned [`crate::labels::Labels`].
+    pub fn to_labels(&self) -> crate::labels::Labels {
+        crate::labels::Labels::from_sorted_unchecked(
+            self.labels
+                .iter()
+                .map(|(n, v)| crate::labels::Label::new(&**n, &**v))
+                .collect(),
+        )
+    }
+
+    /// Locks the chunks. A poisoned lock (a panic elsewhere while appending) still holds consistent
+    /// chunks — every mutation leaves them valid — so it is recovered rather than propagated.
+    pub fn lock(&self) -> MutexGuard<'_, SeriesChunks> {
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_logged(&self) -> bool {
+        self.logged.load(Ordering::Acquire)
+    }
+
+    pub fn set_logged(&self) {
+        self.logged.store(true, Ordering::Release)
+    }
+
+    /// Approximate heap bytes of this series beyond its encoded chunk bytes (for memory figures).
+    pub fn overhead_bytes(&self) -> usize {
+        let c = self.lock();
+        std::mem::size_of::<MemSeries>()
+            + self.labels.len() * std::mem::size_of::<(Sym, Sym)>()
+            + c.closed.capacity() * std::mem::size_of::<ClosedChunk>()
+            + c.closed.len() * 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RANGE: i64 = 2 * 3600 * 1000;
+
+    #[test]
+    fn chunk_end_time_matches_prometheus() {
+        // 30 samples at 15 s from the start of a 2 h range: 8 chunks of 15 min predicted.
+        let start = 0;
+        let cur = 29 * 15_000;
+        let end = compute_chunk_end_time(start, cur, RANGE);
+        let n = RANGE / ((cur + 1) * 4);
+        assert_eq!(end, RANGE / n);
+        assert_eq!(compute_chunk_end_time(0, RANGE, RANGE), RANGE);
+    }
+
+    #[test]
+    fn cuts_chunks_of_120_at_15s_across_a_2h_range() {
+        let mut s = SeriesChunks::new();
+        for i in 0..480 {
+            assert_eq!(s.append(i * 15_000, i as f64, RANGE), Check::Append);
+        }
+        let sizes: Vec<usize> = s
+            .closed
+            .iter()
+            .map(|c| usize::from(u16::from_be_bytes([c.data[0], c.data[1]])))
+            .collect();
+        assert_eq!(sizes, vec![120, 120, 120]);
+        assert_eq!(s.head.as_ref().unwrap().app.num_samples(), 120);
+        assert_eq!(s.num_samples(), 480);
+    }
+
+    #[test]
+    fn duplicate_and_out_of_order_rules() {
+        let mut s = SeriesChunks::new();
+        assert_eq!(s.append(10, 1.0, RANGE), Check::Append);
+        assert_eq!(s.append(10, 1.0, RANGE), Check::NoOp);
+        assert_eq!(s.append(10, 2.0, RANGE), Check::Reject(Reject::Duplicate));
+        assert_eq!(s.append(9, 2.0, RANGE), Check::Reject(Reject::OutOfOrder));
+        let nan = f64::from_bits(0x7ff0000000000002);
+        assert_eq!(s.append(11, nan, RANGE), Check::Append);
+        assert_eq!(s.append(11, nan, RANGE), Check::NoOp);
+        assert_eq!(s.num_samples(), 2);
+    }
+
+    #[test]
+    fn cuts_at_the_range_boundary() {
+        let mut s = SeriesChunks::new();
+        s.append(RANGE - 1, 1.0, RANGE);
+        s.append(RANGE, 1.0, RANGE);
+        assert_eq!(s.closed.len(), 1);
+    }
+}
