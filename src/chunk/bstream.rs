@@ -58,38 +58,40 @@ impl BitWriter {
     }
 }
 
-/// The 64 bits of `data` starting at bit `pos`, left-aligned; bits past the end read as zero.
+/// Bits of `data` from bit `pos` on, left-aligned, with at least 57 of them valid (the load is
+/// one unaligned 8-byte read); bits past the end of the data read as zero.
 #[inline(always)]
-pub(crate) fn peek(data: &[u8], pos: usize) -> u64 {
+pub(crate) fn peek57(data: &[u8], pos: usize) -> u64 {
     let byte = pos >> 3;
-    let shift = (pos & 7) as u32;
-    let (hi, lo) = match data.get(byte..).and_then(|s| s.first_chunk::<9>()) {
-        Some(b) => {
-            let (head, tail) = b.split_at(8);
-            let mut w = [0u8; 8];
-            w.copy_from_slice(head);
-            (u64::from_be_bytes(w), tail[0])
-        }
-        None => peek_tail(data, byte),
+    let w = match data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
+        Some(b) => u64::from_be_bytes(*b),
+        None => load_tail(data, byte),
     };
+    w << (pos & 7)
+}
+
+/// The 64 bits of `data` starting at bit `pos`, left-aligned; bits past the end read as zero.
+#[inline]
+pub(crate) fn peek(data: &[u8], pos: usize) -> u64 {
+    let shift = (pos & 7) as u32;
+    let hi = peek57(data, pos);
     if shift == 0 {
         hi
     } else {
-        (hi << shift) | (u64::from(lo) >> (8 - shift))
+        let lo = data.get((pos >> 3) + 8).copied().unwrap_or(0);
+        hi | (u64::from(lo) >> (8 - shift))
     }
 }
 
-/// Slow path of [`peek`] for the last 8 bytes of the data, zero-padded.
-#[cold]
-fn peek_tail(data: &[u8], byte: usize) -> (u64, u8) {
-    let mut w = [0u8; 9];
+/// Slow path of [`peek57`] for the last 7 bytes of the data, zero-padded.
+#[inline(never)]
+fn load_tail(data: &[u8], byte: usize) -> u64 {
+    let mut w = [0u8; 8];
     if let Some(rest) = data.get(byte..) {
-        let n = rest.len().min(9);
+        let n = rest.len().min(8);
         w[..n].copy_from_slice(&rest[..n]);
     }
-    let mut hi = [0u8; 8];
-    hi.copy_from_slice(&w[..8]);
-    (u64::from_be_bytes(hi), w[8])
+    u64::from_be_bytes(w)
 }
 
 #[cfg(test)]
@@ -154,6 +156,9 @@ mod tests {
             let mut pos = 16;
             for &(u, n) in &ops {
                 let got = peek(&w.buf, pos) >> (64 - n);
+                if n <= 57 {
+                    prop_assert_eq!(peek57(&w.buf, pos) >> (64 - n), got);
+                }
                 let want = if n == 64 { u } else { u & ((1 << n) - 1) };
                 prop_assert_eq!(got, want);
                 pos += n as usize;

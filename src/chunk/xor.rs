@@ -10,7 +10,7 @@
 //! The choice between window reuse and a new window follows Prometheus' control flow exactly, since
 //! any other (even a more compact) choice would change the bytes.
 
-use super::bstream::{peek, BitWriter};
+use super::bstream::{peek, peek57, BitWriter};
 use super::{ChunkError, XOR_HEADER_LEN};
 
 /// `leading` while no XOR window has been written yet (Prometheus' sentinel).
@@ -229,6 +229,8 @@ pub struct XorIterator<'a> {
     window: bool,
     /// Set by a decoding error: there is no current sample any more.
     failed: bool,
+    /// Byte offset of the last byte of an overlong varint, for the error.
+    varint_overflow: Option<usize>,
 }
 
 impl<'a> XorIterator<'a> {
@@ -250,6 +252,7 @@ impl<'a> XorIterator<'a> {
             trailing: 0,
             window: false,
             failed: false,
+            varint_overflow: None,
         })
     }
 
@@ -261,34 +264,64 @@ impl<'a> XorIterator<'a> {
     /// The next sample, `None` after the last. After an error the iterator is exhausted.
     #[inline]
     pub fn next_sample(&mut self) -> Result<Option<(i64, f64)>, ChunkError> {
+        if self.read >= 2 && self.read < self.total {
+            let start = self.pos;
+            self.read_dod();
+            // Reads past the end saw zero bits; the sample is only real if it ended in the data.
+            if self.read_value() && self.pos <= self.end {
+                self.read += 1;
+                return Ok(Some((self.t, f64::from_bits(self.v))));
+            }
+            return Err(self.fail(start));
+        }
+        self.next_head()
+    }
+
+    /// The first two samples, which start with varints, and the end of the chunk.
+    fn next_head(&mut self) -> Result<Option<(i64, f64)>, ChunkError> {
         if self.read == self.total {
             return Ok(None);
         }
         let start = self.pos;
-        let r = match self.read {
-            0 => self.read_first(),
-            1 => self.read_second(),
-            _ => self.read_rest(),
+        let ok = if self.read == 0 {
+            self.read_first()
+        } else {
+            self.read_second()
         };
-        if let Err(e) = r {
-            self.read = self.total;
-            self.failed = true;
-            return Err(e);
+        if ok && self.pos <= self.end {
+            self.read += 1;
+            return Ok(Some((self.t, f64::from_bits(self.v))));
         }
-        // Reads past the end saw zero bits; the sample is only real if it ended inside the data.
-        if self.pos > self.end {
-            let e = ChunkError::UnexpectedEnd {
-                sample: self.read,
-                count: self.total,
-                bit: start,
-                len: self.data.len(),
+        Err(self.fail(start))
+    }
+
+    /// Ends iteration after a decoding failure of the sample that started at bit `start`, and says
+    /// what went wrong.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, start: usize) -> ChunkError {
+        let sample = self.read;
+        self.read = self.total;
+        self.failed = true;
+        if let Some(byte) = self.varint_overflow {
+            return ChunkError::VarintOverflow { sample, byte };
+        }
+        if self.pos + 13 <= self.end {
+            // Only a value header can fail inside the data; `pos` still points at it.
+            let w = peek(self.data, self.pos);
+            return ChunkError::BadValueWidth {
+                sample,
+                bit: self.pos,
+                leading: ((w >> 57) & 0x1f) as u8,
+                significant: ((w >> 51) & 0x3f) as u8,
             };
-            self.read = self.total;
-            self.failed = true;
-            return Err(e);
         }
-        self.read += 1;
-        Ok(Some((self.t, f64::from_bits(self.v))))
+        ChunkError::UnexpectedEnd {
+            sample,
+            count: self.total,
+            bit: start,
+            len: self.data.len(),
+        }
     }
 
     /// Advances to the first sample with timestamp >= `t`, starting at the current sample (the
@@ -308,42 +341,47 @@ impl<'a> XorIterator<'a> {
         Ok(None)
     }
 
-    fn read_uvarint(&mut self) -> Result<u64, ChunkError> {
+    /// Go's `binary.ReadUvarint` over whole bytes; `None` (and the offset noted) on overflow.
+    fn read_uvarint(&mut self) -> Option<u64> {
         let mut x = 0u64;
         for i in 0..10 {
-            let b = (peek(self.data, self.pos) >> 56) as u8;
+            let b = (peek57(self.data, self.pos) >> 56) as u8;
             self.pos += 8;
             if b < 0x80 {
                 if i == 9 && b > 1 {
                     break;
                 }
-                return Ok(x | (u64::from(b) << (7 * i)));
+                return Some(x | (u64::from(b) << (7 * i)));
             }
             x |= u64::from(b & 0x7f) << (7 * i);
         }
-        Err(ChunkError::VarintOverflow {
-            sample: self.read,
-            byte: self.pos / 8 - 1,
-        })
+        self.varint_overflow = Some(self.pos / 8 - 1);
+        None
     }
 
-    fn read_first(&mut self) -> Result<(), ChunkError> {
-        let u = self.read_uvarint()?;
+    fn read_first(&mut self) -> bool {
+        let Some(u) = self.read_uvarint() else {
+            return false;
+        };
         self.t = ((u >> 1) as i64) ^ -((u & 1) as i64);
         self.v = peek(self.data, self.pos);
         self.pos += 64;
-        Ok(())
+        true
     }
 
-    fn read_second(&mut self) -> Result<(), ChunkError> {
-        self.t_delta = self.read_uvarint()?;
-        self.t = self.t.wrapping_add(self.t_delta as i64);
+    fn read_second(&mut self) -> bool {
+        let Some(d) = self.read_uvarint() else {
+            return false;
+        };
+        self.t_delta = d;
+        self.t = self.t.wrapping_add(d as i64);
         self.read_value()
     }
 
-    #[inline]
-    fn read_rest(&mut self) -> Result<(), ChunkError> {
-        let w = peek(self.data, self.pos);
+    #[inline(always)]
+    fn read_dod(&mut self) {
+        // The widest bucket short of the 64-bit one takes 4 + 20 bits.
+        let w = peek57(self.data, self.pos);
         // Number of leading one bits, at most 4, selects the delta-of-delta bucket.
         let (hdr, sz) = match (!w).leading_zeros() {
             0 => (1, 0),
@@ -368,46 +406,42 @@ impl<'a> XorIterator<'a> {
         self.pos += (hdr + sz) as usize;
         self.t_delta = self.t_delta.wrapping_add(dod);
         self.t = self.t.wrapping_add(self.t_delta as i64);
-        self.read_value()
     }
 
-    #[inline]
-    fn read_value(&mut self) -> Result<(), ChunkError> {
-        let w = peek(self.data, self.pos);
+    /// Applies one XOR-encoded value; false (with `pos` left at the value) if its window is
+    /// impossible.
+    #[inline(always)]
+    fn read_value(&mut self) -> bool {
+        let w = peek57(self.data, self.pos);
         if w >> 63 == 0 {
             self.pos += 1;
-            return Ok(());
+            return true;
         }
         let (hdr, mbits) = if (w >> 62) & 1 == 0 {
             // Reuse the window. Before any window was read Prometheus' reader has 0/0 here, i.e.
             // 64 bits; a chunk resumed by Prometheus' `Appender()` can contain exactly that.
+            self.window = true;
             (2, 64 - u32::from(self.leading) - u32::from(self.trailing))
         } else {
-            let leading = ((w >> 57) & 0x1f) as u8;
-            let sig = ((w >> 51) & 0x3f) as u8;
-            let mbits = if sig == 0 { 64 } else { u32::from(sig) };
-            if u32::from(leading) + mbits > 64 {
-                return Err(ChunkError::BadValueWidth {
-                    sample: self.read,
-                    bit: self.pos,
-                    leading,
-                    significant: sig,
-                });
+            let leading = ((w >> 57) & 0x1f) as u32;
+            let sig = ((w >> 51) & 0x3f) as u32;
+            let mbits = if sig == 0 { 64 } else { sig };
+            if leading + mbits > 64 {
+                return false;
             }
-            self.leading = leading;
-            self.trailing = (64 - u32::from(leading) - mbits) as u8;
+            self.leading = leading as u8;
+            self.trailing = (64 - leading - mbits) as u8;
             self.window = true;
             (13, mbits)
         };
-        let bits = if hdr + mbits <= 64 {
+        let bits = if hdr + mbits <= 57 {
             (w << hdr) >> (64 - mbits)
         } else {
             peek(self.data, self.pos + hdr as usize) >> (64 - mbits)
         };
         self.pos += (hdr + mbits) as usize;
-        self.window |= hdr == 2;
         self.v ^= bits << self.trailing;
-        Ok(())
+        true
     }
 }
 
