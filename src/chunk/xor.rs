@@ -417,23 +417,35 @@ impl<'a> XorIterator<'a> {
             self.pos += 1;
             return true;
         }
-        let (hdr, mbits) = if (w >> 62) & 1 == 0 {
-            // Reuse the window. Before any window was read Prometheus' reader has 0/0 here, i.e.
-            // 64 bits; a chunk resumed by Prometheus' `Appender()` can contain exactly that.
-            self.window = true;
-            (2, 64 - u32::from(self.leading) - u32::from(self.trailing))
+        // Both header forms are decoded and one is selected without a branch: whether a value
+        // reuses the window is data-dependent and mispredicts often on counters.
+        let new_leading = ((w >> 57) & 0x1f) as u32;
+        let sig = ((w >> 51) & 0x3f) as u32;
+        let new_mbits = if sig == 0 { 64 } else { sig };
+        let new_window = (w >> 62) & 1 == 1;
+        if new_window && new_leading + new_mbits > 64 {
+            return false;
+        }
+        // Before any window was read Prometheus' reader has 0/0 here, i.e. 64 bits; a chunk
+        // resumed by Prometheus' `Appender()` can contain exactly that.
+        let old_mbits = 64 - u32::from(self.leading) - u32::from(self.trailing);
+        let new_trailing = 64u32.wrapping_sub(new_leading + new_mbits) as u8;
+        let (hdr, mbits) = if new_window {
+            (13, new_mbits)
         } else {
-            let leading = ((w >> 57) & 0x1f) as u32;
-            let sig = ((w >> 51) & 0x3f) as u32;
-            let mbits = if sig == 0 { 64 } else { sig };
-            if leading + mbits > 64 {
-                return false;
-            }
-            self.leading = leading as u8;
-            self.trailing = (64 - leading - mbits) as u8;
-            self.window = true;
-            (13, mbits)
+            (2, old_mbits)
         };
+        self.leading = if new_window {
+            new_leading as u8
+        } else {
+            self.leading
+        };
+        self.trailing = if new_window {
+            new_trailing
+        } else {
+            self.trailing
+        };
+        self.window = true;
         let bits = if hdr + mbits <= 57 {
             (w << hdr) >> (64 - mbits)
         } else {
