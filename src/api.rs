@@ -137,11 +137,10 @@ pub fn parse_duration(s: &str) -> Result<i64, ParamError> {
             .enumerate()
             .find(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))
             .ok_or_else(err)?;
-        let rank_desc = units.len() - rank;
-        if last_rank != usize::MAX && rank_desc >= last_rank {
+        if rank >= last_rank {
             return Err(err());
         }
-        last_rank = rank_desc;
+        last_rank = rank;
         rest = &rest[u.len()..];
         total = n
             .checked_mul(*mult)

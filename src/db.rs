@@ -266,7 +266,8 @@ impl Db {
         if let Some(f) = &w.failed {
             return Err(DbError::Poisoned(f.clone()));
         }
-        let written = write_commit(&mut w.wal, &app, self.opts.fsync, &mut w.last_sync);
+        let state = &mut *w;
+        let written = write_commit(&mut state.wal, &app, self.opts.fsync, &mut state.last_sync);
         if let Err(e) = written {
             w.failed = Some(e.to_string());
             return Err(e.into());
@@ -283,8 +284,8 @@ fn write_commit(
     fsync: FsyncPolicy,
     last_sync: &mut Instant,
 ) -> Result<(), WalError> {
-    app.encode_records(&mut |rec: &[u8]| wal.log_record(rec))?;
-    wal.log_commit_marker()?;
+    app.encode_records(&mut |rec: &[u8]| wal.log(rec))?;
+    wal.log_commit(&[])?;
     let sync = match fsync {
         FsyncPolicy::Commit => true,
         FsyncPolicy::Interval(d) => last_sync.elapsed() >= d,
