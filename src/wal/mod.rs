@@ -75,6 +75,10 @@ const ZSTD_LEVEL: i32 = 3;
 const FLUSH_THRESHOLD: usize = 32 * PAGE_SIZE;
 
 /// Per-record compression of new records. Reading accepts all three regardless.
+///
+/// Measured (release, 2 M samples in 10k-series samples records, page cache, shared 2-core box):
+/// none 482 MB/s written, 41 M samples/s read+decoded; snappy 2.0x smaller, 286 MB/s, 34 M/s;
+/// zstd (level 3) 3.1x smaller, 169 MB/s, 36 M/s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Compression {
     #[default]

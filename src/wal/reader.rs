@@ -418,7 +418,8 @@ impl WalReader {
     }
 
     /// The next record, decompressed; `None` after the last segment. The slice lives until the
-    /// next call.
+    /// next call. Records that are exactly `[1]` or `[3]` (segment headers, commit markers, or
+    /// any other empty series/tombstones record: all decode to nothing) are skipped.
     pub fn next_record(&mut self) -> Result<Option<&[u8]>, WalError> {
         loop {
             let Some(&seg) = self.segs.get(self.cur) else {
@@ -428,7 +429,6 @@ impl WalReader {
                 let path = segment_path(&self.dir, seg);
                 let f = File::open(&path).map_err(|e| io_err(&path, e))?;
                 self.open = Some(SegmentRecords::new(f, MAX_RECORD_SIZE));
-                self.pos = (seg, 0);
             }
             let Some(recs) = self.open.as_mut() else {
                 continue;
@@ -450,18 +450,17 @@ impl WalReader {
                     self.open = None;
                     self.cur += 1;
                 }
-                Some(marker) => {
+                Some(true) => {}
+                Some(false) => {
                     self.pos = (seg, recs.record_span().1);
-                    if !marker {
-                        // Re-borrow to hand out the record (the match above ended its borrow).
-                        return Ok(self.open.as_ref().map(|r| r.record()));
-                    }
+                    // Re-borrow to hand out the record (the match above ended its borrow).
+                    return Ok(self.open.as_ref().map(|r| r.record()));
                 }
             }
         }
     }
 
-    /// (segment, offset) just after the last record returned (or skipped marker).
+    /// (segment, offset) just after the last record returned; (first segment, 0) before any.
     pub fn position(&self) -> (u64, u64) {
         self.pos
     }
