@@ -188,30 +188,57 @@ impl<'db> Ingester<'db> {
                 }
             };
             let blocks = split_blocks(&buf[..end], line);
-            line = blocks.last().map_or(line, |b| b.2);
+            line = blocks.last().map_or(line, |b| b.3);
             let outs: Vec<BlockOut> = blocks
                 .par_iter()
-                .map(|&(start, stop, first_line, _)| {
-                    self.parse_block(&buf[start..stop], first_line)
-                })
+                .map(|&(start, stop, first_line, _)| self.parse_block(&buf[start..stop], first_line))
                 .collect();
-            for o in &outs {
-                if let Some(e) = &o.error {
-                    app.rollback();
-                    return Err(parse_error(name, e));
+            // Blocks parse exactly as one pass would, up to the first block that fails or ends the
+            // document early (a NUL): a failure there may be an artefact of the cut (a quoted label
+            // value may span lines), so from that block on the rest is parsed in one pass.
+            let first_bad = outs.iter().position(|o| o.error.is_some() || o.truncated);
+            let Some(bad) = first_bad else {
+                stage_blocks(app.head_appender(), &outs);
+                for o in &outs {
+                    stats.samples += o.samples;
+                    stats.new_series += o.new_series;
                 }
-            }
-            stage_blocks(app.head_appender(), &outs);
-            for o in &outs {
+                stats.bytes += end as u64;
+                progress(end as u64);
+                buf.drain(..end);
+                if eof && buf.is_empty() {
+                    break;
+                }
+                continue;
+            };
+            let good = if outs[bad].error.is_none() { bad + 1 } else { bad };
+            stage_blocks(app.head_appender(), &outs[..good]);
+            for o in &outs[..good] {
                 stats.samples += o.samples;
                 stats.new_series += o.new_series;
             }
-            stats.bytes += end as u64;
-            progress(end as u64);
-            buf.drain(..end);
-            if eof && buf.is_empty() {
-                break;
+            if good == bad {
+                let (start, _, first_line, _) = blocks[bad];
+                if !eof {
+                    input.read_to_end(&mut buf).map_err(|error| IngestError::Read {
+                        source_name: name.to_string(),
+                        error,
+                    })?;
+                }
+                let rest = self.parse_block(&buf[start..], first_line);
+                if let Some(e) = &rest.error {
+                    app.rollback();
+                    return Err(parse_error(name, e));
+                }
+                stage_blocks(app.head_appender(), std::slice::from_ref(&rest));
+                stats.samples += rest.samples;
+                stats.new_series += rest.new_series;
             }
+            // The document ended early (a NUL, as Prometheus' lexer reads it) or was parsed to its
+            // end in one pass: nothing more of the input belongs to it.
+            stats.bytes += buf.len() as u64;
+            progress(buf.len() as u64);
+            break;
         }
         // Rejections counted while staging are part of the commit's statistics.
         stats.commit = app.commit().map_err(|error| IngestError::Db {
@@ -232,6 +259,7 @@ impl<'db> Ingester<'db> {
             samples: 0,
             new_series: 0,
             error: None,
+            truncated: false,
         };
         let slot = rayon::current_thread_index().map_or(self.caches.len() - 1, |i| i);
         let Some(cache) = self.caches.get(slot) else {
@@ -281,6 +309,7 @@ impl<'db> Ingester<'db> {
                 }
             }
         }
+        out.truncated = parser.truncated_at().is_some();
         out
     }
 
@@ -382,10 +411,6 @@ impl<'db> Ingester<'db> {
                 Ok(Some(Entry::Eof { next_offset })) => break next_offset,
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    if let Err(e) = parser.finish() {
-                        app.rollback();
-                        return (Err(parse_error(name, &e)), doc.len());
-                    }
                     break doc.len();
                 }
                 Err(e) => {
@@ -418,6 +443,8 @@ struct BlockOut {
     samples: u64,
     new_series: u64,
     error: Option<ParseError>,
+    /// The document ended inside this block (a NUL where a line starts).
+    truncated: bool,
 }
 
 /// Stages parsed blocks: shard `i` on its own thread takes its samples from every block in order.
