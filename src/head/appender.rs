@@ -14,16 +14,14 @@
 //! the same timestamp with other value bits is a duplicate, one with the same bits is a no-op. They are
 //! checked when the sample is staged (against committed and staged samples) and again at apply.
 
-use super::series::{check_after, Check, MemSeries, Reject};
+use super::series::{Check, MemSeries, Reject, SeriesChunks};
 use super::Head;
-use crate::chunk::{XorAppender, XorIterator};
+use crate::chunk::XorIterator;
 use crate::labels::Labels;
 use crate::wal::record::{self, RefSample};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Staged samples per XOR chunk: below the 16-bit sample count of the chunk header.
-const PENDING_CHUNK_SAMPLES: usize = 1 << 15;
 /// Samples per WAL samples record: ~11 bytes each, so records of ~700 KiB.
 const SAMPLES_PER_RECORD: usize = 64 * 1024;
 /// Below this many staged samples, commit applies on the calling thread.
@@ -65,85 +63,142 @@ pub struct CommitStats {
     pub rejected: RejectCounts,
 }
 
-/// A series' staged samples.
+/// A series' staged samples: a fork of its chunks ([`SeriesChunks::fork`]) that the samples are
+/// appended to with the series' own cutting rules. At commit the fork replaces the series' open
+/// chunk, so each sample is XOR-encoded once, when staged.
 pub struct Pending {
     series: Arc<MemSeries>,
-    /// Newest staged (or, before any, committed) sample: timestamp and value bits.
-    last: Option<(i64, u64)>,
-    chunks: Vec<XorAppender>,
+    /// The series' [`SeriesChunks::version`] when forked.
+    base: (usize, usize, i64),
+    staged: SeriesChunks,
+    samples: usize,
+    min_t: i64,
+    max_t: i64,
 }
 
 impl Pending {
     fn new(series: Arc<MemSeries>) -> Pending {
-        let last = series.lock().last();
+        let (base, staged) = {
+            let c = series.lock();
+            (c.version(), c.fork())
+        };
         Pending {
             series,
-            last,
-            chunks: Vec::new(),
+            base,
+            staged,
+            samples: 0,
+            min_t: i64::MAX,
+            max_t: i64::MIN,
         }
     }
 
     #[inline]
-    fn stage(&mut self, t: i64, v: f64) -> Check {
-        let check = check_after(self.last, t, v);
+    fn stage(&mut self, t: i64, v: f64, chunk_range: i64) -> Check {
+        let check = self.staged.append(t, v, chunk_range);
         if check == Check::Append {
-            let chunk = match self.chunks.last_mut() {
-                Some(c) if c.num_samples() < PENDING_CHUNK_SAMPLES => c,
-                _ => {
-                    self.chunks.push(XorAppender::new());
-                    // Just pushed: never empty.
-                    let n = self.chunks.len() - 1;
-                    &mut self.chunks[n]
-                }
-            };
-            chunk.append(t, v);
-            self.last = Some((t, v.to_bits()));
+            self.samples += 1;
+            self.min_t = self.min_t.min(t);
+            self.max_t = t;
         }
         check
     }
 
+    /// The staged samples (not those the fork started with), in order.
     fn for_each_sample(&self, mut f: impl FnMut(i64, f64)) {
-        for c in &self.chunks {
+        let after = self.base.2;
+        let chunks = self
+            .staged
+            .closed
+            .iter()
+            .map(|c| &*c.data)
+            .chain(self.staged.head.as_ref().map(|h| h.app.bytes()));
+        for data in chunks {
             // Staged chunks are our own encoding of valid samples: decoding cannot fail.
-            if let Ok(mut it) = XorIterator::new(c.bytes()) {
+            if let Ok(mut it) = XorIterator::new(data) {
                 while let Ok(Some((t, v))) = it.next_sample() {
-                    f(t, v);
+                    if t > after {
+                        f(t, v);
+                    }
                 }
             }
         }
     }
-
-    fn num_samples(&self) -> usize {
-        self.chunks.iter().map(|c| c.num_samples()).sum()
-    }
 }
 
+/// Above this many staged series a shard finds them through a dense table instead of a hash map.
+const DENSE_SLOTS_MIN: usize = 256;
+const NO_SLOT: u32 = u32::MAX;
+
 /// One shard of a transaction: the staged samples of series with `id % shards == index`.
-#[derive(Default)]
 pub struct AppenderShard {
     pending: Vec<Pending>,
     slot_of: HashMap<u64, u32, foldhash::fast::FixedState>,
+    /// `dense[id / stride]` = slot, once the shard stages many series (ids are dense).
+    dense: Vec<u32>,
+    stride: usize,
+    chunk_range: i64,
     staged: usize,
     no_ops: u64,
     rejected: RejectCounts,
 }
 
 impl AppenderShard {
-    /// Stages a sample for an existing series. The series must belong to this shard.
+    fn new(stride: usize, chunk_range: i64) -> AppenderShard {
+        AppenderShard {
+            pending: Vec::new(),
+            slot_of: HashMap::default(),
+            dense: Vec::new(),
+            stride: stride.max(1),
+            chunk_range,
+            staged: 0,
+            no_ops: 0,
+            rejected: RejectCounts::default(),
+        }
+    }
+
     #[inline]
-    pub fn append(&mut self, series: &Arc<MemSeries>, t: i64, v: f64) -> Result<(), Reject> {
-        let slot = match self.slot_of.get(&series.id) {
-            Some(&s) => s as usize,
-            None => {
-                let s = self.pending.len();
-                self.pending.push(Pending::new(series.clone()));
-                self.slot_of.insert(series.id, s as u32);
-                s
+    fn find(&self, id: u64) -> Option<usize> {
+        if self.dense.is_empty() {
+            self.slot_of.get(&id).map(|&s| s as usize)
+        } else {
+            match self.dense.get((id as usize) / self.stride) {
+                Some(&s) if s != NO_SLOT => Some(s as usize),
+                _ => None,
             }
-        };
-        // `slot` indexes `pending`: either found in `slot_of` (which only holds pushed slots) or
-        // just pushed.
-        match self.pending[slot].stage(t, v) {
+        }
+    }
+
+    fn add_slot(&mut self, series: Arc<MemSeries>) -> usize {
+        let slot = self.pending.len();
+        let id = series.id;
+        self.pending.push(Pending::new(series));
+        if self.dense.is_empty() {
+            self.slot_of.insert(id, slot as u32);
+            if self.pending.len() >= DENSE_SLOTS_MIN {
+                for (i, p) in self.pending.iter().enumerate() {
+                    let at = (p.series.id as usize) / self.stride;
+                    if self.dense.len() <= at {
+                        self.dense.resize(at + 1, NO_SLOT);
+                    }
+                    self.dense[at] = i as u32;
+                }
+                self.slot_of = HashMap::default();
+            }
+        } else {
+            let at = (id as usize) / self.stride;
+            if self.dense.len() <= at {
+                self.dense.resize((at + 1).max(self.dense.len() * 5 / 4), NO_SLOT);
+            }
+            self.dense[at] = slot as u32;
+        }
+        slot
+    }
+
+    #[inline]
+    fn stage(&mut self, slot: usize, t: i64, v: f64) -> Result<(), Reject> {
+        let range = self.chunk_range;
+        // `slot` comes from `find` or `add_slot`: it indexes `pending`.
+        match self.pending[slot].stage(t, v, range) {
             Check::Append => {
                 self.staged += 1;
                 Ok(())
@@ -159,14 +214,27 @@ impl AppenderShard {
         }
     }
 
+    /// Stages a sample for an existing series. The series must belong to this shard.
+    #[inline]
+    pub fn append(&mut self, series: &Arc<MemSeries>, t: i64, v: f64) -> Result<(), Reject> {
+        let slot = match self.find(series.id) {
+            Some(s) => s,
+            None => self.add_slot(series.clone()),
+        };
+        self.stage(slot, t, v)
+    }
+
     /// Stages a sample for the series with this id, looked up in `head`.
+    #[inline]
     pub fn append_id(&mut self, head: &Head, id: u64, t: i64, v: f64) -> Result<(), AppendError> {
-        if let Some(&slot) = self.slot_of.get(&id) {
-            let series = self.pending[slot as usize].series.clone();
-            return self.append(&series, t, v).map_err(AppendError::Rejected);
-        }
-        let series = head.series(id).ok_or(AppendError::UnknownSeries(id))?;
-        self.append(&series, t, v).map_err(AppendError::Rejected)
+        let slot = match self.find(id) {
+            Some(s) => s,
+            None => {
+                let series = head.series(id).ok_or(AppendError::UnknownSeries(id))?;
+                self.add_slot(series)
+            }
+        };
+        self.stage(slot, t, v).map_err(AppendError::Rejected)
     }
 
     /// Samples staged in this shard.
@@ -182,8 +250,21 @@ impl AppenderShard {
         };
         let (mut min, mut max) = (i64::MAX, i64::MIN);
         let range = head.chunk_range();
-        for p in &self.pending {
+        for p in self.pending {
+            if p.samples == 0 {
+                continue;
+            }
             let mut chunks = p.series.lock();
+            if chunks.version() == p.base {
+                // Nothing was committed to the series since the fork: take it over.
+                stats.appended += p.samples as u64;
+                min = min.min(p.min_t);
+                max = max.max(p.max_t);
+                chunks.absorb(p.staged);
+                continue;
+            }
+            // Another transaction committed to this series meanwhile: append one by one, with
+            // the ordering rules applied again.
             p.for_each_sample(|t, v| match chunks.append(t, v, range) {
                 Check::Append => {
                     stats.appended += 1;
@@ -222,7 +303,9 @@ impl<'h> Appender<'h> {
     pub(super) fn new(head: &'h Head) -> Appender<'h> {
         Appender {
             head,
-            shards: (0..head.shards()).map(|_| AppenderShard::default()).collect(),
+            shards: (0..head.shards())
+                .map(|_| AppenderShard::new(head.shards(), head.chunk_range()))
+                .collect(),
         }
     }
 
@@ -279,7 +362,7 @@ impl<'h> Appender<'h> {
         let mut rec = Vec::new();
         let mut first = true;
         for p in self.shards.iter().flat_map(|s| &s.pending) {
-            if p.series.is_logged() || p.chunks.is_empty() {
+            if p.series.is_logged() || p.samples == 0 {
                 continue;
             }
             if first {
@@ -301,28 +384,27 @@ impl<'h> Appender<'h> {
             sink(&rec)?;
         }
         let mut buf: Vec<RefSample> = Vec::with_capacity(SAMPLES_PER_RECORD.min(self.staged()));
-        let mut result = Ok(());
-        'outer: for p in self.shards.iter().flat_map(|s| &s.pending) {
+        for p in self.shards.iter().flat_map(|s| &s.pending) {
             let id = p.series.id;
-            for c in &p.chunks {
-                let Ok(mut it) = XorIterator::new(c.bytes()) else {
-                    continue;
-                };
-                while let Ok(Some((t, v))) = it.next_sample() {
-                    buf.push(RefSample { series: id, t, v });
-                    if buf.len() == SAMPLES_PER_RECORD {
-                        rec.clear();
-                        record::encode_samples(&buf, &mut rec);
-                        buf.clear();
-                        if let Err(e) = sink(&rec) {
-                            result = Err(e);
-                            break 'outer;
-                        }
+            let mut failed = None;
+            p.for_each_sample(|t, v| {
+                if failed.is_some() {
+                    return;
+                }
+                buf.push(RefSample { series: id, t, v });
+                if buf.len() == SAMPLES_PER_RECORD {
+                    rec.clear();
+                    record::encode_samples(&buf, &mut rec);
+                    buf.clear();
+                    if let Err(e) = sink(&rec) {
+                        failed = Some(e);
                     }
                 }
+            });
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
-        result?;
         if !buf.is_empty() {
             rec.clear();
             record::encode_samples(&buf, &mut rec);
@@ -335,7 +417,7 @@ impl<'h> Appender<'h> {
     /// (on several threads for large transactions) and marks new series as logged.
     pub fn apply(self) -> CommitStats {
         for p in self.shards.iter().flat_map(|s| &s.pending) {
-            if !p.chunks.is_empty() {
+            if p.samples > 0 {
                 p.series.set_logged();
             }
         }
@@ -373,7 +455,7 @@ impl<'h> Appender<'h> {
             .iter()
             .flat_map(|s| &s.pending)
             .filter(|p| p.series.id == id)
-            .map(|p| p.num_samples())
+            .map(|p| p.samples)
             .sum()
     }
 }
@@ -458,7 +540,7 @@ mod tests {
     fn large_transactions_span_pending_chunks() {
         let h = Head::new(7_200_000, 2);
         let mut a = h.appender();
-        let n = PENDING_CHUNK_SAMPLES + 10;
+        let n = 70_000;
         for i in 0..n {
             a.append(&labels("a"), i as i64, i as f64).unwrap();
         }

@@ -143,6 +143,40 @@ impl SeriesChunks {
         Check::Append
     }
 
+    /// A staging copy: the open head chunk and cutting state, no completed chunks. Samples appended
+    /// to the fork continue this series exactly as they would continue the series itself.
+    pub fn fork(&self) -> SeriesChunks {
+        SeriesChunks {
+            closed: Vec::new(),
+            head: self.head.as_ref().map(|h| HeadChunk {
+                min_t: h.min_t,
+                max_t: h.max_t,
+                app: h.app.clone(),
+            }),
+            next_at: self.next_at,
+            last_v_bits: self.last_v_bits,
+        }
+    }
+
+    /// What a fork must still match to be absorbed: (completed chunks, samples in the open chunk,
+    /// its newest timestamp).
+    pub fn version(&self) -> (usize, usize, i64) {
+        (
+            self.closed.len(),
+            self.head.as_ref().map_or(0, |h| h.app.num_samples()),
+            self.head.as_ref().map_or(i64::MIN, |h| h.max_t),
+        )
+    }
+
+    /// Takes over a fork made at the current [`SeriesChunks::version`]: its completed chunks are
+    /// appended and its open chunk replaces ours. No sample is re-encoded.
+    pub fn absorb(&mut self, fork: SeriesChunks) {
+        self.closed.extend(fork.closed);
+        self.head = fork.head;
+        self.next_at = fork.next_at;
+        self.last_v_bits = fork.last_v_bits;
+    }
+
     fn cut(&mut self, t: i64, chunk_range: i64) {
         if let Some(old) = self.head.take() {
             let mut app = old.app;

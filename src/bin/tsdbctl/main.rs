@@ -176,7 +176,7 @@ fn ingest(
             break;
         }
         let results = if f == "-" {
-            let stdin = std::io::stdin().lock();
+            let stdin = std::io::stdin();
             ingester.ingest("<stdin>", stdin, keep_going, &progress)
         } else {
             match std::fs::File::open(f) {
