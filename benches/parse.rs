@@ -37,7 +37,7 @@ struct Series {
 }
 
 fn host_series(rng: &mut Rng, host: usize) -> Vec<Series> {
-    let job = if host % 4 == 0 { "api" } else { "node" };
+    let job = if host.is_multiple_of(4) { "api" } else { "node" };
     let inst = format!("host-{host:04}:9100");
     let mut out = Vec::new();
     let mut add = |family: &str,
