@@ -37,7 +37,11 @@ struct Series {
 }
 
 fn host_series(rng: &mut Rng, host: usize) -> Vec<Series> {
-    let job = if host % 4 == 0 { "api" } else { "node" };
+    let job = if host.is_multiple_of(4) {
+        "api"
+    } else {
+        "node"
+    };
     let inst = format!("host-{host:04}:9100");
     let mut out = Vec::new();
     let mut add = |family: &str,
@@ -365,6 +369,35 @@ fn parse_all(input: &[u8], format: Format) -> (usize, f64) {
     (n, sum)
 }
 
+/// Nanoseconds this thread has been on a CPU (Linux), so the figure below is per core even on a
+/// shared, overloaded machine; None elsewhere.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Samples and bytes per CPU-second over a few passes.
+fn per_core_figure(label: &str, text: &[u8], samples: usize, format: Format) {
+    let passes = 15;
+    let (Some(t0), w0) = (thread_cpu_ns(), std::time::Instant::now()) else {
+        return;
+    };
+    for _ in 0..passes {
+        black_box(parse_all(black_box(text), format));
+    }
+    let (Some(t1), wall) = (thread_cpu_ns(), w0.elapsed()) else {
+        return;
+    };
+    let cpu_s = (t1 - t0) as f64 / 1e9;
+    eprintln!(
+        "{label}: per core: {:.1} M samples/s, {:.0} MB/s ({passes} passes, {:.2} s on CPU, {:.2} s wall)",
+        (samples * passes) as f64 / cpu_s / 1e6,
+        (text.len() * passes) as f64 / cpu_s / 1e6,
+        cpu_s,
+        wall.as_secs_f64()
+    );
+}
+
 fn bench(c: &mut Criterion) {
     for (label, format) in [
         ("prom", Format::Prometheus),
@@ -377,6 +410,7 @@ fn bench(c: &mut Criterion) {
             text.len(),
             text.len() as f64 / samples as f64
         );
+        per_core_figure(label, &text, samples, format);
         let mut g = c.benchmark_group(format!("parse_bytes/{label}"));
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_function("next_entry", |b| {

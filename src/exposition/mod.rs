@@ -5,7 +5,7 @@
 //! and give the same series and values, as Prometheus 2.42 would. Prometheus' parsers
 //! (`model/textparse/promparse.go`, `promlex.l`, `openmetricsparse.go`, `openmetricslex.l`) and the
 //! checks of `scrape/scrape.go` are looser than the written specifications in places, and stricter
-//! in others; this module follows them, not the specs. The token rules are in [`lex`]-level docs;
+//! in others; this module follows them, not the specs. The token rules are documented in `lex.rs`;
 //! the facts that matter to users:
 //!
 //! - 0.0.4: tokens may be separated by spaces or tabs anywhere on a sample line (`a { b = "c" , } 1`),
