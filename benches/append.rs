@@ -35,26 +35,30 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(SERIES as u64 * SCRAPES as u64));
     for threads in [1usize, 2] {
-        g.bench_with_input(BenchmarkId::new("threads", threads), &threads, |b, &threads| {
-            b.iter_with_setup(
-                || {
-                    let head = Head::new(7_200_000, threads);
-                    let ids: Vec<u64> = (0..SERIES)
-                        .map(|i| head.get_or_create(&series_labels(i)).0.id)
-                        .collect();
-                    (head, ids)
-                },
-                |(head, ids)| {
-                    std::thread::scope(|s| {
-                        for part in ids.chunks(SERIES / threads) {
-                            let head = &head;
-                            s.spawn(move || append_scrapes(head, part, 1_700_000_000_000));
-                        }
-                    });
-                    head
-                },
-            )
-        });
+        g.bench_with_input(
+            BenchmarkId::new("threads", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_with_setup(
+                    || {
+                        let head = Head::new(7_200_000, threads);
+                        let ids: Vec<u64> = (0..SERIES)
+                            .map(|i| head.get_or_create(&series_labels(i)).0.id)
+                            .collect();
+                        (head, ids)
+                    },
+                    |(head, ids)| {
+                        std::thread::scope(|s| {
+                            for part in ids.chunks(SERIES / threads) {
+                                let head = &head;
+                                s.spawn(move || append_scrapes(head, part, 1_700_000_000_000));
+                            }
+                        });
+                        head
+                    },
+                )
+            },
+        );
     }
     g.finish();
 }

@@ -25,8 +25,12 @@ fn bench(c: &mut Criterion) {
             .collect();
         for k in 1..SCRAPES {
             for (j, &id) in ids.iter().enumerate() {
-                app.append_id(id, 1_700_000_000_000 + k * 15_000 + (j % 3) as i64, (k * j as i64) as f64)
-                    .unwrap();
+                app.append_id(
+                    id,
+                    1_700_000_000_000 + k * 15_000 + (j % 3) as i64,
+                    (k * j as i64) as f64,
+                )
+                .unwrap();
             }
         }
         app.commit().unwrap();
@@ -37,7 +41,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("open", |b| {
         b.iter(|| {
             let db = Db::open(dir.path(), Options::default().fsync(FsyncPolicy::Never)).unwrap();
-            assert_eq!(db.open_report().replayed_samples, SERIES as u64 * SCRAPES as u64);
+            assert_eq!(
+                db.open_report().replayed_samples,
+                SERIES as u64 * SCRAPES as u64
+            );
             db
         })
     });

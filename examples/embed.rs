@@ -8,12 +8,17 @@ use tsdb::labels::{parse_selector, Labels, Matcher};
 use tsdb::{Db, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "./embed-data".into());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "./embed-data".into());
     let db = Arc::new(Db::open(&dir, Options::default())?);
     for w in &db.open_report().warnings {
         eprintln!("warning: {w}");
     }
-    let start = db.head().time_range().map_or(1_700_000_000_000, |(_, max)| max + 15_000);
+    let start = db
+        .head()
+        .time_range()
+        .map_or(1_700_000_000_000, |(_, max)| max + 15_000);
 
     // Four threads, each scraping "its" target every 15 s for an hour, one transaction per scrape.
     let threads: Vec<_> = (0..4)
@@ -42,11 +47,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for t in threads {
         total += t.join().map_err(|_| "writer thread panicked")??;
     }
-    println!("appended {total} samples in {} series", db.head().num_series());
+    println!(
+        "appended {total} samples in {} series",
+        db.head().num_series()
+    );
 
     let q = db.querier(start, start + 3_600_000);
     println!("instances: {:?}", q.label_values("instance"));
-    let matchers: Vec<Matcher> = parse_selector(r#"function_calls_total{instance=~"localhost:800[12]"}"#)?;
+    let matchers: Vec<Matcher> =
+        parse_selector(r#"function_calls_total{instance=~"localhost:800[12]"}"#)?;
     for s in q.select(&matchers)? {
         let samples: Vec<(i64, f64)> = s.samples().collect();
         let (t, v) = samples.last().copied().unwrap_or_default();

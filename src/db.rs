@@ -378,10 +378,7 @@ fn replay(
         drop(recycle_tx);
         let mut batches: Vec<Vec<RefSample>> = (0..shards).map(|_| Vec::new()).collect();
         let read_result = (|| -> Result<(), DbError> {
-            loop {
-                let Some(rec) = reader.next_record()? else {
-                    break;
-                };
+            while let Some(rec) = reader.next_record()? {
                 let decoded: Result<(), record::RecordError> = match record::record_type(rec) {
                     RecordType::Series => record::decode_series(rec, &mut series_buf),
                     RecordType::Samples => record::decode_samples(rec, &mut samples_buf),

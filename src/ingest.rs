@@ -31,8 +31,10 @@ pub struct IngestOptions {
     pub format: Option<Format>,
     /// Timestamp (ms) of samples that carry none.
     pub default_timestamp_ms: i64,
-    /// Bytes read and parsed per window (a multiple of the block size).
+    /// Bytes read per window, cut into blocks parsed in parallel.
     pub window_bytes: usize,
+    /// Bytes per block (one parallel task).
+    pub block_bytes: usize,
 }
 
 impl IngestOptions {
@@ -41,6 +43,7 @@ impl IngestOptions {
             format: None,
             default_timestamp_ms,
             window_bytes: 8 * BLOCK_BYTES,
+            block_bytes: BLOCK_BYTES,
         }
     }
 }
@@ -117,6 +120,22 @@ impl Cache {
     /// Starts a new block: the predecessor of its first sample is unknown.
     fn reset_position(&mut self) {
         self.last = NONE;
+    }
+
+    /// The entry expected next (the one that followed the previous sample's last time) and its
+    /// key.
+    #[inline]
+    fn predicted(&self) -> Option<(u32, &[u8])> {
+        let prev = self.entries.get(self.last as usize)?;
+        let e = self.entries.get(prev.next as usize)?;
+        Some((prev.next, self.key(e)))
+    }
+
+    /// The predicted entry was right: returns its id.
+    #[inline]
+    fn confirm(&mut self, i: u32) -> u64 {
+        self.last = i;
+        self.entries.get(i as usize).map_or(0, |e| e.id)
     }
 
     #[inline]
@@ -224,7 +243,9 @@ impl<'db> Ingester<'db> {
             .unwrap_or_else(|| exposition::detect_format(&first));
         match format {
             Format::Prometheus => vec![self.ingest_prometheus(name, first, input, progress)],
-            Format::OpenMetrics => self.ingest_openmetrics(name, first, input, keep_going, progress),
+            Format::OpenMetrics => {
+                self.ingest_openmetrics(name, first, input, keep_going, progress)
+            }
         }
     }
 
@@ -236,12 +257,13 @@ impl<'db> Ingester<'db> {
         progress: &(dyn Fn(u64) + Sync),
     ) -> DocumentResult {
         let started = Instant::now();
-        let window = self.opts.window_bytes.max(BLOCK_BYTES);
+        let block = self.opts.block_bytes.max(1);
+        let window = self.opts.window_bytes.max(block);
         std::thread::scope(|scope| {
             // The reader runs ahead of the parsers by one window, in buffers passed back and forth.
             let (full_tx, full_rx) = mpsc::sync_channel::<std::io::Result<Window>>(1);
             let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-            scope.spawn(move || read_windows(first, input, window, full_tx, empty_rx));
+            scope.spawn(move || read_windows(first, input, window, block, full_tx, empty_rx));
             let result = self.parse_windows(name, &full_rx, &empty_tx, progress);
             // Unblock the reader if parsing stopped early, then let it finish.
             drop(full_rx);
@@ -270,13 +292,10 @@ impl<'db> Ingester<'db> {
         let mut line = 1u64;
         // Parsed but not yet staged: staging window k overlaps parsing window k+1.
         let mut parsed: Vec<BlockOut> = Vec::new();
-        loop {
-            let Ok(w) = windows.recv() else {
-                break;
-            };
+        while let Ok(w) = windows.recv() {
             let w = w.map_err(read_err)?;
             let data = &w.buf[..w.len];
-            let blocks = split_blocks(data);
+            let blocks = split_blocks(data, self.opts.block_bytes);
             let prev = std::mem::take(&mut parsed);
             let (_, mut outs) = rayon::join(
                 || stage_blocks(app.head_appender(), &prev),
@@ -314,7 +333,11 @@ impl<'db> Ingester<'db> {
                 let _ = recycle.send(w.buf);
                 continue;
             };
-            let good = if outs[bad].error.is_none() { bad + 1 } else { bad };
+            let good = if outs[bad].error.is_none() {
+                bad + 1
+            } else {
+                bad
+            };
             outs.truncate(good.max(bad + 1));
             let bad_out = outs.pop();
             if good > bad {
@@ -382,6 +405,29 @@ impl<'db> Ingester<'db> {
         let mut labels: Vec<Label> = Vec::new();
         let ts_default = self.opts.default_timestamp_ms;
         loop {
+            // The cache's guess for the next line, checked by comparing bytes instead of lexing.
+            let guess = match cache.predicted() {
+                Some((i, key)) => parser.next_sample_for(key).map(|e| (i, e)),
+                None => None,
+            };
+            if let Some((
+                i,
+                Entry::Sample {
+                    value,
+                    timestamp_ms,
+                    ..
+                },
+            )) = guess
+            {
+                let id = cache.confirm(i);
+                out.samples += 1;
+                out.routed[(id as usize) % shards].push((
+                    id,
+                    timestamp_ms.unwrap_or(ts_default),
+                    value,
+                ));
+                continue;
+            }
             match parser.next_entry() {
                 Ok(Some(Entry::Sample {
                     series,
@@ -565,6 +611,7 @@ fn read_windows(
     first: Vec<u8>,
     mut input: impl Read,
     window: usize,
+    block: usize,
     full: mpsc::SyncSender<std::io::Result<Window>>,
     empty: mpsc::Receiver<Vec<u8>>,
 ) {
@@ -573,7 +620,7 @@ fn read_windows(
     while !eof || !carry.is_empty() {
         // Buffers keep their length between uses, so they are zeroed once, not per window.
         let mut buf = empty.try_recv().unwrap_or_default();
-        let mut want = window.max(carry.len() + BLOCK_BYTES);
+        let mut want = window.max(carry.len() + block);
         if buf.len() < want {
             buf.resize(want, 0);
         }
@@ -644,12 +691,13 @@ fn stage_blocks(app: &mut head::Appender<'_>, outs: &[BlockOut]) {
         });
 }
 
-/// Cuts `data` (complete lines) into blocks of about [`BLOCK_BYTES`] at line boundaries.
-fn split_blocks(data: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::with_capacity(data.len() / BLOCK_BYTES + 1);
+/// Cuts `data` (complete lines) into blocks of about `block` bytes at line boundaries.
+fn split_blocks(data: &[u8], block: usize) -> Vec<(usize, usize)> {
+    let block = block.max(1);
+    let mut out = Vec::with_capacity(data.len() / block + 1);
     let mut start = 0;
     while start < data.len() {
-        let mut end = (start + BLOCK_BYTES).min(data.len());
+        let mut end = (start + block).min(data.len());
         if end < data.len() {
             end = match data[end..].iter().position(|&b| b == b'\n') {
                 Some(i) => end + i + 1,
@@ -729,7 +777,9 @@ mod tests {
 
     #[test]
     fn newline_count_is_exact() {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let data: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         for len in [0, 1, 7, 8, 9, 100, 10_000] {
             let want = data[..len].iter().filter(|&&b| b == b'\n').count() as u64;
             assert_eq!(count_newlines(&data[..len]), want);
@@ -740,8 +790,13 @@ mod tests {
     #[test]
     fn blocks_end_at_line_boundaries() {
         let line = b"metric_name{label=\"value\"} 1 1000\n";
-        let data: Vec<u8> = line.iter().copied().cycle().take(line.len() * 100_000).collect();
-        let blocks = split_blocks(&data);
+        let data: Vec<u8> = line
+            .iter()
+            .copied()
+            .cycle()
+            .take(line.len() * 100_000)
+            .collect();
+        let blocks = split_blocks(&data, BLOCK_BYTES);
         assert!(blocks.len() > 2);
         assert_eq!(blocks[0].0, 0);
         assert_eq!(blocks.last().unwrap().1, data.len());

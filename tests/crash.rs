@@ -100,7 +100,10 @@ fn verify(dir: &Path, acked: i64) -> i64 {
             have.len(),
             want.len()
         );
-        assert!(have == want, "batch {k}: samples differ from what was committed");
+        assert!(
+            have == want,
+            "batch {k}: samples differ from what was committed"
+        );
     }
     last
 }
@@ -117,14 +120,17 @@ fn child() {
         .map_or(0, |(_, max)| (max / BATCH_SPAN) as u64 + 1);
     let ids: Vec<u64> = {
         // Ensure the series exist so the loop appends by id.
-        (0..SERIES).map(|s| db.head().get_or_create(&labels(s)).0.id).collect()
+        (0..SERIES)
+            .map(|s| db.head().get_or_create(&labels(s)).0.id)
+            .collect()
     };
     let stdout = std::io::stdout();
     for k in start.. {
         let mut app = db.appender();
         for j in 0..batch_len(k) {
             let (s, t, bits) = sample(k, j);
-            app.append_id(ids[s as usize], t, f64::from_bits(bits)).unwrap();
+            app.append_id(ids[s as usize], t, f64::from_bits(bits))
+                .unwrap();
         }
         app.commit().unwrap();
         use std::io::Write;

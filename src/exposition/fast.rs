@@ -221,6 +221,37 @@ fn series(b: &[u8], pos: usize, trailing_comma: bool) -> Option<(usize, usize)> 
 #[inline]
 pub(super) fn prom_sample(b: &[u8], pos: usize) -> Option<FastSample> {
     let (name_end, series_end) = series(b, pos, true)?;
+    prom_value(b, name_end, series_end)
+}
+
+/// A 0.0.4 sample line starting at `pos` whose series text is exactly `known`, a series text the
+/// parser accepted before (a scrape cache's prediction): the series is not lexed again, only
+/// compared. Gives up unless whitespace follows the text and (for a text without labels) no `{`
+/// comes after it, so the line's series is exactly `known`.
+#[inline]
+pub(super) fn prom_sample_known(b: &[u8], pos: usize, known: &[u8]) -> Option<FastSample> {
+    let series_end = pos + known.len();
+    if b.get(pos..series_end)? != known || !matches!(at(b, series_end), b' ' | b'\t') {
+        return None;
+    }
+    let name_end = skip_name(b, pos, true);
+    if name_end == series_end {
+        let mut i = series_end;
+        while matches!(at(b, i), b' ' | b'\t') {
+            i += 1;
+        }
+        if at(b, i) == b'{' {
+            return None;
+        }
+    } else if at(b, series_end - 1) != b'}' {
+        return None;
+    }
+    prom_value(b, name_end, series_end)
+}
+
+/// The rest of a 0.0.4 sample line after its series text: value, optional timestamp, newline.
+#[inline]
+fn prom_value(b: &[u8], name_end: usize, series_end: usize) -> Option<FastSample> {
     let mut i = series_end;
     while matches!(at(b, i), b' ' | b'\t') {
         i += 1;

@@ -362,6 +362,46 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// For callers with a scrape cache: if the next line is a 0.0.4 sample whose series text is
+    /// exactly `series` — a text this parser returned before, in a line it accepted — returns that
+    /// sample reading only its value and timestamp. Otherwise returns `None` and [`next_entry`]
+    /// reads the line as usual. Either way the entries are those of [`next_entry`] alone.
+    ///
+    /// [`next_entry`]: Parser::next_entry
+    #[inline]
+    pub fn next_sample_for(&mut self, series: &[u8]) -> Option<Entry<'a>> {
+        if self.format != Format::Prometheus || !self.fast || !matches!(self.end, End::Open) {
+            return None;
+        }
+        let b = self.lx.b;
+        let mut pos = self.lx.i;
+        while b.get(pos) == Some(&b'\n') {
+            pos += 1;
+            self.pos_line += 1;
+        }
+        self.line_pos = pos;
+        self.lx.i = pos;
+        let s = fast::prom_sample_known(b, pos, series)?;
+        Some(self.take_fast(pos, s))
+    }
+
+    fn take_fast(&mut self, pos: usize, s: fast::FastSample) -> Entry<'a> {
+        let b = self.lx.b;
+        self.entry_start = pos;
+        self.entry_line = self.pos_line;
+        self.name_end = s.name_end;
+        self.sample = true;
+        self.lx.i = s.next;
+        // One past the end means the line ended at the end of input, not at a newline.
+        self.pos_line += u64::from(s.next <= b.len());
+        self.line_pos = s.next;
+        Entry::Sample {
+            series: b.get(pos..s.series_end).unwrap_or(&[]),
+            value: s.value,
+            timestamp_ms: s.timestamp_ms,
+        }
+    }
+
     fn try_fast(&mut self) -> Option<Entry<'a>> {
         let b = self.lx.b;
         let mut pos = self.lx.i;
@@ -378,19 +418,7 @@ impl<'a> Parser<'a> {
             }
             Format::OpenMetrics => fast::om_sample(b, pos)?,
         };
-        self.entry_start = pos;
-        self.entry_line = self.pos_line;
-        self.name_end = s.name_end;
-        self.sample = true;
-        self.lx.i = s.next;
-        // One past the end means the line ended at the end of input, not at a newline.
-        self.pos_line += u64::from(s.next <= b.len());
-        self.line_pos = s.next;
-        Some(Entry::Sample {
-            series: b.get(pos..s.series_end).unwrap_or(&[]),
-            value: s.value,
-            timestamp_ms: s.timestamp_ms,
-        })
+        Some(self.take_fast(pos, s))
     }
 
     /// Line bookkeeping after the reference path consumed up to `to`.
@@ -1005,8 +1033,17 @@ pub fn fuzz_parse(data: &[u8]) {
         let mut fast = Parser::new(data, format);
         let mut slow = Parser::reference(data, format);
         let (mut lf, mut ls) = (Vec::new(), Vec::new());
-        for _ in 0..=data.len() + 1 {
-            let a = fast.next_entry();
+        // Series texts seen, guessed back as a scrape cache would (the previous two).
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        for round in 0..=data.len() + 1 {
+            let guess = seen.iter().rev().nth(round % 2).cloned();
+            let a = match guess.and_then(|g| fast.next_sample_for(&g)) {
+                Some(e) => Ok(Some(e)),
+                None => fast.next_entry(),
+            };
+            if let Ok(Some(Entry::Sample { series, .. })) = &a {
+                seen.push(series.to_vec());
+            }
             let b = slow.next_entry();
             assert_eq!(
                 comparable(&a),

@@ -1577,3 +1577,34 @@ fn collect(block: &[u8], base: usize, first_line: u64) -> (Vec<String>, Option<S
         }
     }
 }
+
+#[test]
+fn known_series_fast_path_reads_exactly_what_next_entry_reads() {
+    let doc: &[u8] = b"a 1\na {b=\"c\"} 2\na\t3 7\nx{a=\"b\"} 4\nx{a=\"b\"}5\nx{a=\"b\"} 6 8\nx{a=\"b\"}  7\n\nx{a=\"b\",} 9\n";
+    let guesses: [&[u8]; 3] = [b"a", b"x{a=\"b\"}", b"a {b=\"c\"}"];
+    let mut plain = Parser::new(doc, Format::Prometheus);
+    let mut want = Vec::new();
+    while let Some(e) = plain.next_entry().unwrap() {
+        want.push((format!("{e:?}"), plain.line()));
+    }
+    for g in guesses {
+        let mut p = Parser::new(doc, Format::Prometheus);
+        let mut got = Vec::new();
+        loop {
+            let e = match p.next_sample_for(g) {
+                Some(e) => e,
+                None => match p.next_entry().unwrap() {
+                    Some(e) => e,
+                    None => break,
+                },
+            };
+            got.push((format!("{e:?}"), p.line()));
+        }
+        assert_eq!(got, want, "guessing {:?}", String::from_utf8_lossy(g));
+    }
+    // A guess that matches only a prefix of the line's series is not taken.
+    let mut p = Parser::new(b"a {b=\"c\"} 2\n", Format::Prometheus);
+    assert!(p.next_sample_for(b"a").is_none());
+    let mut p = Parser::new(b"ab 2\n", Format::Prometheus);
+    assert!(p.next_sample_for(b"a").is_none());
+}

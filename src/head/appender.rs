@@ -187,7 +187,8 @@ impl AppenderShard {
         } else {
             let at = (id as usize) / self.stride;
             if self.dense.len() <= at {
-                self.dense.resize((at + 1).max(self.dense.len() * 5 / 4), NO_SLOT);
+                self.dense
+                    .resize((at + 1).max(self.dense.len() * 5 / 4), NO_SLOT);
             }
             self.dense[at] = slot as u32;
         }
@@ -355,10 +356,7 @@ impl<'h> Appender<'h> {
 
     /// Commit phase 1: the WAL records of this transaction — a series record for every series not
     /// yet logged, then samples records — handed to `sink` one at a time, in bounded memory.
-    pub fn encode_records<E>(
-        &self,
-        sink: &mut dyn FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    pub fn encode_records<E>(&self, sink: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         let mut rec = Vec::new();
         let mut first = true;
         for p in self.shards.iter().flat_map(|s| &s.pending) {
@@ -425,10 +423,7 @@ impl<'h> Appender<'h> {
         let parallel = self.staged() >= PARALLEL_APPLY_MIN && self.shards.len() > 1;
         let results: Vec<CommitStats> = if parallel {
             use rayon::prelude::*;
-            self.shards
-                .into_par_iter()
-                .map(|s| s.apply(head))
-                .collect()
+            self.shards.into_par_iter().map(|s| s.apply(head)).collect()
         } else {
             self.shards.into_iter().map(|s| s.apply(head)).collect()
         };

@@ -12,8 +12,8 @@ mod series;
 
 pub use appender::{AppendError, Appender, AppenderShard, CommitStats, Pending, RejectCounts};
 pub use series::{
-    check_after, compute_chunk_end_time, range_for_timestamp, Check, ClosedChunk, MemSeries, Reject,
-    SeriesChunks, Sym, SAMPLES_PER_CHUNK,
+    check_after, compute_chunk_end_time, range_for_timestamp, Check, ClosedChunk, MemSeries,
+    Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
 };
 
 use crate::index::{IndexReader, MemPostings, Postings};
@@ -105,11 +105,9 @@ impl Head {
 
     fn lookup_hashed(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
         let s = self.stripe(hash).read().unwrap_or_else(|e| e.into_inner());
-        s.by_hash.get(&hash).and_then(|v| {
-            v.iter()
-                .find(|m| same_labels(m.labels(), labels))
-                .cloned()
-        })
+        s.by_hash
+            .get(&hash)
+            .and_then(|v| v.iter().find(|m| same_labels(m.labels(), labels)).cloned())
     }
 
     /// The series with these labels, created if new. `labels` must be valid (sorted, unique
@@ -135,18 +133,17 @@ impl Head {
         self.insert(hash, id, labels, true)
     }
 
-    fn insert(
-        &self,
-        hash: u64,
-        id: u64,
-        labels: &Labels,
-        logged: bool,
-    ) -> (Arc<MemSeries>, bool) {
+    fn insert(&self, hash: u64, id: u64, labels: &Labels, logged: bool) -> (Arc<MemSeries>, bool) {
         let interned: Box<[(Sym, Sym)]> = {
             let mut symbols = self.symbols.lock().unwrap_or_else(|e| e.into_inner());
             labels
                 .iter()
-                .map(|l| (intern(&mut symbols, &l.name), intern(&mut symbols, &l.value)))
+                .map(|l| {
+                    (
+                        intern(&mut symbols, &l.name),
+                        intern(&mut symbols, &l.value),
+                    )
+                })
                 .collect()
         };
         let series = Arc::new(MemSeries::new(id, interned, logged));
@@ -243,8 +240,7 @@ fn intern(symbols: &mut HashSet<Sym, foldhash::fast::FixedState>, s: &str) -> Sy
 
 fn same_labels(a: &[(Sym, Sym)], b: &Labels) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b.iter())
             .all(|((n, v), l)| **n == *l.name && **v == *l.value)
 }

@@ -12,7 +12,11 @@ use tsdb::ingest::{IngestOptions, Ingester};
 use tsdb::{Db, Options};
 
 #[derive(Parser)]
-#[command(name = "tsdbctl", version, about = "An embedded Prometheus-compatible time-series database")]
+#[command(
+    name = "tsdbctl",
+    version,
+    about = "An embedded Prometheus-compatible time-series database"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -129,9 +133,9 @@ fn ingest(
     let ts = if timestamp == "now" {
         now_ms()
     } else {
-        timestamp
-            .parse::<i64>()
-            .map_err(|_| format!("--timestamp: expected milliseconds or `now`, got {timestamp:?}"))?
+        timestamp.parse::<i64>().map_err(|_| {
+            format!("--timestamp: expected milliseconds or `now`, got {timestamp:?}")
+        })?
     };
     if files.is_empty() {
         files.push("-".into());
@@ -205,7 +209,8 @@ fn ingest(
                 }
                 Err(e) => {
                     failed += 1;
-                    let msg = format!("tsdbctl: error: {e} (document rejected, nothing of it stored)");
+                    let msg =
+                        format!("tsdbctl: error: {e} (document rejected, nothing of it stored)");
                     match &bar {
                         Some(b) => b.suspend(|| eprintln!("{msg}")),
                         None => eprintln!("{msg}"),
@@ -256,7 +261,10 @@ fn query(
 ) -> Result<ExitCode, String> {
     let matchers = tsdb::labels::parse_selector(expr).map_err(|e| format!("{expr:?}: {e}"))?;
     if !dir.join("wal").exists() {
-        return Err(format!("{}: no database here (no wal/ directory)", dir.display()));
+        return Err(format!(
+            "{}: no database here (no wal/ directory)",
+            dir.display()
+        ));
     }
     let db = open(&dir)?;
     let lookback = api::DEFAULT_LOOKBACK_MS;
@@ -270,10 +278,14 @@ fn query(
                     return Err("end timestamp must not be before start time".into());
                 }
                 if st <= 0 {
-                    return Err("zero or negative query resolution step widths are not accepted".into());
+                    return Err(
+                        "zero or negative query resolution step widths are not accepted".into(),
+                    );
                 }
                 if (e - s) / st > 11_000 {
-                    return Err("exceeded maximum resolution of 11,000 points per timeseries".into());
+                    return Err(
+                        "exceeded maximum resolution of 11,000 points per timeseries".into(),
+                    );
                 }
                 let r = api::select_range(&db, &matchers, s, e, st, lookback)
                     .map_err(|e| e.to_string())?;
@@ -284,7 +296,8 @@ fn query(
                     Some(t) => api::parse_time(t).map_err(|e| e.to_string())?,
                     None => now_ms(),
                 };
-                let r = api::select_instant(&db, &matchers, t, lookback).map_err(|e| e.to_string())?;
+                let r =
+                    api::select_instant(&db, &matchers, t, lookback).map_err(|e| e.to_string())?;
                 Ok((r, false))
             }
         }
@@ -302,7 +315,12 @@ fn query(
         Output::Table => {
             for s in &result {
                 for &(t, v) in &s.points {
-                    println!("{}\t{}\t{}", s.labels, api::format_value(v), api::format_time(t));
+                    println!(
+                        "{}\t{}\t{}",
+                        s.labels,
+                        api::format_value(v),
+                        api::format_time(t)
+                    );
                 }
             }
         }
