@@ -346,7 +346,7 @@ impl<'db> Appender<'db> {
 }
 
 /// Batches of samples sent to a replay worker.
-const REPLAY_BATCH: usize = 8192;
+const REPLAY_BATCH: usize = 4096;
 
 /// Replays the WAL into the head: one thread reads and decodes records and creates series; `shards`
 /// workers append samples, each owning the series with `id % shards == i`, so every series receives
@@ -362,7 +362,6 @@ fn replay(
     // WAL ids of series that duplicate an earlier series' labels → the id in the head.
     let mut aliases: HashMap<u64, u64> = HashMap::new();
     let mut skipped: HashMap<String, u64> = HashMap::new();
-    let mut series_buf: Vec<(u64, Labels)> = Vec::new();
     let mut samples_buf: Vec<RefSample> = Vec::new();
 
     let results = std::thread::scope(|scope| -> Result<Vec<ReplayStats>, DbError> {
@@ -370,7 +369,7 @@ fn replay(
         let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<RefSample>>();
         let mut workers = Vec::with_capacity(shards);
         for _ in 0..shards {
-            let (tx, rx) = mpsc::sync_channel::<Vec<RefSample>>(16);
+            let (tx, rx) = mpsc::sync_channel::<Vec<RefSample>>(4);
             senders.push(tx);
             let recycle = recycle_tx.clone();
             workers.push(scope.spawn(move || replay_worker(head, rx, recycle)));
@@ -380,7 +379,27 @@ fn replay(
         let read_result = (|| -> Result<(), DbError> {
             while let Some(rec) = reader.next_record()? {
                 let decoded: Result<(), record::RecordError> = match record::record_type(rec) {
-                    RecordType::Series => record::decode_series(rec, &mut series_buf),
+                    RecordType::Series => {
+                        let mut scratch = Vec::new();
+                        record::for_each_series(rec, &mut scratch, |id, labels| {
+                            let s = if head::is_canonical(labels) {
+                                head.create_with_id_pairs(id, labels).0
+                            } else {
+                                // A foreign WAL with unsorted or empty labels: normalize.
+                                let owned = Labels::new(
+                                    labels
+                                        .iter()
+                                        .map(|(n, v)| crate::labels::Label::new(*n, *v))
+                                        .collect(),
+                                );
+                                head.create_with_id(id, &owned).0
+                            };
+                            if s.id != id {
+                                aliases.insert(id, s.id);
+                            }
+                            report.replayed_series += 1;
+                        })
+                    }
                     RecordType::Samples => record::decode_samples(rec, &mut samples_buf),
                     other => {
                         *skipped.entry(format!("{other:?}")).or_default() += 1;
@@ -394,13 +413,6 @@ fn replay(
                         offset,
                         reason: e.to_string(),
                     });
-                }
-                for (id, labels) in series_buf.drain(..) {
-                    let (s, _) = head.create_with_id(id, &labels);
-                    if s.id != id {
-                        aliases.insert(id, s.id);
-                    }
-                    report.replayed_series += 1;
                 }
                 for s in samples_buf.drain(..) {
                     let mut s = s;
@@ -439,6 +451,13 @@ fn replay(
         read_result?;
         Ok(out)
     })?;
+    // Open chunks grew by doubling while replaying; give the slack back (they grow again as
+    // samples arrive, one chunk at a time).
+    for s in head.all_series() {
+        if let Some(h) = &mut s.lock().head {
+            h.app.shrink_to_fit();
+        }
+    }
     for r in results {
         report.replayed_samples += r.appended;
         report.replay_rejected += r.rejected;

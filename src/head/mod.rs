@@ -32,8 +32,10 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 #[derive(Default)]
 struct Stripe {
     by_id: FastMap<u64, Arc<MemSeries>>,
-    /// Label hash → series with that hash (almost always one).
-    by_hash: FastMap<u64, Vec<Arc<MemSeries>>>,
+    /// Label hash → the series with that hash.
+    by_hash: FastMap<u64, Arc<MemSeries>>,
+    /// Further series whose labels hash the same as the one in `by_hash` (practically never).
+    collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
 }
 
 /// The in-memory head block.
@@ -99,33 +101,38 @@ impl Head {
 
     /// The series with exactly these labels.
     pub fn lookup(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
-        let hash = labels_hash(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-        self.lookup_hashed(hash, labels)
+        let pairs = pairs_of(labels);
+        self.lookup_hashed(labels_hash(pairs.iter().copied()), &pairs)
     }
 
-    fn lookup_hashed(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+    fn lookup_hashed(&self, hash: u64, labels: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
         let s = self.stripe(hash).read().unwrap_or_else(|e| e.into_inner());
-        s.by_hash
-            .get(&hash)
-            .and_then(|v| v.iter().find(|m| same_labels(m.labels(), labels)).cloned())
+        find_in(&s, hash, labels)
     }
 
     /// The series with these labels, created if new. `labels` must be valid (sorted, unique
     /// names, non-empty values: what [`Labels`] guarantees). Returns the series and whether it was
     /// created by this call.
     pub fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
-        let hash = labels_hash(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-        if let Some(s) = self.lookup_hashed(hash, labels) {
+        let pairs = pairs_of(labels);
+        let hash = labels_hash(pairs.iter().copied());
+        if let Some(s) = self.lookup_hashed(hash, &pairs) {
             return (s, false);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.insert(hash, id, labels, false)
+        self.insert(hash, id, &pairs, false)
     }
 
     /// Creates the series `id` with `labels` as a WAL series record says (replay). If a series with
     /// the same labels exists under another id, that one is returned (WALs may repeat series).
     pub fn create_with_id(&self, id: u64, labels: &Labels) -> (Arc<MemSeries>, bool) {
-        let hash = labels_hash(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        self.create_with_id_pairs(id, &pairs_of(labels))
+    }
+
+    /// [`Head::create_with_id`] for labels borrowed from a WAL record; they must be sorted by
+    /// unique name with non-empty values (see [`is_canonical`]).
+    pub fn create_with_id_pairs(&self, id: u64, labels: &[(&str, &str)]) -> (Arc<MemSeries>, bool) {
+        let hash = labels_hash(labels.iter().copied());
         if let Some(s) = self.lookup_hashed(hash, labels) {
             return (s, false);
         }
@@ -133,28 +140,32 @@ impl Head {
         self.insert(hash, id, labels, true)
     }
 
-    fn insert(&self, hash: u64, id: u64, labels: &Labels, logged: bool) -> (Arc<MemSeries>, bool) {
+    fn insert(
+        &self,
+        hash: u64,
+        id: u64,
+        labels: &[(&str, &str)],
+        logged: bool,
+    ) -> (Arc<MemSeries>, bool) {
         let interned: Box<[(Sym, Sym)]> = {
             let mut symbols = self.symbols.lock().unwrap_or_else(|e| e.into_inner());
             labels
                 .iter()
-                .map(|l| {
-                    (
-                        intern(&mut symbols, &l.name),
-                        intern(&mut symbols, &l.value),
-                    )
-                })
+                .map(|(n, v)| (intern(&mut symbols, n), intern(&mut symbols, v)))
                 .collect()
         };
         let series = Arc::new(MemSeries::new(id, interned, logged));
         {
             let mut s = self.stripe(hash).write().unwrap_or_else(|e| e.into_inner());
-            let bucket = s.by_hash.entry(hash).or_default();
             // Another thread may have created it between our lookup and this lock.
-            if let Some(existing) = bucket.iter().find(|m| same_labels(m.labels(), labels)) {
-                return (existing.clone(), false);
+            if let Some(existing) = find_in(&s, hash, labels) {
+                return (existing, false);
             }
-            bucket.push(series.clone());
+            if s.by_hash.contains_key(&hash) {
+                s.collisions.entry(hash).or_default().push(series.clone());
+            } else {
+                s.by_hash.insert(hash, series.clone());
+            }
         }
         self.stripe(id)
             .write()
@@ -238,11 +249,36 @@ fn intern(symbols: &mut HashSet<Sym, foldhash::fast::FixedState>, s: &str) -> Sy
     sym
 }
 
-fn same_labels(a: &[(Sym, Sym)], b: &Labels) -> bool {
+fn same_labels(a: &[(Sym, Sym)], b: &[(&str, &str)]) -> bool {
     a.len() == b.len()
-        && a.iter()
+        && a
+            .iter()
             .zip(b.iter())
-            .all(|((n, v), l)| **n == *l.name && **v == *l.value)
+            .all(|((n, v), (bn, bv))| **n == **bn && **v == **bv)
+}
+
+fn find_in(s: &Stripe, hash: u64, labels: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
+    let first = s.by_hash.get(&hash)?;
+    if same_labels(first.labels(), labels) {
+        return Some(first.clone());
+    }
+    s.collisions
+        .get(&hash)?
+        .iter()
+        .find(|m| same_labels(m.labels(), labels))
+        .cloned()
+}
+
+fn pairs_of(labels: &Labels) -> Vec<(&str, &str)> {
+    labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect()
+}
+
+/// Whether borrowed labels are as a [`Labels`] holds them: sorted by unique name, values non-empty.
+pub fn is_canonical(labels: &[(&str, &str)]) -> bool {
+    labels.windows(2).all(|w| w[0].0 < w[1].0) && labels.iter().all(|(_, v)| !v.is_empty())
 }
 
 /// The head's inverted index, read-locked for the duration of a lookup.

@@ -256,6 +256,36 @@ impl<'a> Dec<'a> {
 
 /// Decodes a series record, appending `(ref, labels)` per series to `out`. On error `out` may
 /// hold the series decoded before the damage.
+/// Decodes a series record without allocating per label: calls `f` with each series' id and its
+/// labels as (name, value) pairs borrowed from the record, in record order. `scratch` is reused
+/// between series. Replay uses this: the labels are interned by the head right away, and a string
+/// per label decoded and dropped again left ~400 bytes of heap fragments per series behind.
+pub fn for_each_series<'a>(
+    rec: &'a [u8],
+    scratch: &mut Vec<(&'a str, &'a str)>,
+    mut f: impl FnMut(u64, &[(&'a str, &'a str)]),
+) -> Result<(), RecordError> {
+    let mut d = Dec::new(rec, TYPE_SERIES)?;
+    while d.remaining() > 0 {
+        let series = d.be64("series ref")?;
+        let n = d.uvarint("label count")?;
+        if n > (d.remaining() / 2) as u64 {
+            return Err(RecordError::Truncated {
+                offset: d.off,
+                what: "labels",
+            });
+        }
+        scratch.clear();
+        for _ in 0..n {
+            let name = d.uvarint_str("label name")?;
+            let value = d.uvarint_str("label value")?;
+            scratch.push((name, value));
+        }
+        f(series, scratch);
+    }
+    Ok(())
+}
+
 pub fn decode_series(rec: &[u8], out: &mut Vec<(u64, Labels)>) -> Result<(), RecordError> {
     let mut d = Dec::new(rec, TYPE_SERIES)?;
     while d.remaining() > 0 {

@@ -64,6 +64,14 @@ enum Cmd {
         /// Series selector, e.g. `function_calls_total{module="counter_demo"}`.
         expr: String,
     },
+    /// Open the database (replaying its WAL) and report what is in it, how long the replay took and
+    /// the memory it used.
+    Stats {
+        #[arg(long, default_value = "./data")]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
             repeat,
             expr,
         } => query(db, time, start.zip(end).zip(step), output, repeat, &expr),
+        Cmd::Stats { db, output } => stats(db, output),
     };
     match result {
         Ok(code) => code,
@@ -335,6 +344,67 @@ fn query(
         }
         times.sort_by(|a, b| a.total_cmp(b));
         eprintln!("{{\"median_s\": {}}}", times[times.len() / 2]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resident memory now and at its peak (bytes), from /proc/self/status.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
+    if !dir.join("wal").exists() {
+        return Err(format!("{}: no database here (no wal/ directory)", dir.display()));
+    }
+    let (rss_before, _) = memory();
+    let db = open(&dir)?;
+    let (rss, peak) = memory();
+    let r = db.open_report();
+    let m = db.head().memory_stats();
+    let range = db.head().time_range();
+    let per_series = if m.series > 0 {
+        (rss.saturating_sub(rss_before) as f64 - m.chunk_bytes as f64) / m.series as f64
+    } else {
+        0.0
+    };
+    let fields: Vec<(&str, String)> = vec![
+        ("series", m.series.to_string()),
+        ("samples", m.samples.to_string()),
+        ("chunk_bytes", m.chunk_bytes.to_string()),
+        ("min_time_ms", range.map_or("null".into(), |r| r.0.to_string())),
+        ("max_time_ms", range.map_or("null".into(), |r| r.1.to_string())),
+        ("replayed_samples", r.replayed_samples.to_string()),
+        ("replay_seconds", format!("{:.3}", r.replay_seconds)),
+        (
+            "replay_samples_per_second",
+            format!("{:.0}", r.replayed_samples as f64 / r.replay_seconds.max(1e-9)),
+        ),
+        ("rss_before_open_bytes", rss_before.to_string()),
+        ("rss_after_open_bytes", rss.to_string()),
+        ("peak_rss_bytes", peak.to_string()),
+        ("head_rss_bytes", rss.saturating_sub(rss_before).to_string()),
+        ("rss_per_series_beyond_chunks_bytes", format!("{per_series:.0}")),
+    ];
+    match output {
+        Output::Table => {
+            for (k, v) in &fields {
+                println!("{k:<36} {v}");
+            }
+        }
+        Output::Json => {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            println!("{{{}}}", body.join(","));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
