@@ -1,7 +1,12 @@
 //! XOR chunk encode and decode cost per sample on scrape-like data: 120-sample chunks at a 15 s
 //! interval with 1-3 ms jitter; counters rising by integers, gauges with 2-3 decimals.
+//!
+//! With `XOR_ONCE=encode` (or `decode`) in the environment the binary skips criterion and runs that
+//! work once over both data sets, for instruction counts under
+//! `valgrind --tool=callgrind target/release/deps/chunk-*`: the shared machine is too noisy for
+//! wall-clock figures alone.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 use tsdb::chunk::{XorAppender, XorIterator};
 
 const SAMPLES_PER_CHUNK: usize = 120;
@@ -34,7 +39,7 @@ fn timestamps(rng: &mut Rng) -> Vec<i64> {
         .collect()
 }
 
-fn counters(rng: &mut Rng) -> Vec<Vec<(i64, f64)>> {
+fn counters(rng: &mut Rng) -> Chunks {
     (0..CHUNKS)
         .map(|_| {
             let mut v = rng.below(1_000_000) as f64;
@@ -49,7 +54,7 @@ fn counters(rng: &mut Rng) -> Vec<Vec<(i64, f64)>> {
         .collect()
 }
 
-fn gauges(rng: &mut Rng) -> Vec<Vec<(i64, f64)>> {
+fn gauges(rng: &mut Rng) -> Chunks {
     (0..CHUNKS)
         .map(|_| {
             let base = rng.below(1000) as f64;
@@ -65,19 +70,46 @@ fn gauges(rng: &mut Rng) -> Vec<Vec<(i64, f64)>> {
         .collect()
 }
 
-fn bench(c: &mut Criterion) {
+/// Samples of one chunk each.
+type Chunks = Vec<Vec<(i64, f64)>>;
+
+fn data_sets() -> [(&'static str, Chunks); 2] {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for (name, data) in [("counter", counters(&mut rng)), ("gauge", gauges(&mut rng))] {
-        let chunks: Vec<Vec<u8>> = data
-            .iter()
-            .map(|s| {
-                let mut a = XorAppender::new();
-                for &(t, v) in s {
-                    a.append(t, v);
-                }
-                a.into_bytes()
-            })
-            .collect();
+    [("counter", counters(&mut rng)), ("gauge", gauges(&mut rng))]
+}
+
+#[inline(never)]
+fn encode(data: &[Vec<(i64, f64)>]) -> Vec<Vec<u8>> {
+    data.iter()
+        .map(|s| {
+            let mut a = XorAppender::new();
+            for &(t, v) in s {
+                a.append(t, v);
+            }
+            a.into_bytes()
+        })
+        .collect()
+}
+
+#[inline(never)]
+fn decode(chunks: &[Vec<u8>]) -> (f64, i64) {
+    let mut sum = 0f64;
+    let mut last = 0i64;
+    for c in chunks {
+        let Ok(mut it) = XorIterator::new(black_box(c)) else {
+            continue;
+        };
+        while let Ok(Some((t, v))) = it.next_sample() {
+            sum += v;
+            last = t;
+        }
+    }
+    (sum, last)
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, data) in data_sets() {
+        let chunks = encode(&data);
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         eprintln!(
             "{name}: {:.2} bytes/sample",
@@ -97,25 +129,38 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
-        g.bench_function("decode", |b| {
-            b.iter(|| {
-                let mut sum = 0f64;
-                let mut last = 0i64;
-                for c in &chunks {
-                    let Ok(mut it) = XorIterator::new(black_box(c)) else {
-                        continue;
-                    };
-                    while let Ok(Some((t, v))) = it.next_sample() {
-                        sum += v;
-                        last = t;
-                    }
-                }
-                black_box((sum, last))
-            })
-        });
+        g.bench_function("decode", |b| b.iter(|| black_box(decode(&chunks))));
         g.finish();
     }
 }
 
+/// One pass of encoding or decoding over both data sets, for callgrind. Encoding runs 10 times so
+/// that it dominates the data generation in the instruction count.
+fn once(what: &str) {
+    for (_, data) in data_sets() {
+        match what {
+            "encode" => {
+                for _ in 0..10 {
+                    black_box(encode(black_box(&data)));
+                }
+            }
+            _ => {
+                let chunks = encode(&data);
+                for _ in 0..10 {
+                    black_box(decode(&chunks));
+                }
+            }
+        }
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(what) = std::env::var_os("XOR_ONCE") {
+        once(&what.to_string_lossy());
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -3,58 +3,132 @@
 //! The writer reproduces one byte-level quirk of Prometheus' writer that shows up in chunk lengths:
 //! its `writeByte` always appends a fresh byte, so a write whose width is a multiple of 8 bits leaves
 //! a trailing all-zero byte when it ends on a byte boundary (a one-sample chunk is 12 bytes for
-//! t = 0, not 11). `BitWriter::write` computes the same length directly instead of replaying
-//! Prometheus' bit-by-bit loop.
+//! t = 0, not 11). `BitWriter::write_bits` computes the same length directly instead of replaying
+//! Prometheus' bit-by-bit loop. Only the last of a run of Prometheus writes decides that length, so
+//! a caller may join several fields (a whole sample, usually) into one write.
+//!
+//! The buffer under the stream keeps at least 16 zero bytes past the byte holding the next bit, so
+//! each write is one 16-byte big-endian store at that byte, with no bounds check or length update
+//! per byte, and no accumulator to flush: the stream is complete after every write. Together with
+//! joining a sample's fields into one or two writes this took XOR encoding from ~376 to ~145
+//! instructions per sample.
 //!
 //! The reader loads 8 (+1) bytes at a time at the current bit position, so each field costs one
 //! unaligned load and a couple of shifts; reading past the end yields zero bits, and callers compare
 //! the final position with the data length once per sample instead of checking every field.
 
-/// Appends bits to a byte vector that already holds `bit_len` bits.
+/// Zero bytes the writer keeps past the byte holding the next bit: one write's store.
+const SLACK: usize = 16;
+
+/// Appends bits to a stream that already holds `bit_len` bits.
 #[derive(Debug, Clone)]
 pub(crate) struct BitWriter {
-    pub(crate) buf: Vec<u8>,
-    pub(crate) bit_len: usize,
+    /// The stream (its first `len` bytes), then zero bytes. Every bit past `bit_len` is zero.
+    buf: Vec<u8>,
+    /// The stream length Prometheus' writer would have: `bit_len` rounded up to bytes, or one more.
+    len: usize,
+    bit_len: usize,
 }
 
 impl BitWriter {
-    /// Writes the low `n` bits of `u` (1 <= n <= 64), most significant first.
-    #[inline]
-    pub(crate) fn write(&mut self, u: u64, n: u32) {
-        debug_assert!((1..=64).contains(&n));
-        let aligned = u << (64 - n);
-        let off = (self.bit_len & 7) as u32;
-        let start = self.bit_len >> 3;
-        self.bit_len += n as usize;
-        // Prometheus' byte-wise writes leave its "free bits in the last byte" counter at 1..=8,
-        // bit-wise ones at 0..=7: that decides whether a byte-aligned end has an empty byte after it.
-        let want_len = if n.is_multiple_of(8) {
-            self.bit_len / 8 + 1
-        } else {
-            self.bit_len.div_ceil(8)
-        };
-        if self.buf.len() < want_len {
-            self.buf.resize(want_len, 0);
-        }
-        let spread = (u128::from(aligned) << 64) >> off;
-        let nbytes = (off + n).div_ceil(8) as usize;
-        for (i, b) in self.buf[start..start + nbytes].iter_mut().enumerate() {
-            *b |= (spread >> (120 - 8 * i)) as u8;
+    /// Continues the stream `bytes`, whose first `bit_len` bits are written; the rest must be zero.
+    pub(crate) fn new(bytes: Vec<u8>, bit_len: usize) -> Self {
+        BitWriter {
+            len: bytes.len(),
+            buf: bytes,
+            bit_len,
         }
     }
 
+    /// The stream as Prometheus' writer would hold it.
     #[inline]
-    pub(crate) fn write_bit(&mut self, bit: bool) {
-        self.write(u64::from(bit), 1);
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // `len` never exceeds the buffer: writes grow the buffer first, `new` starts with both equal.
+        &self.buf[..self.len]
+    }
+
+    #[inline]
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
+
+    /// Drops the slack and spare capacity; the next write grows the buffer again.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.buf.truncate(self.len);
+        self.buf.shrink_to_fit();
+    }
+
+    /// Writes the low `n` bits of `u` (1 <= n <= 64), most significant first, leaving the stream
+    /// length Prometheus leaves after the same bits if its last `writeBits` for them was a whole
+    /// number of bytes wide (`ends_bytewise`) or not.
+    #[inline(always)]
+    pub(crate) fn write_bits(&mut self, u: u64, n: u32, ends_bytewise: bool) {
+        debug_assert!((1..=64).contains(&n));
+        let start = self.bit_len >> 3;
+        let off = (self.bit_len & 7) as u32;
+        self.bit_len += n as usize;
+        // Prometheus' byte-wise writes leave its "free bits in the last byte" counter at 1..=8,
+        // bit-wise ones at 0..=7: that decides whether a byte-aligned end has an empty byte after it.
+        self.len = (self.bit_len + 7 + usize::from(ends_bytewise)) / 8;
+        let aligned = u << (64 - n);
+        let word = |slot: &[u8; SLACK]| {
+            // Only the first byte holds bits already; the rest are zero and simply overwritten.
+            let hi = (u64::from(slot[0]) << 56) | (aligned >> off);
+            // The `off` bits shifted out of `hi` start the ninth byte (none when `off` is 0).
+            let lo = (aligned << 1) << (63 - off);
+            ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes()
+        };
+        match self.buf.get_mut(start..start + SLACK) {
+            Some(slot) => {
+                if let Some(slot) = slot.first_chunk_mut::<SLACK>() {
+                    *slot = word(slot);
+                }
+            }
+            None => {
+                self.grow(start + SLACK);
+                if let Some(slot) = self.buf.get_mut(start..).and_then(|s| s.first_chunk_mut()) {
+                    *slot = word(slot);
+                }
+            }
+        }
+    }
+
+    /// Extends the zero slack to at least `need` bytes, and to the whole capacity so that growth
+    /// stays amortised.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, need: usize) {
+        self.buf.reserve(need.saturating_sub(self.buf.len()));
+        self.buf.resize(self.buf.capacity(), 0);
+    }
+
+    /// Writes the low `n` bits of `u` (1 <= n <= 64), most significant first, as one Prometheus
+    /// `writeBits`.
+    #[cfg(test)]
+    pub(crate) fn write(&mut self, u: u64, n: u32) {
+        self.write_bits(u, n, n.is_multiple_of(8));
     }
 
     /// Go's `binary.PutUvarint`, written byte by byte as Prometheus does.
     pub(crate) fn write_uvarint(&mut self, mut x: u64) {
-        while x >= 0x80 {
-            self.write((x as u8 | 0x80).into(), 8);
-            x >>= 7;
+        // Up to 8 of its (at most 10) bytes per write.
+        loop {
+            let mut bits = 0u64;
+            for n in (8..=64).step_by(8) {
+                if x < 0x80 {
+                    self.write_bits((bits << 8) | x, n, true);
+                    return;
+                }
+                bits = (bits << 8) | u64::from(x as u8 | 0x80);
+                x >>= 7;
+            }
+            self.write_bits(bits, 64, true);
         }
-        self.write(x, 8);
     }
 }
 
@@ -95,18 +169,18 @@ fn load_tail(data: &[u8], byte: usize) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// Prometheus' writer, bit by bit, as the reference for lengths and bytes.
-    struct Reference {
-        stream: Vec<u8>,
-        count: u8,
+    pub(crate) struct Reference {
+        pub(crate) stream: Vec<u8>,
+        pub(crate) count: u8,
     }
 
     impl Reference {
-        fn write_bit(&mut self, bit: bool) {
+        pub(crate) fn write_bit(&mut self, bit: bool) {
             if self.count == 0 {
                 self.stream.push(0);
                 self.count = 8;
@@ -126,7 +200,7 @@ mod tests {
             self.stream[i] |= ((u16::from(byt)) >> (8 - self.count)) as u8;
             self.stream.push(((u16::from(byt)) << self.count) as u8);
         }
-        fn write_bits(&mut self, u: u64, mut nbits: u32) {
+        pub(crate) fn write_bits(&mut self, u: u64, mut nbits: u32) {
             let mut u = u << (64 - nbits);
             while nbits >= 8 {
                 self.write_byte((u >> 56) as u8);
@@ -147,17 +221,18 @@ mod tests {
             ops in proptest::collection::vec((any::<u64>(), 1u32..=64), 0..60)
         ) {
             let mut r = Reference { stream: vec![0, 0], count: 0 };
-            let mut w = BitWriter { buf: vec![0, 0], bit_len: 16 };
+            let mut w = BitWriter::new(vec![0, 0], 16);
             for &(u, n) in &ops {
                 r.write_bits(u, n);
                 w.write(u, n);
-                prop_assert_eq!(&r.stream, &w.buf);
+                prop_assert_eq!(&r.stream[..], w.bytes());
             }
+            let b = w.bytes();
             let mut pos = 16;
             for &(u, n) in &ops {
-                let got = peek(&w.buf, pos) >> (64 - n);
+                let got = peek(b, pos) >> (64 - n);
                 if n <= 57 {
-                    prop_assert_eq!(peek57(&w.buf, pos) >> (64 - n), got);
+                    prop_assert_eq!(peek57(b, pos) >> (64 - n), got);
                 }
                 let want = if n == 64 { u } else { u & ((1 << n) - 1) };
                 prop_assert_eq!(got, want);

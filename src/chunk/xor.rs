@@ -13,7 +13,8 @@
 use super::bstream::{peek, peek57, BitWriter};
 use super::{ChunkError, XOR_HEADER_LEN};
 
-/// `leading` while no XOR window has been written yet (Prometheus' sentinel).
+/// `leading` while no XOR window has been written yet (Prometheus' sentinel); larger than any
+/// real (clamped) count, so that no value fits the window.
 const NO_WINDOW: u8 = 0xff;
 
 /// First bit position after the sample count header.
@@ -50,14 +51,14 @@ impl XorAppender {
     pub fn new() -> Self {
         XorAppender {
             // Prometheus starts chunks with capacity 128; a 120-sample chunk of typical data fits.
-            w: BitWriter {
-                buf: {
+            w: BitWriter::new(
+                {
                     let mut b = Vec::with_capacity(128);
                     b.extend_from_slice(&[0, 0]);
                     b
                 },
-                bit_len: FIRST_SAMPLE_BIT,
-            },
+                FIRST_SAMPLE_BIT,
+            ),
             num: 0,
             first_t: 0,
             t: 0,
@@ -76,70 +77,102 @@ impl XorAppender {
     pub fn append(&mut self, t: i64, v: f64) {
         assert!(self.num < u16::MAX, "XOR chunk sample count overflow");
         let vbits = v.to_bits();
-        let mut t_delta = 0;
-        match self.num {
-            0 => {
-                self.w.write_uvarint(((t << 1) ^ (t >> 63)) as u64);
-                self.w.write(vbits, 64);
-                self.first_t = t;
-            }
-            1 => {
-                t_delta = t.wrapping_sub(self.t) as u64;
-                self.w.write_uvarint(t_delta);
-                self.write_value(vbits);
-            }
-            _ => {
-                t_delta = t.wrapping_sub(self.t) as u64;
-                let dod = t_delta.wrapping_sub(self.t_delta) as i64;
-                let u = dod as u64;
-                if dod == 0 {
-                    self.w.write_bit(false);
-                } else if bit_range(dod, 14) {
-                    self.w.write(0b10, 2);
-                    self.w.write(u, 14);
-                } else if bit_range(dod, 17) {
-                    self.w.write(0b110, 3);
-                    self.w.write(u, 17);
-                } else if bit_range(dod, 20) {
-                    self.w.write(0b1110, 4);
-                    self.w.write(u, 20);
-                } else {
-                    self.w.write(0b1111, 4);
-                    self.w.write(u, 64);
-                }
-                self.write_value(vbits);
-            }
+        if self.num < 2 {
+            return self.append_head(t, vbits);
         }
+        let t_delta = t.wrapping_sub(self.t) as u64;
+        let dod = t_delta.wrapping_sub(self.t_delta) as i64;
+        let u = dod as u64;
+        // Bucket prefix and value as one field, joined to the value's bits below. A negative value
+        // is masked to its width so as not to overwrite the prefix.
+        let (prefix, n) = if dod == 0 {
+            (0, 1)
+        } else if bit_range(dod, 14) {
+            ((0b10 << 14) | (u & 0x3fff), 16)
+        } else if bit_range(dod, 17) {
+            ((0b110 << 17) | (u & 0x1_ffff), 20)
+        } else if bit_range(dod, 20) {
+            ((0b1110 << 20) | (u & 0xf_ffff), 24)
+        } else {
+            self.write_wide_dod(u);
+            (0, 0)
+        };
+        self.write_value(prefix, n, vbits);
+        self.finish_append(t, vbits, t_delta);
+    }
+
+    /// The first two samples, which start with varints (out of line: the common path is the
+    /// delta-of-delta one).
+    #[inline(never)]
+    fn append_head(&mut self, t: i64, vbits: u64) {
+        let mut t_delta = 0;
+        if self.num == 0 {
+            self.w.write_uvarint(((t << 1) ^ (t >> 63)) as u64);
+            self.w.write_bits(vbits, 64, true);
+            self.first_t = t;
+        } else {
+            t_delta = t.wrapping_sub(self.t) as u64;
+            self.w.write_uvarint(t_delta);
+            self.write_value(0, 0, vbits);
+        }
+        self.finish_append(t, vbits, t_delta);
+    }
+
+    /// The widest delta-of-delta bucket, whose 68 bits do not fit a write (and are rare).
+    #[cold]
+    #[inline(never)]
+    fn write_wide_dod(&mut self, u: u64) {
+        self.w.write_bits(0b1111, 4, false);
+        self.w.write_bits(u, 64, true);
+    }
+
+    #[inline(always)]
+    fn finish_append(&mut self, t: i64, vbits: u64, t_delta: u64) {
         self.t = t;
         self.v = vbits;
         self.t_delta = t_delta;
         self.num += 1;
-        self.w.buf[..2].copy_from_slice(&self.num.to_be_bytes());
+        if let Some(count) = self.w.bytes_mut().first_chunk_mut::<XOR_HEADER_LEN>() {
+            *count = self.num.to_be_bytes();
+        }
     }
 
-    #[inline]
-    fn write_value(&mut self, vbits: u64) {
+    /// Writes the value `vbits` after the `n`-bit timestamp field `prefix` (n <= 24; 0 when the
+    /// timestamp is written already), joining them into as few writes as fit 64 bits.
+    #[inline(always)]
+    fn write_value(&mut self, prefix: u64, n: u32, vbits: u64) {
         let delta = vbits ^ self.v;
         if delta == 0 {
-            self.w.write_bit(false);
+            self.w.write_bits(prefix << 1, n + 1, false);
             return;
         }
         // Clamped so it fits the 5-bit field; the surplus zeros then count as significant bits.
         let leading = (delta.leading_zeros() as u8).min(31);
         let trailing = delta.trailing_zeros() as u8;
-        if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
+        // Without a window `self.leading` is NO_WINDOW, above any clamped `leading`.
+        let (head, head_len, sig, shift) = if leading >= self.leading && trailing >= self.trailing {
             let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.w.write(0b10, 2);
-            self.w.write(delta >> self.trailing, sig);
-            return;
+            (0b10, 2, sig, self.trailing)
+        } else {
+            self.leading = leading;
+            self.trailing = trailing;
+            let sig = 64 - u32::from(leading) - u32::from(trailing);
+            // 0b11, 5 bits of leading zeros, 6 bits of significant bits (64 wraps to 0).
+            let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(sig & 0x3f);
+            (header, 13, sig, trailing)
+        };
+        let head = (prefix << head_len) | head;
+        let head_len = n + head_len;
+        let bits = delta >> shift;
+        // Prometheus writes the significant bits last, in one `writeBits`.
+        let ends_bytewise = sig.is_multiple_of(8);
+        if head_len + sig <= 64 {
+            self.w
+                .write_bits((head << sig) | bits, head_len + sig, ends_bytewise);
+        } else {
+            self.w.write_bits(head, head_len, false);
+            self.w.write_bits(bits, sig, ends_bytewise);
         }
-        self.leading = leading;
-        self.trailing = trailing;
-        let sig = 64 - u32::from(leading) - u32::from(trailing);
-        // 0b11, 5 bits of leading zeros, 6 bits of significant bits (64 wraps to 0).
-        let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(sig & 0x3f);
-        self.w.write(header, 13);
-        self.w.write(delta >> trailing, sig);
     }
 
     pub fn num_samples(&self) -> usize {
@@ -148,11 +181,11 @@ impl XorAppender {
 
     /// The chunk data, sample count included.
     pub fn bytes(&self) -> &[u8] {
-        &self.w.buf
+        self.w.bytes()
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
-        self.w.buf
+        self.w.into_bytes()
     }
 
     pub fn first_time(&self) -> Option<i64> {
@@ -194,7 +227,7 @@ impl XorAppender {
             *last &= !(0xffu8 >> (bit_len % 8));
         }
         Ok(XorAppender {
-            w: BitWriter { buf: data, bit_len },
+            w: BitWriter::new(data, bit_len),
             num,
             first_t,
             t,
@@ -207,7 +240,7 @@ impl XorAppender {
 
     /// Releases spare capacity once the chunk is complete (a head keeps many of them in memory).
     pub fn shrink_to_fit(&mut self) {
-        self.w.buf.shrink_to_fit();
+        self.w.shrink_to_fit();
     }
 }
 
@@ -468,6 +501,7 @@ impl Iterator for XorIterator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::bstream::tests::Reference;
     use crate::chunk::{fuzz_decode, NORMAL_NAN_BITS, STALE_NAN_BITS};
     use proptest::prelude::*;
 
@@ -657,16 +691,13 @@ mod tests {
         assert_eq!(it.seek(0).unwrap(), None);
         assert!(XorAppender::from_bytes(b).is_err());
         // 31 leading zeros + 40 significant bits cannot fit a 64-bit value.
-        let mut w = BitWriter {
-            buf: vec![0, 2],
-            bit_len: 16,
-        };
+        let mut w = BitWriter::new(vec![0, 2], 16);
         w.write_uvarint(0);
         w.write(0, 64);
         w.write_uvarint(1);
         w.write((0b11 << 11) | (31 << 6) | 40, 13);
         w.write(0, 40);
-        let e = XorIterator::new(&w.buf)
+        let e = XorIterator::new(w.bytes())
             .unwrap()
             .nth(1)
             .unwrap()
@@ -727,6 +758,104 @@ mod tests {
     }
 
     /// Timestamps: strictly increasing with gaps from 1 ms to ~i64::MAX / 4.
+    /// Prometheus' `xorAppender.Append` over its bit-by-bit writer, field by field: the reference for
+    /// the bytes after every append, which the encoder writes joined into one field per sample.
+    struct ReferenceAppender {
+        w: Reference,
+        num: u16,
+        t: i64,
+        v: u64,
+        t_delta: u64,
+        leading: u8,
+        trailing: u8,
+    }
+
+    impl ReferenceAppender {
+        fn new() -> Self {
+            ReferenceAppender {
+                w: Reference {
+                    stream: vec![0, 0],
+                    count: 0,
+                },
+                num: 0,
+                t: 0,
+                v: 0,
+                t_delta: 0,
+                leading: NO_WINDOW,
+                trailing: 0,
+            }
+        }
+
+        fn uvarint(&mut self, mut x: u64) {
+            while x >= 0x80 {
+                self.w.write_bits(u64::from(x as u8 | 0x80), 8);
+                x >>= 7;
+            }
+            self.w.write_bits(x, 8);
+        }
+
+        fn append(&mut self, t: i64, v: u64) {
+            let mut t_delta = 0;
+            if self.num == 0 {
+                self.uvarint(((t << 1) ^ (t >> 63)) as u64);
+                self.w.write_bits(v, 64);
+            } else {
+                t_delta = t.wrapping_sub(self.t) as u64;
+                if self.num == 1 {
+                    self.uvarint(t_delta);
+                } else {
+                    let dod = t_delta.wrapping_sub(self.t_delta) as i64;
+                    let u = dod as u64;
+                    if dod == 0 {
+                        self.w.write_bit(false);
+                    } else if bit_range(dod, 14) {
+                        self.w.write_bits(0b10, 2);
+                        self.w.write_bits(u, 14);
+                    } else if bit_range(dod, 17) {
+                        self.w.write_bits(0b110, 3);
+                        self.w.write_bits(u, 17);
+                    } else if bit_range(dod, 20) {
+                        self.w.write_bits(0b1110, 4);
+                        self.w.write_bits(u, 20);
+                    } else {
+                        self.w.write_bits(0b1111, 4);
+                        self.w.write_bits(u, 64);
+                    }
+                }
+                self.value(v);
+            }
+            self.t = t;
+            self.v = v;
+            self.t_delta = t_delta;
+            self.num += 1;
+            self.w.stream[..2].copy_from_slice(&self.num.to_be_bytes());
+        }
+
+        fn value(&mut self, v: u64) {
+            let delta = v ^ self.v;
+            if delta == 0 {
+                self.w.write_bit(false);
+                return;
+            }
+            self.w.write_bit(true);
+            let leading = (delta.leading_zeros() as u8).min(31);
+            let trailing = delta.trailing_zeros() as u8;
+            if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
+                self.w.write_bit(false);
+                let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+                self.w.write_bits(delta >> self.trailing, sig);
+                return;
+            }
+            self.leading = leading;
+            self.trailing = trailing;
+            self.w.write_bit(true);
+            self.w.write_bits(u64::from(leading), 5);
+            let sig = 64 - u32::from(leading) - u32::from(trailing);
+            self.w.write_bits(u64::from(sig), 6);
+            self.w.write_bits(delta >> trailing, sig);
+        }
+    }
+
     fn samples() -> impl Strategy<Value = Vec<(i64, u64)>> {
         let gap = prop_oneof![
             4 => 14_990u64..15_010,
@@ -778,6 +907,18 @@ mod tests {
             prop_assert_eq!(a.num_samples(), s.len());
             prop_assert_eq!(a.first_time(), s.first().map(|x| x.0));
             prop_assert_eq!(a.last().map(|(t, v)| (t, v.to_bits())), s.last().copied());
+        }
+
+        #[test]
+        fn bytes_match_prometheus_writer_after_every_append(s in samples()) {
+            let mut a = XorAppender::new();
+            let mut r = ReferenceAppender::new();
+            prop_assert_eq!(a.bytes(), &r.w.stream[..]);
+            for &(t, v) in &s {
+                a.append(t, f64::from_bits(v));
+                r.append(t, v);
+                prop_assert_eq!(a.bytes(), &r.w.stream[..]);
+            }
         }
 
         #[test]
