@@ -66,6 +66,9 @@ pub struct Options {
     pub block_range_ms: i64,
     /// Parallel shards of an appender and of WAL replay; default: the number of cores.
     pub shards: usize,
+    /// Open for reading only: the WAL is recovered and replayed but no new segment is started and
+    /// commits fail. The directory lock is still taken, so no writer can change the WAL meanwhile.
+    pub read_only: bool,
 }
 
 impl Default for Options {
@@ -76,6 +79,7 @@ impl Default for Options {
             fsync: FsyncPolicy::Commit,
             block_range_ms: DEFAULT_BLOCK_RANGE_MS,
             shards: rayon::current_num_threads(),
+            read_only: false,
         }
     }
 }
@@ -95,6 +99,10 @@ impl Options {
     }
     pub fn shards(mut self, n: usize) -> Options {
         self.shards = n.max(1);
+        self
+    }
+    pub fn read_only(mut self, read_only: bool) -> Options {
+        self.read_only = read_only;
         self
     }
 }
@@ -118,6 +126,8 @@ pub enum DbError {
         offset: u64,
         reason: String,
     },
+    #[error("the database was opened read-only")]
+    ReadOnly,
     #[error("a WAL replay worker panicked")]
     ReplayWorker,
     #[error("a WAL write failed earlier ({0}); reopen the database")]
@@ -158,7 +168,8 @@ pub struct Db {
     dir: PathBuf,
     opts: Options,
     head: Head,
-    wal: Mutex<WalState>,
+    /// `None` when opened read-only.
+    wal: Option<Mutex<WalState>>,
     report: OpenReport,
     /// Held (flock) for the lifetime of the `Db`.
     _lock: File,
@@ -198,22 +209,27 @@ impl Db {
         replay(&wal_dir, &head, opts.shards, &mut report)?;
         report.replay_seconds = started.elapsed().as_secs_f64();
 
-        let wal = Wal::open(
-            &wal_dir,
-            WalOptions {
-                segment_size: opts.wal_segment_size,
-                compression: opts.wal_compression,
-            },
-        )?;
+        let wal = if opts.read_only {
+            None
+        } else {
+            let wal = Wal::open(
+                &wal_dir,
+                WalOptions {
+                    segment_size: opts.wal_segment_size,
+                    compression: opts.wal_compression,
+                },
+            )?;
+            Some(Mutex::new(WalState {
+                wal,
+                last_sync: Instant::now(),
+                failed: None,
+            }))
+        };
         Ok(Db {
             dir,
             opts,
             head,
-            wal: Mutex::new(WalState {
-                wal,
-                last_sync: Instant::now(),
-                failed: None,
-            }),
+            wal,
             report,
             _lock: lock,
         })
@@ -252,7 +268,10 @@ impl Db {
 
     /// Forces every committed WAL byte to stable storage.
     pub fn sync(&self) -> Result<(), DbError> {
-        let mut w = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
         w.wal.sync()?;
         w.last_sync = Instant::now();
         Ok(())
@@ -262,7 +281,10 @@ impl Db {
         if app.staged() == 0 {
             return Ok(app.apply());
         }
-        let mut w = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(wal) = &self.wal else {
+            return Err(DbError::ReadOnly);
+        };
+        let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = &w.failed {
             return Err(DbError::Poisoned(f.clone()));
         }
@@ -300,8 +322,8 @@ fn write_commit(
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if self.opts.fsync != FsyncPolicy::Never {
-            let w = self.wal.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let (Some(wal), true) = (&mut self.wal, self.opts.fsync != FsyncPolicy::Never) {
+            let w = wal.get_mut().unwrap_or_else(|e| e.into_inner());
             // Nothing to report to at drop; `Db::sync` is the checked way.
             let _ = w.wal.sync();
         }

@@ -161,10 +161,13 @@ impl Head {
             if let Some(existing) = find_in(&s, hash, labels) {
                 return (existing, false);
             }
-            if s.by_hash.contains_key(&hash) {
-                s.collisions.entry(hash).or_default().push(series.clone());
-            } else {
-                s.by_hash.insert(hash, series.clone());
+            match s.by_hash.entry(hash) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    s.collisions.entry(hash).or_default().push(series.clone())
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(series.clone());
+                }
             }
         }
         self.stripe(id)
@@ -251,8 +254,7 @@ fn intern(symbols: &mut HashSet<Sym, foldhash::fast::FixedState>, s: &str) -> Sy
 
 fn same_labels(a: &[(Sym, Sym)], b: &[(&str, &str)]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b.iter())
             .all(|((n, v), (bn, bv))| **n == **bn && **v == **bv)
 }

@@ -118,8 +118,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(dir: &PathBuf) -> Result<Db, String> {
-    let db = Db::open(dir, Options::default()).map_err(|e| e.to_string())?;
+fn open(dir: &PathBuf, read_only: bool) -> Result<Db, String> {
+    let db = Db::open(dir, Options::default().read_only(read_only)).map_err(|e| e.to_string())?;
     for w in &db.open_report().warnings {
         eprintln!("tsdbctl: warning: {w}");
     }
@@ -149,7 +149,7 @@ fn ingest(
     if files.is_empty() {
         files.push("-".into());
     }
-    let db = open(&dir)?;
+    let db = open(&dir, false)?;
     let mut opts = IngestOptions::new(ts);
     opts.format = match format {
         FormatArg::Auto => None,
@@ -275,7 +275,7 @@ fn query(
             dir.display()
         ));
     }
-    let db = open(&dir)?;
+    let db = open(&dir, true)?;
     let lookback = api::DEFAULT_LOOKBACK_MS;
     let eval = || -> Result<(Vec<api::ResultSeries>, bool), String> {
         match &range {
@@ -364,10 +364,13 @@ fn memory() -> (u64, u64) {
 
 fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
     if !dir.join("wal").exists() {
-        return Err(format!("{}: no database here (no wal/ directory)", dir.display()));
+        return Err(format!(
+            "{}: no database here (no wal/ directory)",
+            dir.display()
+        ));
     }
     let (rss_before, _) = memory();
-    let db = open(&dir)?;
+    let db = open(&dir, true)?;
     let (rss, peak) = memory();
     let r = db.open_report();
     let m = db.head().memory_stats();
@@ -381,19 +384,31 @@ fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
         ("series", m.series.to_string()),
         ("samples", m.samples.to_string()),
         ("chunk_bytes", m.chunk_bytes.to_string()),
-        ("min_time_ms", range.map_or("null".into(), |r| r.0.to_string())),
-        ("max_time_ms", range.map_or("null".into(), |r| r.1.to_string())),
+        (
+            "min_time_ms",
+            range.map_or("null".into(), |r| r.0.to_string()),
+        ),
+        (
+            "max_time_ms",
+            range.map_or("null".into(), |r| r.1.to_string()),
+        ),
         ("replayed_samples", r.replayed_samples.to_string()),
         ("replay_seconds", format!("{:.3}", r.replay_seconds)),
         (
             "replay_samples_per_second",
-            format!("{:.0}", r.replayed_samples as f64 / r.replay_seconds.max(1e-9)),
+            format!(
+                "{:.0}",
+                r.replayed_samples as f64 / r.replay_seconds.max(1e-9)
+            ),
         ),
         ("rss_before_open_bytes", rss_before.to_string()),
         ("rss_after_open_bytes", rss.to_string()),
         ("peak_rss_bytes", peak.to_string()),
         ("head_rss_bytes", rss.saturating_sub(rss_before).to_string()),
-        ("rss_per_series_beyond_chunks_bytes", format!("{per_series:.0}")),
+        (
+            "rss_per_series_beyond_chunks_bytes",
+            format!("{per_series:.0}"),
+        ),
     ];
     match output {
         Output::Table => {
