@@ -367,6 +367,12 @@ impl<'db> Appender<'db> {
     }
 }
 
+// `Db` is shared between threads (behind an `Arc` or by reference): checked at compile time.
+const _: fn() = || {
+    fn is<T: Send + Sync>() {}
+    is::<Db>();
+};
+
 /// Batches of samples sent to a replay worker.
 const REPLAY_BATCH: usize = 4096;
 

@@ -367,18 +367,11 @@ impl<'db> Ingester<'db> {
             stats.samples += o.samples;
             stats.new_series += o.new_series;
         }
-        let t_commit = Instant::now();
-        if std::env::var_os("TSDB_TRACE").is_some() {
-            eprintln!("parse+stage done");
-        }
         // Rejections counted while staging are part of the commit's statistics.
         stats.commit = app.commit().map_err(|error| IngestError::Db {
             source_name: name.to_string(),
             error,
         })?;
-        if std::env::var_os("TSDB_TRACE").is_some() {
-            eprintln!("commit {:.3}s", t_commit.elapsed().as_secs_f64());
-        }
         Ok(stats)
     }
 

@@ -1,9 +1,11 @@
 //! Transactions on the head.
 //!
 //! An [`Appender`] stages samples without touching the series: nothing is visible to queries and
-//! nothing reaches the WAL until commit, so a rollback (or a crash) leaves no trace. Staged samples
-//! are kept XOR-encoded per series (about 1.5 bytes a sample instead of 24 for `(id, t, v)`), which is
-//! what lets a whole 500 MB exposition file be one transaction in bounded memory.
+//! nothing reaches the WAL until commit, so a rollback (or a crash) leaves no trace. Each touched
+//! series gets a fork of its chunks ([`SeriesChunks::fork`]: the open chunk and the cutting state) and
+//! staged samples are appended to the fork with the series' own rules, XOR-encoded once (a few bytes
+//! a sample instead of 24 for `(id, t, v)`): that lets a whole 500 MB exposition file be one
+//! transaction in bounded memory, and at commit the fork simply replaces the series' open chunk.
 //!
 //! Samples are staged in shards by series id (`id % shards`) so that the ingest pipeline can stage
 //! and apply them on several threads while each series still sees its samples in order. Commit has
@@ -66,7 +68,7 @@ pub struct CommitStats {
 /// A series' staged samples: a fork of its chunks ([`SeriesChunks::fork`]) that the samples are
 /// appended to with the series' own cutting rules. At commit the fork replaces the series' open
 /// chunk, so each sample is XOR-encoded once, when staged.
-pub struct Pending {
+struct Pending {
     series: Arc<MemSeries>,
     /// The series' [`SeriesChunks::version`] when forked.
     base: (usize, usize, i64),
@@ -439,19 +441,9 @@ impl<'h> Appender<'h> {
     /// Drops everything staged.
     pub fn rollback(self) {}
 
-    /// Number of staged samples per series (tests, diagnostics).
+    /// Number of series with staged samples.
     pub fn pending_series(&self) -> usize {
         self.shards.iter().map(|s| s.pending.len()).sum()
-    }
-
-    #[doc(hidden)]
-    pub fn pending_samples_of(&self, id: u64) -> usize {
-        self.shards
-            .iter()
-            .flat_map(|s| &s.pending)
-            .filter(|p| p.series.id == id)
-            .map(|p| p.samples)
-            .sum()
     }
 }
 

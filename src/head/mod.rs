@@ -10,7 +10,7 @@
 mod appender;
 mod series;
 
-pub use appender::{AppendError, Appender, AppenderShard, CommitStats, Pending, RejectCounts};
+pub use appender::{AppendError, Appender, AppenderShard, CommitStats, RejectCounts};
 pub use series::{
     check_after, compute_chunk_end_time, range_for_timestamp, Check, ClosedChunk, MemSeries,
     Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use tsdb::api;
 use tsdb::exposition::Format;
 use tsdb::ingest::{IngestOptions, Ingester};
+use tsdb::wal::Compression;
 use tsdb::{Db, Options};
 
 #[derive(Parser)]
@@ -38,6 +39,10 @@ enum Cmd {
         /// Continue with the next documents after an invalid one.
         #[arg(long)]
         keep_going: bool,
+        /// Compression of the WAL records this run writes (Prometheus reads all three; snappy
+        /// is Prometheus' default, none is fastest).
+        #[arg(long, value_enum, default_value_t = WalCompression::None)]
+        wal_compression: WalCompression,
         /// Input files; `-` (or none) reads standard input.
         files: Vec<String>,
     },
@@ -81,6 +86,13 @@ enum FormatArg {
     Openmetrics,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum WalCompression {
+    None,
+    Snappy,
+    Zstd,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Output {
     Table,
@@ -95,8 +107,9 @@ fn main() -> ExitCode {
             format,
             timestamp,
             keep_going,
+            wal_compression,
             files,
-        } => ingest(db, format, &timestamp, keep_going, files),
+        } => ingest(db, format, &timestamp, keep_going, wal_compression, files),
         Cmd::Query {
             db,
             time,
@@ -137,6 +150,7 @@ fn ingest(
     format: FormatArg,
     timestamp: &str,
     keep_going: bool,
+    wal_compression: WalCompression,
     mut files: Vec<String>,
 ) -> Result<ExitCode, String> {
     let ts = if timestamp == "now" {
@@ -149,7 +163,16 @@ fn ingest(
     if files.is_empty() {
         files.push("-".into());
     }
-    let db = open(&dir, false)?;
+    let compression = match wal_compression {
+        WalCompression::None => Compression::None,
+        WalCompression::Snappy => Compression::Snappy,
+        WalCompression::Zstd => Compression::Zstd,
+    };
+    let db = Db::open(&dir, Options::default().wal_compression(compression))
+        .map_err(|e| e.to_string())?;
+    for w in &db.open_report().warnings {
+        eprintln!("tsdbctl: warning: {w}");
+    }
     let mut opts = IngestOptions::new(ts);
     opts.format = match format {
         FormatArg::Auto => None,
