@@ -385,7 +385,17 @@ fn replay(
     shards: usize,
     report: &mut OpenReport,
 ) -> Result<(), DbError> {
-    let mut reader = WalReader::open(wal_dir)?;
+    // The latest checkpoint first, then the segments after it.
+    wal::remove_temporary_checkpoints(wal_dir)?;
+    let mut readers = Vec::new();
+    let first_segment = match wal::last_checkpoint(wal_dir)? {
+        Some((dir, idx)) => {
+            readers.push(WalReader::open(&dir)?);
+            idx + 1
+        }
+        None => 0,
+    };
+    readers.push(WalReader::open_from(wal_dir, first_segment, None)?);
     let shards = shards.max(1);
     // WAL ids of series that duplicate an earlier series' labels → the id in the head.
     let mut aliases: HashMap<u64, u64> = HashMap::new();
@@ -405,62 +415,64 @@ fn replay(
         drop(recycle_tx);
         let mut batches: Vec<Vec<RefSample>> = (0..shards).map(|_| Vec::new()).collect();
         let read_result = (|| -> Result<(), DbError> {
-            while let Some(rec) = reader.next_record()? {
-                let decoded: Result<(), record::RecordError> = match record::record_type(rec) {
-                    RecordType::Series => {
-                        let mut scratch = Vec::new();
-                        record::for_each_series(rec, &mut scratch, |id, labels| {
-                            let s = if head::is_canonical(labels) {
-                                head.create_with_id_pairs(id, labels).0
-                            } else {
-                                // A foreign WAL with unsorted or empty labels: normalize.
-                                let owned = Labels::new(
-                                    labels
-                                        .iter()
-                                        .map(|(n, v)| crate::labels::Label::new(*n, *v))
-                                        .collect(),
-                                );
-                                head.create_with_id(id, &owned).0
-                            };
-                            if s.id != id {
-                                aliases.insert(id, s.id);
-                            }
-                            report.replayed_series += 1;
-                        })
-                    }
-                    RecordType::Samples => record::decode_samples(rec, &mut samples_buf),
-                    other => {
-                        *skipped.entry(format!("{other:?}")).or_default() += 1;
-                        Ok(())
-                    }
-                };
-                if let Err(e) = decoded {
-                    let (segment, offset) = reader.position();
-                    return Err(DbError::Record {
-                        segment,
-                        offset,
-                        reason: e.to_string(),
-                    });
-                }
-                for s in samples_buf.drain(..) {
-                    let mut s = s;
-                    if !aliases.is_empty() {
-                        if let Some(&real) = aliases.get(&s.series) {
-                            s.series = real;
+            for reader in &mut readers {
+                while let Some(rec) = reader.next_record()? {
+                    let decoded: Result<(), record::RecordError> = match record::record_type(rec) {
+                        RecordType::Series => {
+                            let mut scratch = Vec::new();
+                            record::for_each_series(rec, &mut scratch, |id, labels| {
+                                let s = if head::is_canonical(labels) {
+                                    head.create_with_id_pairs(id, labels).0
+                                } else {
+                                    // A foreign WAL with unsorted or empty labels: normalize.
+                                    let owned = Labels::new(
+                                        labels
+                                            .iter()
+                                            .map(|(n, v)| crate::labels::Label::new(*n, *v))
+                                            .collect(),
+                                    );
+                                    head.create_with_id(id, &owned).0
+                                };
+                                if s.id != id {
+                                    aliases.insert(id, s.id);
+                                }
+                                report.replayed_series += 1;
+                            })
                         }
+                        RecordType::Samples => record::decode_samples(rec, &mut samples_buf),
+                        other => {
+                            *skipped.entry(format!("{other:?}")).or_default() += 1;
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = decoded {
+                        let (segment, offset) = reader.position();
+                        return Err(DbError::Record {
+                            segment,
+                            offset,
+                            reason: e.to_string(),
+                        });
                     }
-                    let i = (s.series as usize) % shards;
-                    let b = &mut batches[i];
-                    if b.capacity() == 0 {
-                        *b = recycle_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(REPLAY_BATCH));
-                    }
-                    b.push(s);
-                    if b.len() >= REPLAY_BATCH {
-                        let full = std::mem::take(b);
-                        // A worker only hangs up by panicking; its join reports that.
-                        let _ = senders[i].send(full);
+                    for s in samples_buf.drain(..) {
+                        let mut s = s;
+                        if !aliases.is_empty() {
+                            if let Some(&real) = aliases.get(&s.series) {
+                                s.series = real;
+                            }
+                        }
+                        let i = (s.series as usize) % shards;
+                        let b = &mut batches[i];
+                        if b.capacity() == 0 {
+                            *b = recycle_rx
+                                .try_recv()
+                                .unwrap_or_else(|_| Vec::with_capacity(REPLAY_BATCH));
+                        }
+                        b.push(s);
+                        if b.len() >= REPLAY_BATCH {
+                            let full = std::mem::take(b);
+                            // A worker only hangs up by panicking; its join reports that.
+                            let _ = senders[i].send(full);
+                        }
                     }
                 }
             }
@@ -702,5 +714,33 @@ mod tests {
         drop(db);
         let db = Db::open(dir.path(), Options::default()).unwrap();
         assert_eq!(db.open_report().replayed_samples, 4000);
+    }
+
+    #[test]
+    fn replay_reads_the_checkpoint_then_the_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        {
+            let db = Db::open(dir.path(), Options::default()).unwrap();
+            for k in 0..5 {
+                commit_batch(&db, k);
+            }
+        }
+        let last = *wal::segments(&wal_dir).unwrap().last().unwrap();
+        // Keep series 0..25 and samples from t = 2000 on.
+        let stats =
+            wal::checkpoint(&wal_dir, last, &|id| id <= 25, 2000, Compression::None).unwrap();
+        assert_eq!(stats.series_kept, 25);
+        wal::truncate(&wal_dir, last).unwrap();
+        let before = {
+            let db = Db::open(dir.path(), Options::default()).unwrap();
+            let got = samples(&db);
+            assert_eq!(got.len(), 25);
+            assert!(got.iter().all(|(_, s)| s.len() == 3));
+            commit_batch(&db, 7);
+            samples(&db)
+        };
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(samples(&db), before);
     }
 }

@@ -34,9 +34,13 @@
 //! [`recover`] runs before replay: it finds the end of the last complete commit and cuts the torn
 //! tail of the last segment(s) there; [`WalReader`] then reads records in order.
 
+mod checkpoint;
 mod reader;
 pub mod record;
 
+pub use checkpoint::{
+    checkpoint, last_checkpoint, remove_temporary_checkpoints, truncate, CheckpointStats,
+};
 pub use reader::{fuzz_read_segment, recover, RecoverReport, Truncation, WalReader};
 
 use std::fs::{File, OpenOptions};
@@ -214,7 +218,11 @@ impl Wal {
             return Err(WalError::InvalidSegmentSize(opts.segment_size));
         }
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let next = segments(dir)?.last().map_or(0, |l| l + 1);
+        // After the last segment, and after the segments a checkpoint replaced (replay skips
+        // everything up to the checkpoint's index, even if those segments are gone).
+        let after_segments = segments(dir)?.last().map_or(0, |l| l + 1);
+        let after_checkpoint = last_checkpoint(dir)?.map_or(0, |c| c.1 + 1);
+        let next = after_segments.max(after_checkpoint);
         let file = create_segment(dir, next)?;
         let zstd = match opts.compression {
             Compression::Zstd => {

@@ -399,7 +399,14 @@ impl WalReader {
     /// Opens the segments of `dir` (a `wal/` directory). Fails if their indices have a gap, as
     /// Prometheus does.
     pub fn open(dir: &Path) -> Result<WalReader, WalError> {
-        let segs = segments(dir)?;
+        WalReader::open_from(dir, 0, None)
+    }
+
+    /// Opens the segments of `dir` numbered from `first` to `last` (inclusive; all when `None`):
+    /// replay starts after the latest checkpoint, a checkpoint reads the segments it covers.
+    pub fn open_from(dir: &Path, first: u64, last: Option<u64>) -> Result<WalReader, WalError> {
+        let mut segs = segments(dir)?;
+        segs.retain(|&s| s >= first && last.is_none_or(|l| s <= l));
         if let Some(w) = segs.windows(2).find(|w| w[1] != w[0] + 1) {
             return Err(WalError::SegmentGap {
                 dir: dir.to_path_buf(),
