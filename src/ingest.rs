@@ -182,6 +182,28 @@ impl Cache {
         self.link(i);
     }
 
+    /// The series of the current sample (`series` is its raw text): from the cache, or — for text
+    /// not seen before — by parsing its labels and finding or creating the series in the head.
+    /// Returns the id and whether the series was created.
+    fn resolve(
+        &mut self,
+        series: &[u8],
+        parser: &Parser<'_>,
+        scratch: &mut Vec<Label>,
+        head: &crate::head::Head,
+    ) -> Result<(u64, bool), ParseError> {
+        if let Some(id) = self.get(series) {
+            return Ok((id, false));
+        }
+        parser.labels(scratch)?;
+        let labels = Labels::new(std::mem::take(scratch));
+        let (s, created) = head.get_or_create(&labels);
+        *scratch = labels.into_vec();
+        self.ensure_room(series.len());
+        self.insert(series, s.id);
+        Ok((s.id, created))
+    }
+
     /// The arena addresses keys with u32 offsets: start over before it would overflow.
     fn ensure_room(&mut self, key_len: usize) {
         if self.arena.len() + key_len >= u32::MAX as usize {
@@ -427,23 +449,14 @@ impl<'db> Ingester<'db> {
                     value,
                     timestamp_ms,
                 })) => {
-                    let id = match cache.get(series) {
-                        Some(id) => id,
-                        None => {
-                            labels.clear();
-                            if let Err(e) = parser.labels(&mut labels) {
-                                out.error = Some(e);
-                                return out;
-                            }
-                            let ls = Labels::new(std::mem::take(&mut labels));
-                            let (s, created) = head.get_or_create(&ls);
-                            labels = ls.into_vec();
-                            if created {
-                                out.new_series += 1;
-                            }
-                            cache.ensure_room(series.len());
-                            cache.insert(series, s.id);
-                            s.id
+                    let id = match cache.resolve(series, &parser, &mut labels, head) {
+                        Ok((id, created)) => {
+                            out.new_series += u64::from(created);
+                            id
+                        }
+                        Err(e) => {
+                            out.error = Some(e);
+                            return out;
                         }
                     };
                     out.samples += 1;
@@ -538,23 +551,14 @@ impl<'db> Ingester<'db> {
                     value,
                     timestamp_ms,
                 })) => {
-                    let id = match cache.get(series) {
-                        Some(id) => id,
-                        None => {
-                            labels.clear();
-                            if let Err(e) = parser.labels(&mut labels) {
-                                app.rollback();
-                                return (Err(parse_error(name, &e)), skip_to_next_doc(doc));
-                            }
-                            let ls = Labels::new(std::mem::take(&mut labels));
-                            let (s, created) = self.db.head().get_or_create(&ls);
-                            labels = ls.into_vec();
-                            if created {
-                                stats.new_series += 1;
-                            }
-                            cache.ensure_room(series.len());
-                            cache.insert(series, s.id);
-                            s.id
+                    let id = match cache.resolve(series, &parser, &mut labels, self.db.head()) {
+                        Ok((id, created)) => {
+                            stats.new_series += u64::from(created);
+                            id
+                        }
+                        Err(e) => {
+                            app.rollback();
+                            return (Err(parse_error(name, &e)), skip_to_next_doc(doc));
                         }
                     };
                     stats.samples += 1;

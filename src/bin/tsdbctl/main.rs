@@ -131,8 +131,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(dir: &PathBuf, read_only: bool) -> Result<Db, String> {
-    let db = Db::open(dir, Options::default().read_only(read_only)).map_err(|e| e.to_string())?;
+fn open(dir: &PathBuf, opts: Options) -> Result<Db, String> {
+    let db = Db::open(dir, opts).map_err(|e| e.to_string())?;
     for w in &db.open_report().warnings {
         eprintln!("tsdbctl: warning: {w}");
     }
@@ -168,11 +168,7 @@ fn ingest(
         WalCompression::Snappy => Compression::Snappy,
         WalCompression::Zstd => Compression::Zstd,
     };
-    let db = Db::open(&dir, Options::default().wal_compression(compression))
-        .map_err(|e| e.to_string())?;
-    for w in &db.open_report().warnings {
-        eprintln!("tsdbctl: warning: {w}");
-    }
+    let db = open(&dir, Options::default().wal_compression(compression))?;
     let mut opts = IngestOptions::new(ts);
     opts.format = match format {
         FormatArg::Auto => None,
@@ -298,7 +294,7 @@ fn query(
             dir.display()
         ));
     }
-    let db = open(&dir, true)?;
+    let db = open(&dir, Options::default().read_only(true))?;
     let lookback = api::DEFAULT_LOOKBACK_MS;
     let eval = || -> Result<(Vec<api::ResultSeries>, bool), String> {
         match &range {
@@ -393,7 +389,7 @@ fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
         ));
     }
     let (rss_before, _) = memory();
-    let db = open(&dir, true)?;
+    let db = open(&dir, Options::default().read_only(true))?;
     let (rss, peak) = memory();
     let r = db.open_report();
     let m = db.head().memory_stats();
