@@ -287,27 +287,11 @@ pub fn for_each_series<'a>(
 }
 
 pub fn decode_series(rec: &[u8], out: &mut Vec<(u64, Labels)>) -> Result<(), RecordError> {
-    let mut d = Dec::new(rec, TYPE_SERIES)?;
-    while d.remaining() > 0 {
-        let series = d.be64("series ref")?;
-        let n = d.uvarint("label count")?;
-        // Each label needs at least two length bytes, so a count beyond that is damage; checking
-        // first keeps a hostile count from reserving memory.
-        if n > (d.remaining() / 2) as u64 {
-            return Err(RecordError::Truncated {
-                offset: d.off,
-                what: "labels",
-            });
-        }
-        let mut labels = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            let name = d.uvarint_str("label name")?;
-            let value = d.uvarint_str("label value")?;
-            labels.push(Label::new(name, value));
-        }
-        out.push((series, Labels::new(labels)));
-    }
-    Ok(())
+    let mut scratch = Vec::new();
+    for_each_series(rec, &mut scratch, |id, labels| {
+        let labels = labels.iter().map(|(n, v)| Label::new(*n, *v)).collect();
+        out.push((id, Labels::new(labels)));
+    })
 }
 
 /// Decodes a samples record, appending to `out`; allocates nothing beyond `out`'s growth. A
