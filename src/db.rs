@@ -277,7 +277,16 @@ impl Db {
         Ok(())
     }
 
-    fn commit(&self, app: head::Appender<'_>) -> Result<CommitStats, DbError> {
+    /// Drops head data before `mint` (written to a block by compaction) while no commit runs.
+    pub fn truncate_head(&self, mint: i64) -> head::TruncateStats {
+        let _commits = self
+            .wal
+            .as_ref()
+            .map(|w| w.lock().unwrap_or_else(|e| e.into_inner()));
+        self.head.truncate(mint)
+    }
+
+    fn commit(&self, mut app: head::Appender<'_>) -> Result<CommitStats, DbError> {
         if app.staged() == 0 {
             return Ok(app.apply());
         }
@@ -288,6 +297,7 @@ impl Db {
         if let Some(f) = &w.failed {
             return Err(DbError::Poisoned(f.clone()));
         }
+        app.revalidate();
         let state = &mut *w;
         let written = write_commit(&mut state.wal, &app, self.opts.fsync, &mut state.last_sync);
         if let Err(e) = written {

@@ -80,6 +80,7 @@ struct Pending {
 
 impl Pending {
     fn new(series: Arc<MemSeries>) -> Pending {
+        series.pin();
         let (base, staged) = {
             let c = series.lock();
             (c.version(), c.fork())
@@ -105,6 +106,16 @@ impl Pending {
         check
     }
 
+    /// Moves the staged samples to `series` (the same labels, after head truncation removed the
+    /// series this was forked from). Its chunks differ from the fork's base, so apply appends the
+    /// samples one by one.
+    fn rebind(&mut self, series: Arc<MemSeries>) {
+        series.pin();
+        self.series.unpin();
+        self.series = series;
+        self.base = (usize::MAX, usize::MAX, i64::MIN);
+    }
+
     /// The staged samples (not those the fork started with), in order.
     fn for_each_sample(&self, mut f: impl FnMut(i64, f64)) {
         let after = self.base.2;
@@ -124,6 +135,12 @@ impl Pending {
                 }
             }
         }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.series.unpin();
     }
 }
 
@@ -253,7 +270,7 @@ impl AppenderShard {
         };
         let (mut min, mut max) = (i64::MAX, i64::MIN);
         let range = head.chunk_range();
-        for p in self.pending {
+        for mut p in self.pending {
             if p.samples == 0 {
                 continue;
             }
@@ -263,7 +280,7 @@ impl AppenderShard {
                 stats.appended += p.samples as u64;
                 min = min.min(p.min_t);
                 max = max.max(p.max_t);
-                chunks.absorb(p.staged);
+                chunks.absorb(std::mem::replace(&mut p.staged, SeriesChunks::empty()));
                 continue;
             }
             // Another transaction committed to this series meanwhile: append one by one, with
@@ -354,6 +371,19 @@ impl<'h> Appender<'h> {
             r.merge(&s.rejected);
         }
         r
+    }
+
+    /// Replaces series that head truncation removed while this transaction staged samples for
+    /// them by the head's current series with the same labels (created if needed). The database
+    /// calls this under its WAL lock, before [`Appender::encode_records`].
+    pub fn revalidate(&mut self) {
+        let head = self.head;
+        for p in self.shards.iter_mut().flat_map(|s| s.pending.iter_mut()) {
+            if p.series.is_removed() {
+                let (fresh, _) = head.get_or_create(&p.series.to_labels());
+                p.rebind(fresh);
+            }
+        }
     }
 
     /// Commit phase 1: the WAL records of this transaction — a series record for every series not

@@ -183,6 +183,65 @@ impl Head {
         (series, true)
     }
 
+    /// Drops every chunk that ends before `mint` (it is in a block now) and removes series left
+    /// without chunks, unless a transaction is staging samples for them. The caller makes sure no
+    /// commit runs meanwhile (the database holds its WAL lock).
+    pub fn truncate(&self, mint: i64) -> TruncateStats {
+        let mut stats = TruncateStats::default();
+        let mut removed: Vec<Arc<MemSeries>> = Vec::new();
+        for s in self.all_series() {
+            let (dropped, gone) = s.truncate(mint);
+            stats.chunks_removed += dropped as u64;
+            if gone {
+                removed.push(s);
+            }
+        }
+        for s in &removed {
+            let pairs: Vec<(&str, &str)> = s.labels().iter().map(|(n, v)| (&**n, &**v)).collect();
+            let hash = labels_hash(pairs.iter().copied());
+            {
+                let mut guard = self.stripe(hash).write().unwrap_or_else(|e| e.into_inner());
+                let st = &mut *guard;
+                let is_first = st.by_hash.get(&hash).is_some_and(|f| f.id == s.id);
+                if is_first {
+                    st.by_hash.remove(&hash);
+                    // Promote a colliding series, if any, to the main map.
+                    if let Some(list) = st.collisions.get_mut(&hash) {
+                        if let Some(next) = list.pop() {
+                            st.by_hash.insert(hash, next);
+                        }
+                        if list.is_empty() {
+                            st.collisions.remove(&hash);
+                        }
+                    }
+                } else if let Some(list) = st.collisions.get_mut(&hash) {
+                    list.retain(|m| m.id != s.id);
+                    if list.is_empty() {
+                        st.collisions.remove(&hash);
+                    }
+                }
+            }
+            self.stripe(s.id)
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .by_id
+                .remove(&s.id);
+        }
+        if !removed.is_empty() {
+            let mut ids: Vec<u64> = removed.iter().map(|s| s.id).collect();
+            ids.sort_unstable();
+            self.postings
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .delete(&ids);
+            self.num_series
+                .fetch_sub(ids.len() as u64, Ordering::Relaxed);
+        }
+        stats.series_removed = removed.len() as u64;
+        self.min_time.fetch_max(mint, Ordering::Relaxed);
+        stats
+    }
+
     pub fn num_series(&self) -> u64 {
         self.num_series.load(Ordering::Relaxed)
     }
@@ -233,6 +292,13 @@ impl Head {
         }
         m
     }
+}
+
+/// What [`Head::truncate`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TruncateStats {
+    pub chunks_removed: u64,
+    pub series_removed: u64,
 }
 
 /// Counts for `tsdbctl` and the memory figures.
@@ -357,5 +423,72 @@ mod tests {
         });
         assert!(ids.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(h.num_series(), 1);
+    }
+
+    fn commit(app: Appender<'_>) -> CommitStats {
+        let mut app = app;
+        app.revalidate();
+        app.apply()
+    }
+
+    #[test]
+    fn truncate_drops_old_chunks_and_empty_series() {
+        let h = Head::new(7_200_000, 2);
+        let old = Labels::from_pairs(&[("__name__", "m"), ("s", "old")]);
+        let live = Labels::from_pairs(&[("__name__", "m"), ("s", "live")]);
+        let mut app = h.appender();
+        for i in 0..1000i64 {
+            if i < 400 {
+                app.append(&old, i * 15_000, 1.0).unwrap();
+            }
+            app.append(&live, i * 15_000, 2.0).unwrap();
+        }
+        app.append(&live, 30_000_000, 3.0).unwrap();
+        commit(app);
+        let before = h.memory_stats();
+        let stats = h.truncate(7_500_000);
+        assert_eq!(stats.series_removed, 1);
+        assert!(stats.chunks_removed > 2);
+        assert!(h.lookup(&old).is_none());
+        assert_eq!(h.num_series(), 1);
+        assert_eq!(h.index().label_values("s"), vec!["live"]);
+        let after = h.memory_stats();
+        assert!(after.samples < before.samples);
+        // Every sample at or after the truncation time is still there.
+        let s = h.lookup(&live).unwrap();
+        let c = s.lock();
+        let first = c.min_time().unwrap();
+        assert!(first <= 7_500_000 && first > 7_500_000 - 3 * 3600 * 1000);
+        assert_eq!(c.last().unwrap().0, 30_000_000);
+    }
+
+    #[test]
+    fn a_series_with_staged_samples_is_not_removed() {
+        let h = Head::new(7_200_000, 1);
+        let l = Labels::from_pairs(&[("__name__", "m")]);
+        let mut app = h.appender();
+        app.append(&l, 1000, 1.0).unwrap();
+        commit(app);
+        let mut app = h.appender();
+        app.append(&l, 2000, 2.0).unwrap();
+        let stats = h.truncate(1_000_000);
+        assert_eq!(stats.series_removed, 0);
+        assert_eq!(commit(app).appended, 1);
+        assert_eq!(h.lookup(&l).unwrap().lock().num_samples(), 1);
+    }
+
+    #[test]
+    fn staged_samples_of_a_removed_series_move_to_its_successor() {
+        let h = Head::new(7_200_000, 1);
+        let l = Labels::from_pairs(&[("__name__", "m")]);
+        let (s, _) = h.get_or_create(&l);
+        assert_eq!(h.truncate(10).series_removed, 1);
+        assert!(s.is_removed());
+        let mut app = h.appender();
+        app.shards_mut()[0].append(&s, 5000, 7.0).unwrap();
+        assert_eq!(commit(app).appended, 1);
+        let fresh = h.lookup(&l).unwrap();
+        assert_ne!(fresh.id, s.id);
+        assert_eq!(fresh.lock().last().map(|x| x.0), Some(5000));
     }
 }

@@ -7,7 +7,7 @@
 //! and our blocks, the same as Prometheus' for the same samples.
 
 use crate::chunk::XorAppender;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Interned label string.
@@ -79,6 +79,11 @@ pub fn check_after(last: Option<(i64, u64)>, t: i64, v: f64) -> Check {
 }
 
 impl SeriesChunks {
+    /// No chunks.
+    pub fn empty() -> SeriesChunks {
+        SeriesChunks::new()
+    }
+
     fn new() -> SeriesChunks {
         SeriesChunks {
             closed: Vec::new(),
@@ -177,6 +182,18 @@ impl SeriesChunks {
         self.last_v_bits = fork.last_v_bits;
     }
 
+    /// Removes chunks whose samples all lie before `mint`; returns how many.
+    pub fn truncate_before(&mut self, mint: i64) -> usize {
+        let before = self.closed.len();
+        self.closed.retain(|c| c.max_t >= mint);
+        let mut dropped = before - self.closed.len();
+        if self.head.as_ref().is_some_and(|h| h.max_t < mint) {
+            self.head = None;
+            dropped += 1;
+        }
+        dropped
+    }
+
     fn cut(&mut self, t: i64, chunk_range: i64) {
         if let Some(old) = self.head.take() {
             let mut app = old.app;
@@ -235,6 +252,10 @@ pub struct MemSeries {
     chunks: Mutex<SeriesChunks>,
     /// Whether a WAL series record for this series has been written.
     logged: AtomicBool,
+    /// Transactions staging samples for this series: it is not garbage-collected meanwhile.
+    pending: AtomicU32,
+    /// Set (under the chunks lock) when head truncation removed the series from the head.
+    removed: AtomicBool,
 }
 
 impl MemSeries {
@@ -244,6 +265,8 @@ impl MemSeries {
             labels,
             chunks: Mutex::new(SeriesChunks::new()),
             logged: AtomicBool::new(logged),
+            pending: AtomicU32::new(0),
+            removed: AtomicBool::new(false),
         }
     }
 
@@ -273,6 +296,32 @@ impl MemSeries {
 
     pub fn set_logged(&self) {
         self.logged.store(true, Ordering::Release)
+    }
+
+    pub(crate) fn pin(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn unpin(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether head truncation removed this series (a transaction holding it must re-resolve it).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// Drops chunks that end before `mint`; if nothing is left and no transaction stages samples for
+    /// the series, marks it removed and returns true (the caller unlinks it from the head).
+    pub(crate) fn truncate(&self, mint: i64) -> (usize, bool) {
+        let mut c = self.lock();
+        let dropped = c.truncate_before(mint);
+        let gone =
+            c.closed.is_empty() && c.head.is_none() && self.pending.load(Ordering::Acquire) == 0;
+        if gone {
+            self.removed.store(true, Ordering::Release);
+        }
+        (dropped, gone)
     }
 
     /// Approximate heap bytes of this series beyond its encoded chunk bytes (for memory figures).
