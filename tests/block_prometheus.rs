@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use tsdb::block::{write_block, Block, ChunkWriter, IndexWriter, Tombstones};
+use tsdb::block::{write_block, Block, BlockWriter, ChunkWriter, IndexWriter, Tombstones};
 use tsdb::chunk::{XorAppender, XorIterator};
 use tsdb::index::Postings;
 use tsdb::labels::{Labels, MatchType, Matcher};
@@ -222,6 +222,33 @@ fn promtool_reads_our_block() {
     let got = parse_dump(&dump);
     assert_eq!(dump.lines().count(), total);
     if let Err(e) = same(&got, &data) {
+        panic!("promtool dump differs from what we wrote: {e}");
+    }
+}
+
+/// Chunk references name the segment by its position (file `000001` is 0): promtool must agree on
+/// a block whose chunks span many small segments.
+#[test]
+fn promtool_reads_our_multi_segment_block() {
+    if !promtool_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mint = 1_700_000_000_000 / (2 * HOUR) * (2 * HOUR);
+    let maxt = mint + 2 * HOUR;
+    let data = dataset(mint, maxt, 10_000);
+    let mut w = BlockWriter::with_segment_size(dir.path(), mint, maxt, 4096).unwrap();
+    for (l, s) in &data {
+        w.add_series(l.clone(), &chunks_of(s)).unwrap();
+    }
+    let ulid = w.finish().unwrap();
+    let segs = fs::read_dir(dir.path().join(ulid.to_string()).join("chunks"))
+        .unwrap()
+        .count();
+    assert!(segs > 5, "{segs} segments");
+    fs::create_dir(dir.path().join("wal")).unwrap();
+    let dump = promtool(&["tsdb", "dump", dir.path().to_str().unwrap()]);
+    if let Err(e) = same(&parse_dump(&dump), &data) {
         panic!("promtool dump differs from what we wrote: {e}");
     }
 }

@@ -465,6 +465,11 @@ mod tests {
             }
         }
 
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn fuzz_segment_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             fuzz_segment(&data);

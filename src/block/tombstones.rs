@@ -197,6 +197,11 @@ mod tests {
             prop_assert_eq!(Tombstones::decode(&t.encode()).unwrap(), t);
         }
 
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn fuzz_tombstones_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
             fuzz_tombstones(&data);

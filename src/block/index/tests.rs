@@ -234,6 +234,10 @@ proptest! {
         prop_assert_eq!(got, brute);
         prop_assert!(r.take_error().is_none());
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn fuzz_index_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
