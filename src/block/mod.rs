@@ -76,10 +76,9 @@ pub enum BlockError {
         #[source]
         source: TombstoneError,
     },
-    #[error("block {block}: chunk {chunk_ref:#x} of series {series}: encoding {encoding}, only XOR (1) is supported")]
+    #[error("block {block}: chunk {chunk_ref:#x}: encoding {encoding}, only XOR (1) is supported")]
     Encoding {
         block: String,
-        series: u64,
         chunk_ref: u64,
         encoding: u8,
     },
@@ -92,8 +91,11 @@ pub enum BlockError {
 }
 
 /// Builds one block. Series must be added in strictly increasing label order; chunk data is
-/// written to segment files as it comes, while labels and chunk metas are kept until
-/// [`BlockWriter::finish`] writes the index (symbols must precede series there).
+/// written to segment files as it comes. The index needs every symbol before the first series:
+/// given them up front ([`BlockWriter::with_symbols`], as compaction can from its source
+/// indexes) series go straight to the index file and memory stays at the postings (4 bytes per
+/// label of each series); otherwise labels and chunk metas are kept until
+/// [`BlockWriter::finish`].
 pub struct BlockWriter {
     parent: PathBuf,
     tmp: PathBuf,
@@ -102,7 +104,12 @@ pub struct BlockWriter {
     maxt: i64,
     compaction: BlockCompaction,
     chunks: Option<ChunkWriter>,
+    /// Series kept for the index when symbols were not given up front.
     series: Vec<(Labels, Vec<ChunkRefMeta>)>,
+    /// The index being streamed when symbols were given up front.
+    index: Option<IndexWriter<BufWriter<File>>>,
+    last: Option<Labels>,
+    metas: Vec<ChunkRefMeta>,
     stats: BlockStats,
     done: bool,
 }
@@ -156,9 +163,37 @@ impl BlockWriter {
             },
             chunks: Some(chunks),
             series: Vec::new(),
+            index: None,
+            last: None,
+            metas: Vec::new(),
             stats: BlockStats::default(),
             done: false,
         })
+    }
+
+    /// Like [`BlockWriter::new`], streaming series into the index: `symbols` (sorted, unique) must
+    /// hold every label name and value of the series to come.
+    pub fn with_symbols<'s>(
+        dir: &Path,
+        mint: i64,
+        maxt: i64,
+        symbols: impl IntoIterator<Item = &'s str>,
+    ) -> Result<BlockWriter, BlockError> {
+        let mut w = BlockWriter::new(dir, mint, maxt)?;
+        let ipath = w.tmp.join(index::INDEX_FILENAME);
+        let f = File::create(&ipath).map_err(|source| BlockError::Io {
+            block: w.ulid.to_string(),
+            path: ipath.clone(),
+            source,
+        })?;
+        let iw = IndexWriter::new(BufWriter::with_capacity(1 << 20, f), &ipath, symbols).map_err(
+            |source| BlockError::Index {
+                block: w.ulid.to_string(),
+                source,
+            },
+        )?;
+        w.index = Some(iw);
+        Ok(w)
     }
 
     /// The ULID the block will have.
@@ -227,7 +262,18 @@ impl BlockWriter {
             });
         }
         self.stats.num_series += 1;
-        self.series.push((labels, metas));
+        if let Some(iw) = &mut self.index {
+            let res = iw.add_series(&labels, &metas);
+            self.metas = metas;
+            res.map_err(|source| BlockError::Index {
+                block: self.ulid.to_string(),
+                source,
+            })?;
+            self.last = Some(labels);
+        } else {
+            self.last = Some(labels.clone());
+            self.series.push((labels, metas));
+        }
         Ok(())
     }
 
@@ -250,24 +296,30 @@ impl BlockWriter {
             })?;
         }
 
-        let mut symbols: BTreeSet<&str> = BTreeSet::new();
-        for (l, _) in &self.series {
-            for x in l {
-                symbols.insert(&x.name);
-                symbols.insert(&x.value);
-            }
-        }
         let ipath = self.tmp.join(index::INDEX_FILENAME);
-        let f = File::create(&ipath).map_err(io(&ipath))?;
         let ix_err = |source| BlockError::Index {
             block: block.clone(),
             source,
         };
-        let mut w = IndexWriter::new(BufWriter::with_capacity(1 << 20, f), &ipath, symbols)
-            .map_err(ix_err)?;
-        for (l, metas) in &self.series {
-            w.add_series(l, metas).map_err(ix_err)?;
-        }
+        let w = match self.index.take() {
+            Some(w) => w,
+            None => {
+                let mut symbols: BTreeSet<&str> = BTreeSet::new();
+                for (l, _) in &self.series {
+                    for x in l {
+                        symbols.insert(&x.name);
+                        symbols.insert(&x.value);
+                    }
+                }
+                let f = File::create(&ipath).map_err(io(&ipath))?;
+                let mut w = IndexWriter::new(BufWriter::with_capacity(1 << 20, f), &ipath, symbols)
+                    .map_err(ix_err)?;
+                for (l, metas) in &self.series {
+                    w.add_series(l, metas).map_err(ix_err)?;
+                }
+                w
+            }
+        };
         let f = w
             .finish()
             .map_err(ix_err)?
@@ -435,7 +487,6 @@ impl Block {
         if enc != ENCODING_XOR {
             return Err(BlockError::Encoding {
                 block: self.name.clone(),
-                series: 0,
                 chunk_ref: r,
                 encoding: enc,
             });
@@ -470,20 +521,7 @@ impl Block {
                 .map_err(|e| self.index_err(e))?;
             let mut chunks = Vec::new();
             for m in metas.iter().filter(|m| m.max_t >= mint && m.min_t <= maxt) {
-                let data = self.chunk(m.chunk_ref).map_err(|e| match e {
-                    BlockError::Encoding {
-                        block,
-                        chunk_ref,
-                        encoding,
-                        ..
-                    } => BlockError::Encoding {
-                        block,
-                        series: r,
-                        chunk_ref,
-                        encoding,
-                    },
-                    e => e,
-                })?;
+                let data = self.chunk(m.chunk_ref)?;
                 chunks.push(ChunkMeta {
                     min_t: m.min_t,
                     max_t: m.max_t,

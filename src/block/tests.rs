@@ -202,3 +202,79 @@ fn block_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Block>();
 }
+
+#[test]
+fn streaming_writer_gives_the_same_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated();
+    let mut symbols = std::collections::BTreeSet::new();
+    for (l, _) in &data {
+        for x in l {
+            symbols.insert(x.name.clone());
+            symbols.insert(x.value.clone());
+        }
+    }
+    let mut w =
+        BlockWriter::with_symbols(dir.path(), 0, 7_200_000, symbols.iter().map(String::as_str))
+            .unwrap();
+    for (l, s) in &data {
+        w.add_series(l.clone(), &chunks_of(s, 120)).unwrap();
+    }
+    let streamed = w.finish().unwrap();
+    let buffered = write_block(
+        dir.path(),
+        0,
+        7_200_000,
+        data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+    )
+    .unwrap();
+    let read = |u: Ulid| fs::read(dir.path().join(u.to_string()).join("index")).unwrap();
+    assert_eq!(read(streamed), read(buffered));
+    // A label missing from the given symbols is refused.
+    let mut w = BlockWriter::with_symbols(dir.path(), 0, 10, ["__name__"]).unwrap();
+    let e = w
+        .add_series(
+            Labels::from_pairs(&[("__name__", "x")]),
+            &chunks_of(&[(1, 1.0)], 1),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("symbol table"), "{e}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whole blocks through files: what select returns is what was written.
+    #[test]
+    fn blocks_round_trip(
+        raw in proptest::collection::btree_map(
+            (0u8..5, 0u16..300),
+            proptest::collection::vec((1i64..60_000, -1e6f64..1e6), 1..400),
+            1..30,
+        ),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data: Vec<(Labels, Vec<(i64, f64)>)> = raw
+            .into_iter()
+            .map(|((n, v), steps)| {
+                let l = Labels::from_pairs(&[("__name__", &format!("m{n}")), ("v", &format!("{v}"))]);
+                let mut t = 0;
+                let s = steps.into_iter().map(|(d, x)| { t += d; (t, x) }).collect();
+                (l, s)
+            })
+            .collect();
+        data.sort_by(|a, b| a.0.cmp(&b.0));
+        let maxt = data.iter().map(|(_, s)| s.last().unwrap().0).max().unwrap() + 1;
+        let ulid = write_block(
+            dir.path(), 0, maxt,
+            data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+        ).unwrap();
+        let b = Block::open(&dir.path().join(ulid.to_string())).unwrap();
+        let got = b.select(&[Matcher::equal("", "")], 0, maxt).unwrap();
+        proptest::prop_assert_eq!(got.len(), data.len());
+        for ((l, c), (wl, ws)) in got.iter().zip(&data) {
+            proptest::prop_assert_eq!(l, wl);
+            proptest::prop_assert_eq!(&decode(c), ws);
+        }
+    }
+}
