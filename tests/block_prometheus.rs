@@ -6,21 +6,28 @@
 //!   read with our writers reproduces Prometheus' index, chunk segment, tombstones and meta.json
 //!   byte for byte.
 //!
+//! - blocks a running Prometheus 2.42 cut from its head (after replaying a WAL we wrote) read back
+//!   through our reader with exactly the samples we wrote in their ranges.
+//!
 //! Without the binary the tests print a skip notice, or fail if `TSDB_REQUIRE_PEERS=1`.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
-use std::process::Command;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tsdb::block::{write_block, Block, BlockWriter, ChunkWriter, IndexWriter, Tombstones};
 use tsdb::chunk::{XorAppender, XorIterator};
 use tsdb::index::Postings;
 use tsdb::labels::{Labels, MatchType, Matcher};
 use tsdb::querier::ChunkMeta;
+use tsdb::{Db, Options};
 
 const PROMTOOL: &str = "/usr/bin/promtool";
+const PROMETHEUS: &str = "/usr/bin/prometheus";
 const HOUR: i64 = 3_600_000;
 
 type Samples = BTreeMap<Labels, Vec<(i64, f64)>>;
@@ -389,5 +396,175 @@ fn we_read_blocks_promtool_creates() {
     same_bytes_as_prometheus(&out);
     if let Err(e) = same(&got, &data) {
         panic!("our reader differs from the OpenMetrics input: {e}");
+    }
+}
+
+/// A running Prometheus, killed on drop.
+struct Prometheus {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    fn start(data: &Path, config: &str) -> Prometheus {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = data.join("prometheus.yml");
+        fs::write(&cfg, config.replace("PORT", &port.to_string())).unwrap();
+        let log = data.join("prometheus.log");
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Prometheus { child, log }
+    }
+
+    fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Prometheus did not stop after SIGTERM");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn block_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("meta.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Prometheus cuts a block from its head once the head spans 1.5 block ranges. We leave it a WAL
+/// (written by our `Db`) spanning hours in the past; its own scrapes at "now" then make the head
+/// compactable at the next commit, and the blocks it writes are read back with our reader.
+#[test]
+fn we_read_blocks_prometheus_cut_from_its_head() {
+    if !Path::new(PROMETHEUS).exists() {
+        if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{PROMETHEUS} is missing and TSDB_REQUIRE_PEERS=1");
+        }
+        eprintln!("SKIP: {PROMETHEUS} not installed; head compaction cross-check not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let start = now - 7 * HOUR;
+    let mut data = dataset(start, now - HOUR, 60_000);
+    // A label of our own, to tell our series from Prometheus' self-scrape.
+    data = data
+        .into_iter()
+        .map(|(l, s)| {
+            let mut v = l.into_vec();
+            v.push(tsdb::labels::Label::new("origin", "ours"));
+            (Labels::new(v), s)
+        })
+        .collect();
+    {
+        let db = Db::open(data_dir, Options::default()).unwrap();
+        let mut app = db.appender();
+        for (l, s) in &data {
+            for &(t, v) in s {
+                app.append(l, t, v).unwrap();
+            }
+        }
+        app.commit().unwrap();
+    }
+    let config = "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:PORT']\n";
+    let p = Prometheus::start(data_dir, config);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    // Two blocks at least: the 2h ranges before now - 3h are all compactable.
+    while block_dirs(data_dir).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no blocks after 180 s; log:\n{}",
+            p.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    p.stop();
+
+    let m = Matcher::new(MatchType::Equal, "origin", "ours").unwrap();
+    let mut got = Samples::new();
+    let mut ranges = Vec::new();
+    for dir in block_dirs(data_dir) {
+        let b = Block::open(&dir).unwrap();
+        let (lo, hi) = (b.meta().min_time, b.meta().max_time);
+        ranges.push((lo, hi));
+        for (l, chunks) in b.select(&[m.clone()], i64::MIN, i64::MAX).unwrap() {
+            for c in chunks {
+                for x in XorIterator::new(&c.data).unwrap() {
+                    got.entry(l.clone()).or_default().push(x.unwrap());
+                }
+            }
+        }
+        // Prometheus' own series read back too.
+        let all = Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap();
+        for (_, chunks) in b.select(&[all], lo, hi).unwrap() {
+            for c in chunks {
+                for x in XorIterator::new(&c.data).unwrap() {
+                    let (t, _) = x.unwrap();
+                    assert!(t >= lo && t < hi);
+                }
+            }
+        }
+    }
+    for s in got.values_mut() {
+        s.sort_by_key(|x| x.0);
+    }
+    let data_len: usize = data.values().map(Vec::len).sum();
+    let want: Samples = data
+        .into_iter()
+        .map(|(l, s)| {
+            let s: Vec<(i64, f64)> = s
+                .into_iter()
+                .filter(|(t, _)| ranges.iter().any(|(lo, hi)| t >= lo && t < hi))
+                .collect();
+            (l, s)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    let n: usize = want.values().map(Vec::len).sum();
+    eprintln!(
+        "{} blocks cut by Prometheus ({ranges:?}) hold {n} of our samples",
+        ranges.len()
+    );
+    assert!(n > data_len / 4, "{n} of {data_len} samples in blocks");
+    if let Err(e) = same(&got, &want) {
+        panic!("blocks Prometheus cut ({ranges:?}) differ from our samples: {e}");
     }
 }
