@@ -525,7 +525,10 @@ fn we_read_blocks_prometheus_cut_from_its_head() {
         let b = Block::open(&dir).unwrap();
         let (lo, hi) = (b.meta().min_time, b.meta().max_time);
         ranges.push((lo, hi));
-        for (l, chunks) in b.select(&[m.clone()], i64::MIN, i64::MAX).unwrap() {
+        for (l, chunks) in b
+            .select(std::slice::from_ref(&m), i64::MIN, i64::MAX)
+            .unwrap()
+        {
             for c in chunks {
                 for x in XorIterator::new(&c.data).unwrap() {
                     got.entry(l.clone()).or_default().push(x.unwrap());
