@@ -7,7 +7,8 @@
 //!   byte for byte.
 //!
 //! - blocks a running Prometheus 2.42 cut from its head (after replaying a WAL we wrote) read back
-//!   through our reader with exactly the samples we wrote in their ranges.
+//!   through our reader with exactly the samples we wrote in their ranges, and re-encode byte for
+//!   byte too.
 //!
 //! Without the binary the tests print a skip notice, or fail if `TSDB_REQUIRE_PEERS=1`.
 
@@ -517,6 +518,7 @@ fn we_read_blocks_prometheus_cut_from_its_head() {
         std::thread::sleep(Duration::from_millis(200));
     }
     p.stop();
+    same_bytes_as_prometheus(data_dir);
 
     let m = Matcher::new(MatchType::Equal, "origin", "ours").unwrap();
     let mut got = Samples::new();
