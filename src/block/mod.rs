@@ -1,0 +1,540 @@
+//! Persistent blocks: immutable directories of data for one time range, in Prometheus' on-disk
+//! format (issue 3, point 2; `../shared/docs/prometheus-tsdb-format.md`, "The layout").
+//!
+//! ```text
+//! <ULID>/meta.json      meta: ulid, time range (maxTime exclusive), stats, compaction
+//! <ULID>/index          symbols, series, label indices, postings, offset tables, TOC (index v2)
+//! <ULID>/chunks/000001  chunk segment files
+//! <ULID>/tombstones     deletions (empty when nothing was deleted)
+//! ```
+//!
+//! [`BlockWriter`] builds a block in `<ULID>.tmp-for-creation`, fsyncs every file and the
+//! directory, and renames it into place, so a crash never leaves a half-written block under a
+//! block's name. [`Block::open`] maps the files and decodes lazily; every read checks its CRC and
+//! a damaged block is reported with its ULID and what failed. This module never deletes a block.
+
+pub mod chunks;
+mod encoding;
+pub mod index;
+pub mod meta;
+pub mod mmap;
+pub mod tombstones;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use chunks::{ChunkFileError, ChunkReader, ChunkWriter};
+pub use index::{ChunkRefMeta, IndexError, IndexFileReader, IndexWriter, SeriesEntry};
+pub use meta::{BlockCompaction, BlockDesc, BlockMeta, BlockStats, MetaError, Ulid};
+pub use tombstones::{Interval, TombstoneError, Tombstones};
+
+use crate::chunk::{ENCODING_XOR, XOR_HEADER_LEN};
+use crate::index::postings_for_matchers;
+use crate::labels::{Labels, Matcher};
+use crate::querier::ChunkMeta;
+
+/// Suffix of a block directory under construction; such a directory left by a crash is garbage.
+pub const TMP_FOR_CREATION_SUFFIX: &str = ".tmp-for-creation";
+/// Name of the chunks directory in a block.
+pub const CHUNKS_DIRNAME: &str = "chunks";
+
+/// Why a block could not be written or read. `block` is the block's ULID (its directory name).
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block {block}: {path}: {source}")]
+    Io {
+        block: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("block {block}: {source}")]
+    Meta {
+        block: String,
+        #[source]
+        source: MetaError,
+    },
+    #[error("block {block}: index: {source}")]
+    Index {
+        block: String,
+        #[source]
+        source: IndexError,
+    },
+    #[error("block {block}: chunks: {source}")]
+    Chunks {
+        block: String,
+        #[source]
+        source: ChunkFileError,
+    },
+    #[error("block {block}: {path}: {source}")]
+    Tombstones {
+        block: String,
+        path: PathBuf,
+        #[source]
+        source: TombstoneError,
+    },
+    #[error("block {block}: chunk {chunk_ref:#x}: encoding {encoding}, only XOR (1) is supported")]
+    Encoding {
+        block: String,
+        chunk_ref: u64,
+        encoding: u8,
+    },
+    #[error("block {block}: series {labels}: {what}")]
+    BadInput {
+        block: String,
+        labels: String,
+        what: String,
+    },
+}
+
+/// Builds one block. Series must be added in strictly increasing label order; chunk data is
+/// written to segment files as it comes. The index needs every symbol before the first series:
+/// given them up front ([`BlockWriter::with_symbols`], as compaction can from its source
+/// indexes) series go straight to the index file and memory stays at the postings (4 bytes per
+/// label of each series); otherwise labels and chunk metas are kept until
+/// [`BlockWriter::finish`].
+pub struct BlockWriter {
+    parent: PathBuf,
+    tmp: PathBuf,
+    ulid: Ulid,
+    mint: i64,
+    maxt: i64,
+    compaction: BlockCompaction,
+    chunks: Option<ChunkWriter>,
+    /// Series kept for the index when symbols were not given up front.
+    series: Vec<(Labels, Vec<ChunkRefMeta>)>,
+    /// The index being streamed when symbols were given up front.
+    index: Option<IndexWriter<BufWriter<File>>>,
+    last: Option<Labels>,
+    metas: Vec<ChunkRefMeta>,
+    stats: BlockStats,
+    done: bool,
+}
+
+impl BlockWriter {
+    /// Starts a level-1 block for `[mint, maxt)` under directory `dir`.
+    pub fn new(dir: &Path, mint: i64, maxt: i64) -> Result<BlockWriter, BlockError> {
+        BlockWriter::with_segment_size(dir, mint, maxt, chunks::DEFAULT_SEGMENT_SIZE)
+    }
+
+    /// Like [`BlockWriter::new`] with chunk segments of at most `segment_size` bytes.
+    pub fn with_segment_size(
+        dir: &Path,
+        mint: i64,
+        maxt: i64,
+        segment_size: u64,
+    ) -> Result<BlockWriter, BlockError> {
+        let ulid = Ulid::new();
+        let tmp = dir.join(format!("{ulid}{TMP_FOR_CREATION_SUFFIX}"));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BlockError::Io {
+                block: ulid.to_string(),
+                path,
+                source,
+            }
+        };
+        if mint >= maxt {
+            return Err(BlockError::BadInput {
+                block: ulid.to_string(),
+                labels: "{}".into(),
+                what: format!("empty block range [{mint}, {maxt})"),
+            });
+        }
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let chunks = ChunkWriter::with_segment_size(&tmp.join(CHUNKS_DIRNAME), segment_size)
+            .map_err(|source| BlockError::Chunks {
+                block: ulid.to_string(),
+                source,
+            })?;
+        Ok(BlockWriter {
+            parent: dir.to_path_buf(),
+            tmp,
+            ulid,
+            mint,
+            maxt,
+            compaction: BlockCompaction {
+                level: 1,
+                sources: vec![ulid],
+                ..Default::default()
+            },
+            chunks: Some(chunks),
+            series: Vec::new(),
+            index: None,
+            last: None,
+            metas: Vec::new(),
+            stats: BlockStats::default(),
+            done: false,
+        })
+    }
+
+    /// Like [`BlockWriter::new`], streaming series into the index: `symbols` (sorted, unique) must
+    /// hold every label name and value of the series to come.
+    pub fn with_symbols<'s>(
+        dir: &Path,
+        mint: i64,
+        maxt: i64,
+        symbols: impl IntoIterator<Item = &'s str>,
+    ) -> Result<BlockWriter, BlockError> {
+        let mut w = BlockWriter::new(dir, mint, maxt)?;
+        let ipath = w.tmp.join(index::INDEX_FILENAME);
+        let f = File::create(&ipath).map_err(|source| BlockError::Io {
+            block: w.ulid.to_string(),
+            path: ipath.clone(),
+            source,
+        })?;
+        let iw = IndexWriter::new(BufWriter::with_capacity(1 << 20, f), &ipath, symbols).map_err(
+            |source| BlockError::Index {
+                block: w.ulid.to_string(),
+                source,
+            },
+        )?;
+        w.index = Some(iw);
+        Ok(w)
+    }
+
+    /// The ULID the block will have.
+    pub fn ulid(&self) -> Ulid {
+        self.ulid
+    }
+
+    /// Sets the compaction section of meta.json (level, sources, parents) for compacted blocks.
+    pub fn set_compaction(&mut self, c: BlockCompaction) {
+        self.compaction = c;
+    }
+
+    fn bad(&self, labels: &Labels, what: String) -> BlockError {
+        BlockError::BadInput {
+            block: self.ulid.to_string(),
+            labels: labels.to_string(),
+            what,
+        }
+    }
+
+    /// Adds a series with its XOR chunks (sorted by time, inside the block's range). Series
+    /// without chunks are skipped, as Prometheus' compactor does.
+    pub fn add_series(&mut self, labels: Labels, chunks: &[ChunkMeta]) -> Result<(), BlockError> {
+        if let Some((last, _)) = self.series.last() {
+            if labels <= *last {
+                return Err(self.bad(
+                    &labels,
+                    format!("added after {last}: series must be sorted"),
+                ));
+            }
+        }
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut metas = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            if c.min_t < self.mint || c.max_t >= self.maxt || c.min_t > c.max_t {
+                return Err(self.bad(
+                    &labels,
+                    format!(
+                        "chunk [{}, {}] outside the block range [{}, {})",
+                        c.min_t, c.max_t, self.mint, self.maxt
+                    ),
+                ));
+            }
+            let Some(&[hi, lo]) = c.data.first_chunk::<XOR_HEADER_LEN>() else {
+                return Err(self.bad(&labels, "chunk shorter than its XOR header".into()));
+            };
+            let w = self.chunks.as_mut().ok_or_else(|| BlockError::BadInput {
+                block: self.ulid.to_string(),
+                labels: labels.to_string(),
+                what: "writer already finished".into(),
+            })?;
+            let r = w
+                .write(ENCODING_XOR, &c.data)
+                .map_err(|source| BlockError::Chunks {
+                    block: self.ulid.to_string(),
+                    source,
+                })?;
+            self.stats.num_samples += u64::from(u16::from_be_bytes([hi, lo]));
+            self.stats.num_chunks += 1;
+            metas.push(ChunkRefMeta {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                chunk_ref: r,
+            });
+        }
+        self.stats.num_series += 1;
+        if let Some(iw) = &mut self.index {
+            let res = iw.add_series(&labels, &metas);
+            self.metas = metas;
+            res.map_err(|source| BlockError::Index {
+                block: self.ulid.to_string(),
+                source,
+            })?;
+            self.last = Some(labels);
+        } else {
+            self.last = Some(labels.clone());
+            self.series.push((labels, metas));
+        }
+        Ok(())
+    }
+
+    /// Writes index, tombstones and meta.json, fsyncs, and renames the block into place.
+    pub fn finish(mut self) -> Result<Ulid, BlockError> {
+        let block = self.ulid.to_string();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            let block = block.clone();
+            move |source| BlockError::Io {
+                block,
+                path,
+                source,
+            }
+        };
+        if let Some(w) = self.chunks.take() {
+            w.finish().map_err(|source| BlockError::Chunks {
+                block: block.clone(),
+                source,
+            })?;
+        }
+
+        let ipath = self.tmp.join(index::INDEX_FILENAME);
+        let ix_err = |source| BlockError::Index {
+            block: block.clone(),
+            source,
+        };
+        let w = match self.index.take() {
+            Some(w) => w,
+            None => {
+                let mut symbols: BTreeSet<&str> = BTreeSet::new();
+                for (l, _) in &self.series {
+                    for x in l {
+                        symbols.insert(&x.name);
+                        symbols.insert(&x.value);
+                    }
+                }
+                let f = File::create(&ipath).map_err(io(&ipath))?;
+                let mut w = IndexWriter::new(BufWriter::with_capacity(1 << 20, f), &ipath, symbols)
+                    .map_err(ix_err)?;
+                for (l, metas) in &self.series {
+                    w.add_series(l, metas).map_err(ix_err)?;
+                }
+                w
+            }
+        };
+        let f = w
+            .finish()
+            .map_err(ix_err)?
+            .into_inner()
+            .map_err(|e| io(&ipath)(e.into_error()))?;
+        f.sync_all().map_err(io(&ipath))?;
+
+        let tpath = self.tmp.join(tombstones::TOMBSTONES_FILENAME);
+        write_synced(&tpath, &Tombstones::new().encode()).map_err(io(&tpath))?;
+
+        let meta = BlockMeta {
+            ulid: self.ulid,
+            min_time: self.mint,
+            max_time: self.maxt,
+            stats: self.stats.clone(),
+            compaction: self.compaction.clone(),
+            version: meta::META_VERSION,
+        };
+        let mpath = self.tmp.join(meta::META_FILENAME);
+        write_synced(&mpath, &meta.to_json()).map_err(io(&mpath))?;
+        sync_dir(&self.tmp).map_err(io(&self.tmp))?;
+
+        let dst = self.parent.join(&block);
+        fs::rename(&self.tmp, &dst).map_err(io(&dst))?;
+        sync_dir(&self.parent).map_err(io(&self.parent))?;
+        self.done = true;
+        Ok(self.ulid)
+    }
+}
+
+impl Drop for BlockWriter {
+    /// An abandoned or failed block leaves no temporary directory behind.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes a level-1 block for `[mint, maxt)` into `dir` from series in label order with their XOR
+/// chunks; returns its ULID.
+pub fn write_block(
+    dir: &Path,
+    mint: i64,
+    maxt: i64,
+    series: impl Iterator<Item = (Labels, Vec<ChunkMeta>)>,
+) -> Result<Ulid, BlockError> {
+    let mut w = BlockWriter::new(dir, mint, maxt)?;
+    for (labels, chunks) in series {
+        w.add_series(labels, &chunks)?;
+    }
+    w.finish()
+}
+
+/// An opened block: its metadata, mapped index and chunk segments, and tombstones.
+#[derive(Debug)]
+pub struct Block {
+    dir: PathBuf,
+    name: String,
+    meta: BlockMeta,
+    index: IndexFileReader,
+    chunks: ChunkReader,
+    tombstones: Tombstones,
+}
+
+impl Block {
+    /// Opens the block in `dir`, checking meta.json, the index's TOC, symbol table and postings
+    /// offset table, the chunk segment headers and the tombstones file.
+    pub fn open(dir: &Path) -> Result<Block, BlockError> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        let io = |path: PathBuf| {
+            let block = name.clone();
+            move |source| BlockError::Io {
+                block,
+                path,
+                source,
+            }
+        };
+        let mpath = dir.join(meta::META_FILENAME);
+        let raw = fs::read(&mpath).map_err(io(mpath.clone()))?;
+        let meta = BlockMeta::from_json(&raw).map_err(|source| BlockError::Meta {
+            block: name.clone(),
+            source,
+        })?;
+        let index = IndexFileReader::open(&dir.join(index::INDEX_FILENAME)).map_err(|source| {
+            BlockError::Index {
+                block: name.clone(),
+                source,
+            }
+        })?;
+        let chunks =
+            ChunkReader::open(&dir.join(CHUNKS_DIRNAME)).map_err(|source| BlockError::Chunks {
+                block: name.clone(),
+                source,
+            })?;
+        let tpath = dir.join(tombstones::TOMBSTONES_FILENAME);
+        // Prometheus treats a missing tombstones file as no deletions.
+        let tombstones = match fs::read(&tpath) {
+            Ok(b) => Tombstones::decode(&b).map_err(|source| BlockError::Tombstones {
+                block: name.clone(),
+                path: tpath.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Tombstones::new(),
+            Err(e) => return Err(io(tpath)(e)),
+        };
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            name,
+            meta,
+            index,
+            chunks,
+            tombstones,
+        })
+    }
+
+    /// The block's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    pub fn index(&self) -> &IndexFileReader {
+        &self.index
+    }
+
+    pub fn chunks(&self) -> &ChunkReader {
+        &self.chunks
+    }
+
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
+    }
+
+    fn index_err(&self, source: IndexError) -> BlockError {
+        BlockError::Index {
+            block: self.name.clone(),
+            source,
+        }
+    }
+
+    /// The XOR data (sample count header included) of chunk `r`, CRC checked. Chunks of other
+    /// encodings (native histograms) are an error.
+    pub fn chunk(&self, r: u64) -> Result<&[u8], BlockError> {
+        let (enc, data) = self.chunks.chunk(r).map_err(|source| BlockError::Chunks {
+            block: self.name.clone(),
+            source,
+        })?;
+        if enc != ENCODING_XOR {
+            return Err(BlockError::Encoding {
+                block: self.name.clone(),
+                chunk_ref: r,
+                encoding: enc,
+            });
+        }
+        Ok(data)
+    }
+
+    /// The labels and chunk metas of series `r`.
+    pub fn series(&self, r: u64) -> Result<SeriesEntry, BlockError> {
+        self.index.series(r).map_err(|e| self.index_err(e))
+    }
+
+    /// The series the matchers select (Prometheus' semantics) with their chunks that overlap the
+    /// closed range `[mint, maxt]`; series with no such chunk are left out. Chunk data is copied
+    /// out of the mapping. Tombstones are not applied.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, BlockError> {
+        let refs = postings_for_matchers(&self.index, matchers);
+        if let Some(e) = self.index.take_error() {
+            return Err(self.index_err(e));
+        }
+        let mut out = Vec::new();
+        let mut labels = Vec::new();
+        let mut metas = Vec::new();
+        for r in refs {
+            self.index
+                .series_into(r, &mut labels, &mut metas)
+                .map_err(|e| self.index_err(e))?;
+            let mut chunks = Vec::new();
+            for m in metas.iter().filter(|m| m.max_t >= mint && m.min_t <= maxt) {
+                let data = self.chunk(m.chunk_ref)?;
+                chunks.push(ChunkMeta {
+                    min_t: m.min_t,
+                    max_t: m.max_t,
+                    data: Arc::from(data),
+                });
+            }
+            if !chunks.is_empty() {
+                out.push((Labels::from_sorted_unchecked(labels.clone()), chunks));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

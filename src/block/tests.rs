@@ -1,0 +1,280 @@
+use super::*;
+use crate::chunk::{XorAppender, XorIterator};
+use crate::labels::MatchType;
+
+fn chunks_of(samples: &[(i64, f64)], per_chunk: usize) -> Vec<ChunkMeta> {
+    samples
+        .chunks(per_chunk)
+        .map(|s| {
+            let mut a = XorAppender::new();
+            for &(t, v) in s {
+                a.append(t, v);
+            }
+            ChunkMeta {
+                min_t: s[0].0,
+                max_t: s[s.len() - 1].0,
+                data: Arc::from(a.into_bytes()),
+            }
+        })
+        .collect()
+}
+
+fn decode(chunks: &[ChunkMeta]) -> Vec<(i64, f64)> {
+    let mut out = Vec::new();
+    for c in chunks {
+        let it = XorIterator::new(&c.data).unwrap();
+        for s in it {
+            out.push(s.unwrap());
+        }
+    }
+    out
+}
+
+fn generated() -> Vec<(Labels, Vec<(i64, f64)>)> {
+    let mut v: Vec<(Labels, Vec<(i64, f64)>)> = (0..20)
+        .map(|i| {
+            let l = Labels::from_pairs(&[
+                ("__name__", if i % 2 == 0 { "a" } else { "b" }),
+                ("i", &format!("{i}")),
+            ]);
+            let s = (0..(50 + i * 13))
+                .map(|k| (k * 15_000 + i, (k * i) as f64 * 0.5))
+                .collect();
+            (l, s)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn write_open_select_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated();
+    let ulid = write_block(
+        dir.path(),
+        0,
+        7_200_000,
+        data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+    )
+    .unwrap();
+    let bdir = dir.path().join(ulid.to_string());
+    assert!(bdir.join("chunks/000001").exists());
+    assert!(!dir
+        .path()
+        .join(format!("{ulid}{TMP_FOR_CREATION_SUFFIX}"))
+        .exists());
+    let b = Block::open(&bdir).unwrap();
+    let m = b.meta();
+    assert_eq!((m.ulid, m.min_time, m.max_time), (ulid, 0, 7_200_000));
+    assert_eq!(m.stats.num_series, 20);
+    let total: usize = data.iter().map(|(_, s)| s.len()).sum();
+    assert_eq!(m.stats.num_samples, total as u64);
+    assert_eq!(m.compaction.level, 1);
+    assert_eq!(m.compaction.sources, [ulid]);
+    assert!(b.tombstones().is_empty());
+
+    let all = b
+        .select(
+            &[Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap();
+    assert_eq!(all.len(), data.len());
+    for ((l, chunks), (wl, ws)) in all.iter().zip(&data) {
+        assert_eq!(l, wl);
+        assert_eq!(&decode(chunks), ws);
+    }
+    let a = b.select(&[Matcher::equal("__name__", "a")], 0, 10).unwrap();
+    assert_eq!(a.len(), 6, "series 0, 2, .., 10 start by t=10");
+    assert!(
+        a.iter().all(|(_, c)| c.len() == 1),
+        "only the first chunk overlaps [0, 10]"
+    );
+    assert!(b
+        .select(&[Matcher::equal("__name__", "zz")], 0, 10)
+        .unwrap()
+        .is_empty());
+
+    let first = collect_refs(&b);
+    let s = b.series(first[0]).unwrap();
+    assert_eq!(s.labels, data[0].0);
+    assert_eq!(b.chunk(s.chunks[0].chunk_ref).unwrap()[..2], [0, 50]);
+}
+
+fn collect_refs(b: &Block) -> Vec<u64> {
+    crate::index::collect(&mut b.index().all_series().unwrap())
+}
+
+#[test]
+fn writer_rejects_bad_input_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = chunks_of(&[(5, 1.0)], 120);
+    let mut w = BlockWriter::new(dir.path(), 0, 10).unwrap();
+    w.add_series(Labels::from_pairs(&[("a", "2")]), &c).unwrap();
+    let e = w
+        .add_series(Labels::from_pairs(&[("a", "1")]), &c)
+        .unwrap_err();
+    assert!(e.to_string().contains("sorted"), "{e}");
+    let e = w
+        .add_series(
+            Labels::from_pairs(&[("a", "3")]),
+            &chunks_of(&[(10, 1.0)], 1),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("outside the block range"), "{e}");
+    drop(w);
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "temporary dir removed"
+    );
+    assert!(BlockWriter::new(dir.path(), 10, 10).is_err());
+}
+
+#[test]
+fn empty_block_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let ulid = write_block(dir.path(), 0, 1000, std::iter::empty()).unwrap();
+    let b = Block::open(&dir.path().join(ulid.to_string())).unwrap();
+    assert_eq!(b.meta().stats, BlockStats::default());
+    assert!(b
+        .select(&[Matcher::equal("", "")], 0, 1000)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn damaged_blocks_name_their_ulid_and_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated();
+    let write = || {
+        write_block(
+            dir.path(),
+            0,
+            7_200_000,
+            data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+        )
+        .unwrap()
+    };
+    // A flipped byte in chunk data: open works, select reports the segment and offset.
+    let u = write();
+    let bdir = dir.path().join(u.to_string());
+    let seg = bdir.join("chunks/000001");
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[20] ^= 0xff;
+    fs::write(&seg, &bytes).unwrap();
+    let b = Block::open(&bdir).unwrap();
+    let e = b
+        .select(&[Matcher::equal("", "")], 0, i64::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&u.to_string()) && e.contains("000001") && e.contains("offset 8"),
+        "{e}"
+    );
+
+    // A truncated index: open fails naming the block and the index file.
+    let u = write();
+    let bdir = dir.path().join(u.to_string());
+    let ix = bdir.join("index");
+    let bytes = fs::read(&ix).unwrap();
+    fs::write(&ix, &bytes[..bytes.len() - 3]).unwrap();
+    let e = Block::open(&bdir).unwrap_err().to_string();
+    assert!(
+        e.contains(&u.to_string()) && e.contains("index") && e.contains("TOC"),
+        "{e}"
+    );
+
+    // Broken meta.json.
+    let u = write();
+    let bdir = dir.path().join(u.to_string());
+    fs::write(bdir.join("meta.json"), b"{").unwrap();
+    let e = Block::open(&bdir).unwrap_err().to_string();
+    assert!(e.contains(&u.to_string()) && e.contains("meta.json"), "{e}");
+    // Nothing was deleted.
+    assert!(bdir.join("index").exists());
+}
+
+#[test]
+fn block_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Block>();
+}
+
+#[test]
+fn streaming_writer_gives_the_same_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated();
+    let mut symbols = std::collections::BTreeSet::new();
+    for (l, _) in &data {
+        for x in l {
+            symbols.insert(x.name.clone());
+            symbols.insert(x.value.clone());
+        }
+    }
+    let mut w =
+        BlockWriter::with_symbols(dir.path(), 0, 7_200_000, symbols.iter().map(String::as_str))
+            .unwrap();
+    for (l, s) in &data {
+        w.add_series(l.clone(), &chunks_of(s, 120)).unwrap();
+    }
+    let streamed = w.finish().unwrap();
+    let buffered = write_block(
+        dir.path(),
+        0,
+        7_200_000,
+        data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+    )
+    .unwrap();
+    let read = |u: Ulid| fs::read(dir.path().join(u.to_string()).join("index")).unwrap();
+    assert_eq!(read(streamed), read(buffered));
+    // A label missing from the given symbols is refused.
+    let mut w = BlockWriter::with_symbols(dir.path(), 0, 10, ["__name__"]).unwrap();
+    let e = w
+        .add_series(
+            Labels::from_pairs(&[("__name__", "x")]),
+            &chunks_of(&[(1, 1.0)], 1),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("symbol table"), "{e}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whole blocks through files: what select returns is what was written.
+    #[test]
+    fn blocks_round_trip(
+        raw in proptest::collection::btree_map(
+            (0u8..5, 0u16..300),
+            proptest::collection::vec((1i64..60_000, -1e6f64..1e6), 1..400),
+            1..30,
+        ),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data: Vec<(Labels, Vec<(i64, f64)>)> = raw
+            .into_iter()
+            .map(|((n, v), steps)| {
+                let l = Labels::from_pairs(&[("__name__", &format!("m{n}")), ("v", &format!("{v}"))]);
+                let mut t = 0;
+                let s = steps.into_iter().map(|(d, x)| { t += d; (t, x) }).collect();
+                (l, s)
+            })
+            .collect();
+        data.sort_by(|a, b| a.0.cmp(&b.0));
+        let maxt = data.iter().map(|(_, s)| s.last().unwrap().0).max().unwrap() + 1;
+        let ulid = write_block(
+            dir.path(), 0, maxt,
+            data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+        ).unwrap();
+        let b = Block::open(&dir.path().join(ulid.to_string())).unwrap();
+        let got = b.select(&[Matcher::equal("", "")], 0, maxt).unwrap();
+        proptest::prop_assert_eq!(got.len(), data.len());
+        for ((l, c), (wl, ws)) in got.iter().zip(&data) {
+            proptest::prop_assert_eq!(l, wl);
+            proptest::prop_assert_eq!(&decode(c), ws);
+        }
+    }
+}
