@@ -23,6 +23,7 @@
 //! assert_eq!(q.label_values("job"), vec!["api"]);
 //! ```
 
+use crate::block::{self, Block, BlockError};
 use crate::head::{self, CommitStats, Head, MemSeries};
 use crate::labels::Labels;
 use crate::querier::Querier;
@@ -32,7 +33,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Prometheus' default (and minimum) block range: head chunks are cut on its boundaries.
@@ -128,6 +129,8 @@ pub enum DbError {
     },
     #[error("the database was opened read-only")]
     ReadOnly,
+    #[error("{0}")]
+    Block(#[from] BlockError),
     #[error("a WAL replay worker panicked")]
     ReplayWorker,
     #[error("a WAL write failed earlier ({0}); reopen the database")]
@@ -152,6 +155,10 @@ pub struct OpenReport {
     pub replay_rejected: u64,
     /// Samples referring to a series no series record defined.
     pub unknown_series_samples: u64,
+    /// WAL samples skipped because a block already holds their time range.
+    pub replay_in_blocks: u64,
+    /// Blocks opened.
+    pub blocks: usize,
     pub replay_seconds: f64,
 }
 
@@ -170,6 +177,10 @@ pub struct Db {
     head: Head,
     /// `None` when opened read-only.
     wal: Option<Mutex<WalState>>,
+    /// Persistent blocks, oldest first.
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Serializes compactions.
+    compacting: Mutex<()>,
     report: OpenReport,
     /// Held (flock) for the lifetime of the `Db`.
     _lock: File,
@@ -198,6 +209,13 @@ impl Db {
 
         let head = Head::new(opts.block_range_ms, opts.shards);
         let mut report = OpenReport::default();
+        let blocks = open_blocks(&dir, opts.read_only, &mut report)?;
+        // WAL samples in a block's range were compacted already (a crash came before the WAL
+        // was truncated): replay skips them.
+        if let Some(maxt) = blocks.iter().map(|b| b.meta().max_time).max() {
+            head.set_min_valid_time(maxt);
+        }
+        report.blocks = blocks.len();
         let started = Instant::now();
         let recovered = wal::recover(&wal_dir)?;
         if let Some(t) = recovered.truncated {
@@ -230,6 +248,8 @@ impl Db {
             opts,
             head,
             wal,
+            blocks: RwLock::new(blocks),
+            compacting: Mutex::new(()),
             report,
             _lock: lock,
         })
@@ -263,7 +283,78 @@ impl Db {
 
     /// A querier over samples with `mint <= t <= maxt` (milliseconds, inclusive like Prometheus').
     pub fn querier(&self, mint: i64, maxt: i64) -> Querier<'_> {
-        Querier::new(&self.head, mint, maxt)
+        let blocks = self
+            .blocks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|b| b.meta().max_time > mint && b.meta().min_time <= maxt)
+            .cloned()
+            .collect();
+        Querier::new(&self.head, blocks, mint, maxt)
+    }
+
+    /// The persistent blocks, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        self.blocks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Head compaction, as Prometheus does it: while the head spans more than 1.5 block ranges,
+    /// its oldest range becomes a block; then the head drops that range and the WAL is truncated
+    /// behind a checkpoint. Each step is crash-safe: the block is written under a temporary name and
+    /// renamed; until the WAL is truncated a restart replays the WAL but skips what the block holds.
+    /// Returns the blocks written.
+    pub fn compact_head(&self) -> Result<Vec<block::Ulid>, DbError> {
+        let Some(wal) = &self.wal else {
+            return Err(DbError::ReadOnly);
+        };
+        let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let range = self.opts.block_range_ms;
+        let mut written = Vec::new();
+        while let Some((min, max)) = self.head.time_range() {
+            let mint = min.max(self.head.min_valid_time()).div_euclid(range) * range;
+            if max - mint <= range / 2 * 3 {
+                break;
+            }
+            let maxt = mint + range;
+            if let Some(ulid) = crate::compact::write_head_block(&self.dir, &self.head, mint, maxt)?
+            {
+                let b = Block::open(&self.dir.join(ulid.to_string()))?;
+                let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+                blocks.push(Arc::new(b));
+                blocks.sort_by_key(|b| b.meta().min_time);
+                written.push(ulid);
+            }
+            // From here on the block answers for [mint, maxt).
+            self.head.set_min_valid_time(maxt);
+            self.truncate_head(maxt);
+            self.truncate_wal(wal, maxt)?;
+        }
+        Ok(written)
+    }
+
+    /// Checkpoints the WAL segments before the current one, keeping series still in the head and
+    /// samples from `mint` on, then deletes them (Prometheus' `truncateWAL`).
+    fn truncate_wal(&self, wal: &Mutex<WalState>, mint: i64) -> Result<(), DbError> {
+        let to = {
+            let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
+            w.wal.roll_segment()?;
+            w.wal.segment().saturating_sub(1)
+        };
+        let wal_dir = self.dir.join("wal");
+        let head = &self.head;
+        wal::checkpoint(
+            &wal_dir,
+            to,
+            &|id| head.series(id).is_some(),
+            mint,
+            self.opts.wal_compression,
+        )?;
+        wal::truncate(&wal_dir, to)?;
+        Ok(())
     }
 
     /// Forces every committed WAL byte to stable storage.
@@ -382,6 +473,42 @@ const _: fn() = || {
     fn is<T: Send + Sync>() {}
     is::<Db>();
 };
+
+/// Opens the blocks of a data directory: directories named by a ULID. Leftovers of interrupted
+/// writes (`*.tmp-for-creation`, `*.tmp-for-deletion`) are removed; a block that fails to open is
+/// reported and left in place, excluded from queries.
+fn open_blocks(
+    dir: &Path,
+    read_only: bool,
+    report: &mut OpenReport,
+) -> Result<Vec<Arc<Block>>, DbError> {
+    let mut blocks = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if name.ends_with(".tmp-for-creation") || name.ends_with(".tmp-for-deletion") {
+            if !read_only {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            }
+            continue;
+        }
+        if name.parse::<block::Ulid>().is_err() {
+            continue;
+        }
+        match Block::open(&path) {
+            Ok(b) => blocks.push(Arc::new(b)),
+            Err(e) => report.warnings.push(format!(
+                "{e} (block left in place and excluded from queries)"
+            )),
+        }
+    }
+    blocks.sort_by_key(|b| b.meta().min_time);
+    Ok(blocks)
+}
 
 /// Batches of samples sent to a replay worker.
 const REPLAY_BATCH: usize = 4096;
@@ -512,6 +639,7 @@ fn replay(
         report.replayed_samples += r.appended;
         report.replay_rejected += r.rejected;
         report.unknown_series_samples += r.unknown;
+        report.replay_in_blocks += r.in_blocks;
     }
     // Our commit markers and segment headers never get here (the reader skips them). What does is
     // a Prometheus WAL's other records: deletions (tombstones), exemplars, metadata, histograms —
@@ -537,6 +665,7 @@ struct ReplayStats {
     appended: u64,
     rejected: u64,
     unknown: u64,
+    in_blocks: u64,
 }
 
 fn replay_worker(
@@ -547,6 +676,7 @@ fn replay_worker(
     let mut stats = ReplayStats::default();
     let mut cache: HashMap<u64, Arc<MemSeries>, foldhash::fast::FixedState> = HashMap::default();
     let range = head.chunk_range();
+    let min_valid = head.min_valid_time();
     let (mut min, mut max) = (i64::MAX, i64::MIN);
     for mut batch in rx {
         let mut i = 0;
@@ -571,13 +701,15 @@ fn replay_worker(
             let mut chunks = series.lock();
             while i < batch.len() && batch[i].series == id {
                 let s = batch[i];
-                match chunks.append(s.t, s.v, range) {
+                match chunks.append_valid(s.t, s.v, range, min_valid) {
                     head::Check::Append => {
                         stats.appended += 1;
                         min = min.min(s.t);
                         max = max.max(s.t);
                     }
                     head::Check::NoOp => {}
+                    // Already in a block (a crash between writing it and truncating the WAL).
+                    head::Check::Reject(head::Reject::OutOfBounds) => stats.in_blocks += 1,
                     head::Check::Reject(_) => stats.rejected += 1,
                 }
                 i += 1;

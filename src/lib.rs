@@ -10,6 +10,7 @@
 pub mod api;
 pub mod block;
 pub mod chunk;
+pub mod compact;
 pub mod db;
 pub mod exposition;
 pub mod head;

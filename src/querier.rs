@@ -3,15 +3,23 @@
 //! A [`Querier`] takes a consistent snapshot per series when it selects: completed chunks are shared
 //! (`Arc`), the open head chunk is copied, so iteration holds no lock and appends proceed meanwhile.
 //! Time bounds are inclusive on both ends, as in Prometheus' `Querier(mint, maxt)`.
+//!
+//! Series come from the persistent blocks overlapping the range and from the head, merged by label
+//! set; each series' chunks are in time order. Should two sources overlap in time (they do not, by
+//! construction: the head rejects samples in a block's range), iteration keeps the first sample of
+//! a timestamp and skips any that would go back in time.
 
+use crate::block::Block;
 use crate::chunk::XorIterator;
 use crate::head::Head;
 use crate::labels::{Labels, Matcher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Reads the database over `[mint, maxt]`.
 pub struct Querier<'a> {
     head: &'a Head,
+    blocks: Vec<Arc<Block>>,
     mint: i64,
     maxt: i64,
 }
@@ -50,6 +58,7 @@ impl Series {
             cur: None,
             mint: self.mint,
             maxt: self.maxt,
+            last: None,
         }
     }
 }
@@ -61,11 +70,22 @@ pub struct SampleIter<'a> {
     cur: Option<XorIterator<'a>>,
     mint: i64,
     maxt: i64,
+    /// Timestamp of the last sample returned: overlapping chunks never make time go back.
+    last: Option<i64>,
 }
 
 impl SampleIter<'_> {
     /// Advances to the first sample at or after `t` and returns it.
     pub fn seek(&mut self, t: i64) -> Option<(i64, f64)> {
+        let s = self.seek_raw(t)?;
+        if self.last.is_some_and(|l| s.0 <= l) {
+            return self.next();
+        }
+        self.last = Some(s.0);
+        Some(s)
+    }
+
+    fn seek_raw(&mut self, t: i64) -> Option<(i64, f64)> {
         let t = t.max(self.mint);
         // Skip whole chunks that end before t.
         if let Some(it) = &mut self.cur {
@@ -109,6 +129,19 @@ impl Iterator for SampleIter<'_> {
 
     fn next(&mut self) -> Option<(i64, f64)> {
         loop {
+            let s = self.next_raw()?;
+            if self.last.is_some_and(|l| s.0 <= l) {
+                continue;
+            }
+            self.last = Some(s.0);
+            return Some(s);
+        }
+    }
+}
+
+impl SampleIter<'_> {
+    fn next_raw(&mut self) -> Option<(i64, f64)> {
+        loop {
             if let Some(it) = &mut self.cur {
                 match it.next_sample() {
                     Ok(Some((t, v))) => {
@@ -148,8 +181,18 @@ impl Iterator for SampleIter<'_> {
 }
 
 impl<'a> Querier<'a> {
-    pub(crate) fn new(head: &'a Head, mint: i64, maxt: i64) -> Querier<'a> {
-        Querier { head, mint, maxt }
+    pub(crate) fn new(
+        head: &'a Head,
+        blocks: Vec<Arc<Block>>,
+        mint: i64,
+        maxt: i64,
+    ) -> Querier<'a> {
+        Querier {
+            head,
+            blocks,
+            mint,
+            maxt,
+        }
     }
 
     pub fn mint(&self) -> i64 {
@@ -162,8 +205,13 @@ impl<'a> Querier<'a> {
 
     /// The series matching every matcher that have samples in range, sorted by labels.
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, crate::db::DbError> {
+        let mut merged: BTreeMap<Labels, Vec<ChunkMeta>> = BTreeMap::new();
+        for b in &self.blocks {
+            for (labels, chunks) in b.select(matchers, self.mint, self.maxt)? {
+                merged.entry(labels).or_default().extend(chunks);
+            }
+        }
         let ids = self.head.index().postings_for_matchers(matchers);
-        let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(s) = self.head.series(id) else {
                 continue;
@@ -191,27 +239,41 @@ impl<'a> Querier<'a> {
                 }
                 v
             };
-            if chunks.is_empty() {
-                continue;
+            if !chunks.is_empty() {
+                merged.entry(s.to_labels()).or_default().extend(chunks);
             }
-            out.push(Series {
-                labels: s.to_labels(),
-                chunks,
-                mint: self.mint,
-                maxt: self.maxt,
-            });
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        Ok(merged
+            .into_iter()
+            .map(|(labels, mut chunks)| {
+                chunks.sort_by_key(|c| c.min_t);
+                Series {
+                    labels,
+                    chunks,
+                    mint: self.mint,
+                    maxt: self.maxt,
+                }
+            })
+            .collect())
     }
 
-    /// Label names of the head's series, sorted.
+    /// Label names of the series in the head and the blocks, sorted.
     pub fn label_names(&self) -> Vec<String> {
-        self.head.index().label_names()
+        let mut names: BTreeSet<String> = self.head.index().label_names().into_iter().collect();
+        for b in &self.blocks {
+            names.extend(b.index().label_names());
+        }
+        names.into_iter().collect()
     }
 
-    /// Values of a label among the head's series, sorted.
+    /// Values of a label among the series in the head and the blocks, sorted.
     pub fn label_values(&self, name: &str) -> Vec<String> {
-        self.head.index().label_values(name)
+        let mut values: BTreeSet<String> =
+            self.head.index().label_values(name).into_iter().collect();
+        for b in &self.blocks {
+            // A damaged label index leaves that block's values out; its select reports the error.
+            values.extend(b.index().label_values(name).unwrap_or_default());
+        }
+        values.into_iter().collect()
     }
 }

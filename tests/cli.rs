@@ -92,7 +92,7 @@ fn readme_main_job_ingests_the_example_and_queries_it() {
     let err = text(&out.stderr);
     assert!(err.contains("samples appended: 0;"), "{err}");
     assert!(
-        err.contains("samples rejected: 5280 (out of order: 5280, duplicate timestamp: 0)"),
+        err.contains("samples rejected: 5280 (out of order: 5280, duplicate timestamp: 0, older than the head: 0)"),
         "{err}"
     );
     assert!(err.contains("identical duplicates ignored: 88;"), "{err}");

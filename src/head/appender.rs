@@ -34,6 +34,7 @@ const PARALLEL_APPLY_MIN: usize = 50_000;
 pub struct RejectCounts {
     pub out_of_order: u64,
     pub duplicate: u64,
+    pub out_of_bounds: u64,
 }
 
 impl RejectCounts {
@@ -41,16 +42,18 @@ impl RejectCounts {
         match r {
             Reject::OutOfOrder => self.out_of_order += 1,
             Reject::Duplicate => self.duplicate += 1,
+            Reject::OutOfBounds => self.out_of_bounds += 1,
         }
     }
 
     pub fn merge(&mut self, o: &RejectCounts) {
         self.out_of_order += o.out_of_order;
         self.duplicate += o.duplicate;
+        self.out_of_bounds += o.out_of_bounds;
     }
 
     pub fn total(&self) -> u64 {
-        self.out_of_order + self.duplicate
+        self.out_of_order + self.duplicate + self.out_of_bounds
     }
 }
 
@@ -156,19 +159,23 @@ pub struct AppenderShard {
     dense: Vec<u32>,
     stride: usize,
     chunk_range: i64,
+    /// Samples before this time are out of bounds (the head's minimum valid time when the
+    /// transaction began).
+    min_valid: i64,
     staged: usize,
     no_ops: u64,
     rejected: RejectCounts,
 }
 
 impl AppenderShard {
-    fn new(stride: usize, chunk_range: i64) -> AppenderShard {
+    fn new(stride: usize, chunk_range: i64, min_valid: i64) -> AppenderShard {
         AppenderShard {
             pending: Vec::new(),
             slot_of: HashMap::default(),
             dense: Vec::new(),
             stride: stride.max(1),
             chunk_range,
+            min_valid,
             staged: 0,
             no_ops: 0,
             rejected: RejectCounts::default(),
@@ -216,6 +223,10 @@ impl AppenderShard {
 
     #[inline]
     fn stage(&mut self, slot: usize, t: i64, v: f64) -> Result<(), Reject> {
+        if t < self.min_valid {
+            self.rejected.add(Reject::OutOfBounds);
+            return Err(Reject::OutOfBounds);
+        }
         let range = self.chunk_range;
         // `slot` comes from `find` or `add_slot`: it indexes `pending`.
         match self.pending[slot].stage(t, v, range) {
@@ -270,12 +281,13 @@ impl AppenderShard {
         };
         let (mut min, mut max) = (i64::MAX, i64::MIN);
         let range = head.chunk_range();
+        let min_valid = head.min_valid_time();
         for mut p in self.pending {
             if p.samples == 0 {
                 continue;
             }
             let mut chunks = p.series.lock();
-            if chunks.version() == p.base {
+            if chunks.version() == p.base && p.min_t >= min_valid {
                 // Nothing was committed to the series since the fork: take it over.
                 stats.appended += p.samples as u64;
                 min = min.min(p.min_t);
@@ -285,7 +297,7 @@ impl AppenderShard {
             }
             // Another transaction committed to this series meanwhile: append one by one, with
             // the ordering rules applied again.
-            p.for_each_sample(|t, v| match chunks.append(t, v, range) {
+            p.for_each_sample(|t, v| match chunks.append_valid(t, v, range, min_valid) {
                 Check::Append => {
                     stats.appended += 1;
                     min = min.min(t);
@@ -324,7 +336,9 @@ impl<'h> Appender<'h> {
         Appender {
             head,
             shards: (0..head.shards())
-                .map(|_| AppenderShard::new(head.shards(), head.chunk_range()))
+                .map(|_| {
+                    AppenderShard::new(head.shards(), head.chunk_range(), head.min_valid_time())
+                })
                 .collect(),
         }
     }
@@ -539,7 +553,8 @@ mod tests {
             s.rejected,
             RejectCounts {
                 out_of_order: 1,
-                duplicate: 1
+                duplicate: 1,
+                out_of_bounds: 0,
             }
         );
     }

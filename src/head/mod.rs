@@ -48,6 +48,8 @@ pub struct Head {
     num_series: AtomicU64,
     min_time: AtomicI64,
     max_time: AtomicI64,
+    /// Samples before this are rejected as out of bounds: their range is in a block.
+    min_valid_time: AtomicI64,
     chunk_range: i64,
     shards: usize,
 }
@@ -76,6 +78,7 @@ impl Head {
             num_series: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
+            min_valid_time: AtomicI64::new(i64::MIN),
             chunk_range,
             shards: shards.max(1),
         }
@@ -87,6 +90,16 @@ impl Head {
 
     pub fn shards(&self) -> usize {
         self.shards
+    }
+
+    /// Samples before this time are out of bounds (their range is in a block).
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_time.load(Ordering::Acquire)
+    }
+
+    /// Raises the minimum valid time (never lowers it).
+    pub fn set_min_valid_time(&self, t: i64) {
+        self.min_valid_time.fetch_max(t, Ordering::AcqRel);
     }
 
     fn stripe(&self, key: u64) -> &RwLock<Stripe> {

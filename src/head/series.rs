@@ -50,6 +50,8 @@ pub enum Reject {
     OutOfOrder,
     /// Same timestamp as the newest sample, different value.
     Duplicate,
+    /// Older than the head's minimum valid time: that range is in a block already.
+    OutOfBounds,
 }
 
 /// What [`SeriesChunks::check`] says of a sample.
@@ -192,6 +194,15 @@ impl SeriesChunks {
             dropped += 1;
         }
         dropped
+    }
+
+    /// [`SeriesChunks::append`], rejecting samples before `min_valid` as out of bounds.
+    #[inline]
+    pub fn append_valid(&mut self, t: i64, v: f64, chunk_range: i64, min_valid: i64) -> Check {
+        if t < min_valid {
+            return Check::Reject(Reject::OutOfBounds);
+        }
+        self.append(t, v, chunk_range)
     }
 
     fn cut(&mut self, t: i64, chunk_range: i64) {

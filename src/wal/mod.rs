@@ -460,6 +460,12 @@ fn create_segment(dir: &Path, seg: u64) -> Result<File, WalError> {
 mod tests;
 
 impl Wal {
+    /// Finishes the current segment and starts the next (before a checkpoint, so that the segments
+    /// it covers are complete).
+    pub fn roll_segment(&mut self) -> Result<(), WalError> {
+        self.guard(|w| w.next_segment())
+    }
+
     /// Logs one record of a commit in progress, without a commit marker: a transaction too large to
     /// hold in memory streams its records here, then ends with [`Wal::log_commit`]. Until that
     /// marker is written, recovery discards these records. Bytes reach the OS as they accumulate

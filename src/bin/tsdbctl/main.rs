@@ -201,7 +201,7 @@ fn ingest(
         }
     };
     let (mut docs, mut failed, mut new_series, mut appended, mut no_ops) = (0u64, 0u64, 0, 0, 0);
-    let (mut ooo, mut dup) = (0u64, 0u64);
+    let (mut ooo, mut dup, mut oob) = (0u64, 0u64, 0u64);
     let mut stop = false;
     for f in &files {
         if stop {
@@ -234,6 +234,7 @@ fn ingest(
                     no_ops += s.commit.no_ops;
                     ooo += s.commit.rejected.out_of_order;
                     dup += s.commit.rejected.duplicate;
+                    oob += s.commit.rejected.out_of_bounds;
                 }
                 Err(e) => {
                     failed += 1;
@@ -253,19 +254,30 @@ fn ingest(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    // Data older than 1.5 block ranges behind the newest sample goes into blocks now.
+    match db.compact_head() {
+        Ok(blocks) if !blocks.is_empty() => eprintln!("blocks written: {}", blocks.len()),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("tsdbctl: error: compaction: {e}");
+            failed += 1;
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "documents: {} ({} stored, {} rejected); new series: {}; samples appended: {}; \
-         samples rejected: {} (out of order: {}, duplicate timestamp: {}); identical duplicates ignored: {}; \
+         samples rejected: {} (out of order: {}, duplicate timestamp: {}, older than the head: {}); \
+         identical duplicates ignored: {}; \
          {:.3} s; {:.0} samples/s",
         docs,
         docs.saturating_sub(failed),
         failed,
         new_series,
         appended,
-        ooo + dup,
+        ooo + dup + oob,
         ooo,
         dup,
+        oob,
         no_ops,
         secs,
         appended as f64 / secs.max(1e-9)
