@@ -31,7 +31,7 @@ pub use index::{ChunkRefMeta, IndexError, IndexFileReader, IndexWriter, SeriesEn
 pub use meta::{BlockCompaction, BlockDesc, BlockMeta, BlockStats, MetaError, Ulid};
 pub use tombstones::{Interval, TombstoneError, Tombstones};
 
-use crate::chunk::{ENCODING_XOR, XOR_HEADER_LEN};
+use crate::chunk::{ChunkError, XorAppender, XorIterator, ENCODING_XOR, XOR_HEADER_LEN};
 use crate::index::postings_for_matchers;
 use crate::labels::{Labels, Matcher};
 use crate::querier::ChunkMeta;
@@ -81,6 +81,13 @@ pub enum BlockError {
         block: String,
         chunk_ref: u64,
         encoding: u8,
+    },
+    #[error("block {block}: chunk {chunk_ref:#x}: {source}")]
+    ChunkData {
+        block: String,
+        chunk_ref: u64,
+        #[source]
+        source: ChunkError,
     },
     #[error("block {block}: series {labels}: {what}")]
     BadInput {
@@ -501,7 +508,7 @@ impl Block {
 
     /// The series the matchers select (Prometheus' semantics) with their chunks that overlap the
     /// closed range `[mint, maxt]`; series with no such chunk are left out. Chunk data is copied
-    /// out of the mapping. Tombstones are not applied.
+    /// out of the mapping; chunks with deleted samples (tombstones) are re-encoded without them.
     pub fn select(
         &self,
         matchers: &[Matcher],
@@ -520,8 +527,16 @@ impl Block {
                 .series_into(r, &mut labels, &mut metas)
                 .map_err(|e| self.index_err(e))?;
             let mut chunks = Vec::new();
+            let deleted = self.tombstones.get(r);
             for m in metas.iter().filter(|m| m.max_t >= mint && m.min_t <= maxt) {
                 let data = self.chunk(m.chunk_ref)?;
+                if deleted
+                    .iter()
+                    .any(|d| d.mint <= m.max_t && m.min_t <= d.maxt)
+                {
+                    chunks.extend(self.without_deleted(m.chunk_ref, data, deleted)?);
+                    continue;
+                }
                 chunks.push(ChunkMeta {
                     min_t: m.min_t,
                     max_t: m.max_t,
@@ -533,6 +548,39 @@ impl Block {
             }
         }
         Ok(out)
+    }
+
+    /// The chunk re-encoded without the samples `deleted` covers; `None` if none remain.
+    fn without_deleted(
+        &self,
+        chunk_ref: u64,
+        data: &[u8],
+        deleted: &[Interval],
+    ) -> Result<Option<ChunkMeta>, BlockError> {
+        let bad = |source| BlockError::ChunkData {
+            block: self.name.clone(),
+            chunk_ref,
+            source,
+        };
+        let mut app = XorAppender::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for s in XorIterator::new(data).map_err(bad)? {
+            let (t, v) = s.map_err(bad)?;
+            if deleted.iter().any(|d| d.contains(t)) {
+                continue;
+            }
+            app.append(t, v);
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+        if app.num_samples() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(ChunkMeta {
+            min_t: lo,
+            max_t: hi,
+            data: Arc::from(app.into_bytes()),
+        }))
     }
 }
 

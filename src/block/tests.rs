@@ -198,6 +198,62 @@ fn damaged_blocks_name_their_ulid_and_what_failed() {
 }
 
 #[test]
+fn select_applies_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated();
+    let ulid = write_block(
+        dir.path(),
+        0,
+        7_200_000,
+        data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+    )
+    .unwrap();
+    let bdir = dir.path().join(ulid.to_string());
+    let refs = collect_refs(&Block::open(&bdir).unwrap());
+    // Series 0 loses [0, 100000] and a middle stretch; series 1 loses everything.
+    let mut t = Tombstones::new();
+    t.add(
+        refs[0],
+        Interval {
+            mint: 0,
+            maxt: 100_000,
+        },
+    );
+    t.add(
+        refs[0],
+        Interval {
+            mint: 300_000,
+            maxt: 450_000,
+        },
+    );
+    t.add(
+        refs[1],
+        Interval {
+            mint: i64::MIN,
+            maxt: i64::MAX,
+        },
+    );
+    fs::write(bdir.join("tombstones"), t.encode()).unwrap();
+    let b = Block::open(&bdir).unwrap();
+    assert_eq!(b.tombstones(), &t);
+    let got = b
+        .select(&[Matcher::equal("", "")], i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(got.len(), data.len() - 1);
+    let keep = |s: &[(i64, f64)], ivs: &[Interval]| -> Vec<(i64, f64)> {
+        s.iter()
+            .copied()
+            .filter(|(t, _)| !ivs.iter().any(|i| i.contains(*t)))
+            .collect()
+    };
+    assert_eq!(got[0].0, data[0].0);
+    assert_eq!(decode(&got[0].1), keep(&data[0].1, t.get(refs[0])));
+    assert!(got[0].1.iter().all(|c| c.min_t > 100_000));
+    assert_eq!(got[1].0, data[2].0);
+    assert_eq!(decode(&got[1].1), data[2].1);
+}
+
+#[test]
 fn block_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Block>();
