@@ -1,11 +1,11 @@
-//! Cross-checks our block format against the real promtool 2.42 (`/usr/bin/promtool`):
+//! Cross-checks our block format against the real promtool and Prometheus 2.42
+//! (`/usr/bin/promtool`, `/usr/bin/prometheus`):
 //! - a block written by `tsdb::block::write_block` passes `promtool tsdb analyze` and `list`, and
 //!   `promtool tsdb dump` prints exactly the samples we wrote;
 //! - blocks made by `promtool tsdb create-blocks-from openmetrics` read back through
 //!   `tsdb::block::Block` give exactly the samples of the OpenMetrics file, and re-encoding what we
 //!   read with our writers reproduces Prometheus' index, chunk segment, tombstones and meta.json
-//!   byte for byte.
-//!
+//!   byte for byte;
 //! - blocks a running Prometheus 2.42 cut from its head (after replaying a WAL we wrote) read back
 //!   through our reader with exactly the samples we wrote in their ranges, and re-encode byte for
 //!   byte too;
