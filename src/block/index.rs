@@ -231,6 +231,11 @@ impl<W: Write> IndexWriter<W> {
         self.write(&crc32c::crc32c(body).to_be_bytes())
     }
 
+    /// Whether `s` is in the symbol table.
+    pub fn has_symbol(&self, s: &str) -> bool {
+        self.symbols.contains_key(s)
+    }
+
     fn symbol(&self, s: &str) -> Result<u32, IndexError> {
         self.symbols
             .get(s)

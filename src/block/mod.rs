@@ -224,7 +224,7 @@ impl BlockWriter {
     /// Adds a series with its XOR chunks (sorted by time, inside the block's range). Series
     /// without chunks are skipped, as Prometheus' compactor does.
     pub fn add_series(&mut self, labels: Labels, chunks: &[ChunkMeta]) -> Result<(), BlockError> {
-        if let Some((last, _)) = self.series.last() {
+        if let Some(last) = &self.last {
             if labels <= *last {
                 return Err(self.bad(
                     &labels,
@@ -235,7 +235,9 @@ impl BlockWriter {
         if chunks.is_empty() {
             return Ok(());
         }
-        let mut metas = Vec::with_capacity(chunks.len());
+        // Everything is checked before the first byte is written, so a refused series leaves
+        // neither chunk data nor counts behind.
+        let mut samples = 0u64;
         for c in chunks {
             if c.min_t < self.mint || c.max_t >= self.maxt || c.min_t > c.max_t {
                 return Err(self.bad(
@@ -249,25 +251,43 @@ impl BlockWriter {
             let Some(&[hi, lo]) = c.data.first_chunk::<XOR_HEADER_LEN>() else {
                 return Err(self.bad(&labels, "chunk shorter than its XOR header".into()));
             };
-            let w = self.chunks.as_mut().ok_or_else(|| BlockError::BadInput {
-                block: self.ulid.to_string(),
-                labels: labels.to_string(),
-                what: "writer already finished".into(),
-            })?;
+            samples += u64::from(u16::from_be_bytes([hi, lo]));
+        }
+        if let Some(iw) = &self.index {
+            // Streaming: the index writer would refuse these only after the chunks were written.
+            if let Some(l) = labels
+                .iter()
+                .find(|l| !iw.has_symbol(&l.name) || !iw.has_symbol(&l.value))
+            {
+                return Err(self.bad(
+                    &labels,
+                    format!(
+                        "label {}={:?} not in the symbols given up front",
+                        l.name, l.value
+                    ),
+                ));
+            }
+        }
+        let Some(w) = self.chunks.as_mut() else {
+            return Err(self.bad(&labels, "writer already finished".into()));
+        };
+        let mut metas = std::mem::take(&mut self.metas);
+        metas.clear();
+        for c in chunks {
             let r = w
                 .write(ENCODING_XOR, &c.data)
                 .map_err(|source| BlockError::Chunks {
                     block: self.ulid.to_string(),
                     source,
                 })?;
-            self.stats.num_samples += u64::from(u16::from_be_bytes([hi, lo]));
-            self.stats.num_chunks += 1;
             metas.push(ChunkRefMeta {
                 min_t: c.min_t,
                 max_t: c.max_t,
                 chunk_ref: r,
             });
         }
+        self.stats.num_samples += samples;
+        self.stats.num_chunks += chunks.len() as u64;
         self.stats.num_series += 1;
         if let Some(iw) = &mut self.index {
             let res = iw.add_series(&labels, &metas);

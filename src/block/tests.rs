@@ -134,6 +134,37 @@ fn writer_rejects_bad_input_and_cleans_up() {
 }
 
 #[test]
+fn refused_series_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = BlockWriter::new(dir.path(), 0, 100).unwrap();
+    w.add_series(
+        Labels::from_pairs(&[("a", "1")]),
+        &chunks_of(&[(5, 1.0)], 1),
+    )
+    .unwrap();
+    // The second chunk is out of range: the first must not be written either.
+    let two = chunks_of(&[(6, 1.0), (7, 2.0), (100, 3.0)], 2);
+    assert!(w
+        .add_series(Labels::from_pairs(&[("a", "2")]), &two)
+        .is_err());
+    let u = w.finish().unwrap();
+    let b = Block::open(&dir.path().join(u.to_string())).unwrap();
+    assert_eq!(
+        (
+            b.meta().stats.num_series,
+            b.meta().stats.num_chunks,
+            b.meta().stats.num_samples
+        ),
+        (1, 1, 1)
+    );
+    let seg = fs::read(dir.path().join(u.to_string()).join("chunks/000001")).unwrap();
+    assert_eq!(
+        seg.len(),
+        8 + chunks::record_len(chunks_of(&[(5, 1.0)], 1)[0].data.len())
+    );
+}
+
+#[test]
 fn empty_block_opens() {
     let dir = tempfile::tempdir().unwrap();
     let ulid = write_block(dir.path(), 0, 1000, std::iter::empty()).unwrap();
@@ -294,7 +325,15 @@ fn streaming_writer_gives_the_same_block() {
             &chunks_of(&[(1, 1.0)], 1),
         )
         .unwrap_err();
-    assert!(e.to_string().contains("symbol table"), "{e}");
+    assert!(e.to_string().contains("symbols given up front"), "{e}");
+    let mut w = BlockWriter::with_symbols(dir.path(), 0, 10, ["__name__", "x", "y"]).unwrap();
+    let c = chunks_of(&[(1, 1.0)], 1);
+    w.add_series(Labels::from_pairs(&[("__name__", "y")]), &c)
+        .unwrap();
+    let e = w
+        .add_series(Labels::from_pairs(&[("__name__", "x")]), &c)
+        .unwrap_err();
+    assert!(e.to_string().contains("sorted"), "{e}");
 }
 
 proptest::proptest! {
