@@ -526,6 +526,17 @@ impl Block {
         self.index.series(r).map_err(|e| self.index_err(e))
     }
 
+    /// References of the series the matchers select (Prometheus' semantics), sorted; resolved
+    /// through the postings without reading series. With [`IndexFileReader::series_into`] and
+    /// [`Block::chunk`] this reads a block without copying chunk data.
+    pub fn series_refs(&self, matchers: &[Matcher]) -> Result<Vec<u64>, BlockError> {
+        let refs = postings_for_matchers(&self.index, matchers);
+        match self.index.take_error() {
+            Some(e) => Err(self.index_err(e)),
+            None => Ok(refs),
+        }
+    }
+
     /// The series the matchers select (Prometheus' semantics) with their chunks that overlap the
     /// closed range `[mint, maxt]`; series with no such chunk are left out. Chunk data is copied
     /// out of the mapping; chunks with deleted samples (tombstones) are re-encoded without them.
@@ -535,10 +546,7 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, BlockError> {
-        let refs = postings_for_matchers(&self.index, matchers);
-        if let Some(e) = self.index.take_error() {
-            return Err(self.index_err(e));
-        }
+        let refs = self.series_refs(matchers)?;
         let mut out = Vec::new();
         let mut labels = Vec::new();
         let mut metas = Vec::new();

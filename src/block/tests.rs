@@ -97,6 +97,11 @@ fn write_open_select_round_trip() {
         .unwrap()
         .is_empty());
 
+    let refs = b.series_refs(&[Matcher::equal("__name__", "b")]).unwrap();
+    assert_eq!(refs.len(), 10);
+    assert!(refs
+        .iter()
+        .all(|&r| b.series(r).unwrap().labels.metric_name() == Some("b")));
     let first = collect_refs(&b);
     let s = b.series(first[0]).unwrap();
     assert_eq!(s.labels, data[0].0);
