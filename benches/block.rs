@@ -62,6 +62,26 @@ fn bench(c: &mut Criterion) {
     // 1% of the series: one metric name of 100.
     let m = [Matcher::equal("__name__", "metric_42")];
     g.throughput(Throughput::Elements(SERIES as u64 / 100));
+    g.bench_function("series_refs_1pct", |b| {
+        b.iter(|| {
+            let r = block.series_refs(&m).unwrap();
+            assert_eq!(r.len(), SERIES / 100);
+            r
+        })
+    });
+    let re = [Matcher::new(
+        tsdb::labels::MatchType::Regexp,
+        "instance",
+        "host-004[01]:9100",
+    )
+    .unwrap()];
+    g.bench_function("series_refs_regex_1pct", |b| {
+        b.iter(|| {
+            let r = block.series_refs(&re).unwrap();
+            assert_eq!(r.len(), SERIES / 100);
+            r
+        })
+    });
     g.bench_function("select_1pct", |b| {
         b.iter(|| {
             let s = block.select(&m, MINT, maxt).unwrap();
