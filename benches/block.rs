@@ -91,6 +91,19 @@ fn bench(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(SERIES as u64));
     let all = [Matcher::equal("job", "node")];
+    let refs = block.series_refs(&all).unwrap();
+    g.bench_function("series_decode_all", |b| {
+        let (mut labels, mut chunks) = (Vec::new(), Vec::new());
+        b.iter(|| {
+            for &r in &refs {
+                block
+                    .index()
+                    .series_into(r, &mut labels, &mut chunks)
+                    .unwrap();
+            }
+            labels.len()
+        })
+    });
     g.bench_function("select_all", |b| {
         b.iter(|| block.select(&all, MINT, maxt).unwrap().len())
     });
