@@ -62,6 +62,26 @@ fn bench(c: &mut Criterion) {
     // 1% of the series: one metric name of 100.
     let m = [Matcher::equal("__name__", "metric_42")];
     g.throughput(Throughput::Elements(SERIES as u64 / 100));
+    g.bench_function("series_refs_1pct", |b| {
+        b.iter(|| {
+            let r = block.series_refs(&m).unwrap();
+            assert_eq!(r.len(), SERIES / 100);
+            r
+        })
+    });
+    let re = [Matcher::new(
+        tsdb::labels::MatchType::Regexp,
+        "instance",
+        "host-004[01]:9100",
+    )
+    .unwrap()];
+    g.bench_function("series_refs_regex_1pct", |b| {
+        b.iter(|| {
+            let r = block.series_refs(&re).unwrap();
+            assert_eq!(r.len(), SERIES / 100);
+            r
+        })
+    });
     g.bench_function("select_1pct", |b| {
         b.iter(|| {
             let s = block.select(&m, MINT, maxt).unwrap();
@@ -71,6 +91,19 @@ fn bench(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(SERIES as u64));
     let all = [Matcher::equal("job", "node")];
+    let refs = block.series_refs(&all).unwrap();
+    g.bench_function("series_decode_all", |b| {
+        let (mut labels, mut chunks) = (Vec::new(), Vec::new());
+        b.iter(|| {
+            for &r in &refs {
+                block
+                    .index()
+                    .series_into(r, &mut labels, &mut chunks)
+                    .unwrap();
+            }
+            labels.len()
+        })
+    });
     g.bench_function("select_all", |b| {
         b.iter(|| block.select(&all, MINT, maxt).unwrap().len())
     });

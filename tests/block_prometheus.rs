@@ -1,20 +1,23 @@
-//! Cross-checks our block format against the real promtool 2.42 (`/usr/bin/promtool`):
+//! Cross-checks our block format against the real promtool and Prometheus 2.42
+//! (`/usr/bin/promtool`, `/usr/bin/prometheus`):
 //! - a block written by `tsdb::block::write_block` passes `promtool tsdb analyze` and `list`, and
 //!   `promtool tsdb dump` prints exactly the samples we wrote;
 //! - blocks made by `promtool tsdb create-blocks-from openmetrics` read back through
 //!   `tsdb::block::Block` give exactly the samples of the OpenMetrics file, and re-encoding what we
 //!   read with our writers reproduces Prometheus' index, chunk segment, tombstones and meta.json
-//!   byte for byte.
-//!
+//!   byte for byte;
 //! - blocks a running Prometheus 2.42 cut from its head (after replaying a WAL we wrote) read back
 //!   through our reader with exactly the samples we wrote in their ranges, and re-encode byte for
-//!   byte too.
+//!   byte too;
+//! - tombstones Prometheus' admin delete API writes into our block decode with our reader, and
+//!   `Block::select` leaves out exactly the deleted samples.
 //!
 //! Without the binary the tests print a skip notice, or fail if `TSDB_REQUIRE_PEERS=1`.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -456,6 +459,123 @@ impl Drop for Prometheus {
     }
 }
 
+fn prometheus_available() -> bool {
+    if Path::new(PROMETHEUS).exists() {
+        return true;
+    }
+    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{PROMETHEUS} is missing and TSDB_REQUIRE_PEERS=1");
+    }
+    eprintln!("SKIP: {PROMETHEUS} not installed; Prometheus block cross-checks not run");
+    false
+}
+
+/// One HTTP/1.0 request to Prometheus on `port`; returns the status code.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<u32> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Prometheus' admin delete API writes tombstones into our block; our reader decodes them and
+/// `select` leaves exactly the deleted samples out.
+#[test]
+fn we_read_tombstones_prometheus_writes_into_our_block() {
+    if !prometheus_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Recent enough to stay inside the default 15d retention.
+    let mint = (now - 6 * HOUR) / (2 * HOUR) * (2 * HOUR);
+    let maxt = mint + 2 * HOUR;
+    let data = dataset(mint, maxt, 15_000);
+    let ulid = write_block(
+        data_dir,
+        mint,
+        maxt,
+        data.iter().map(|(l, s)| (l.clone(), chunks_of(s))),
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = data_dir.join("prometheus.log");
+    let cfg = data_dir.join("prometheus.yml");
+    fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+    let child = Command::new(PROMETHEUS)
+        .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-admin-api")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let p = Prometheus { child, log };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(port, "GET", "/-/ready").ok() != Some(200) {
+        assert!(Instant::now() < deadline, "not ready; log:\n{}", p.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // node_load1 on instance a:9100 loses a 20-minute stretch; every `weird` series loses it all.
+    let (d0, d1) = (mint + 30 * 60_000, mint + 50 * 60_000);
+    let q = format!(
+        "/api/v1/admin/tsdb/delete_series?match[]=node_load1%7Binstance%3D%22a%3A9100%22%7D&start={}&end={}",
+        d0 / 1000,
+        d1 / 1000
+    );
+    assert_eq!(http(port, "POST", &q).unwrap(), 204, "{}", p.logs());
+    let q = "/api/v1/admin/tsdb/delete_series?match[]=weird";
+    assert_eq!(http(port, "POST", q).unwrap(), 204, "{}", p.logs());
+    p.stop();
+
+    let b = Block::open(&data_dir.join(ulid.to_string())).unwrap();
+    assert!(b.tombstones().total() >= 4, "{:?}", b.tombstones());
+    assert_eq!(b.meta().stats.num_tombstones, b.tombstones().total());
+    let m = Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap();
+    let mut got = Samples::new();
+    for (l, chunks) in b.select(&[m], i64::MIN, i64::MAX).unwrap() {
+        for c in chunks {
+            for x in XorIterator::new(&c.data).unwrap() {
+                got.entry(l.clone()).or_default().push(x.unwrap());
+            }
+        }
+    }
+    let want: Samples = data
+        .into_iter()
+        .filter(|(l, _)| l.metric_name() != Some("weird"))
+        .map(|(l, s)| {
+            let cut = l.metric_name() == Some("node_load1") && l.get("instance") == Some("a:9100");
+            let s = s
+                .into_iter()
+                .filter(|(t, _)| !(cut && *t >= d0 && *t <= d1))
+                .collect();
+            (l, s)
+        })
+        .collect();
+    if let Err(e) = same(&got, &want) {
+        panic!("samples after Prometheus' deletions differ: {e}");
+    }
+}
+
 fn block_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -471,11 +591,7 @@ fn block_dirs(dir: &Path) -> Vec<PathBuf> {
 /// compactable at the next commit, and the blocks it writes are read back with our reader.
 #[test]
 fn we_read_blocks_prometheus_cut_from_its_head() {
-    if !Path::new(PROMETHEUS).exists() {
-        if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{PROMETHEUS} is missing and TSDB_REQUIRE_PEERS=1");
-        }
-        eprintln!("SKIP: {PROMETHEUS} not installed; head compaction cross-check not run");
+    if !prometheus_available() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

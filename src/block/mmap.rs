@@ -10,12 +10,10 @@ use std::ops::Deref;
 use std::path::Path;
 
 /// The bytes of a file: mapped read-only, or owned (tests, fuzzing, empty files).
-#[derive(Debug)]
 pub struct Mapped {
     inner: Inner,
 }
 
-#[derive(Debug)]
 enum Inner {
     Map(memmap2::Mmap),
     Owned(Vec<u8>),
@@ -50,6 +48,17 @@ impl Mapped {
     }
 }
 
+impl std::fmt::Debug for Mapped {
+    /// The length only: a block's files can be gigabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.inner {
+            Inner::Map(_) => "mapped",
+            Inner::Owned(_) => "owned",
+        };
+        write!(f, "Mapped({kind}, {} bytes)", self.len())
+    }
+}
+
 impl Deref for Mapped {
     type Target = [u8];
 
@@ -75,5 +84,9 @@ mod tests {
         std::fs::write(&e, b"").unwrap();
         assert!(Mapped::open(&e).unwrap().is_empty());
         assert!(Mapped::open(&dir.path().join("missing")).is_err());
+        assert_eq!(
+            format!("{:?}", Mapped::open(&p).unwrap()),
+            "Mapped(mapped, 5 bytes)"
+        );
     }
 }

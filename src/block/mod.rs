@@ -31,7 +31,7 @@ pub use index::{ChunkRefMeta, IndexError, IndexFileReader, IndexWriter, SeriesEn
 pub use meta::{BlockCompaction, BlockDesc, BlockMeta, BlockStats, MetaError, Ulid};
 pub use tombstones::{Interval, TombstoneError, Tombstones};
 
-use crate::chunk::{ENCODING_XOR, XOR_HEADER_LEN};
+use crate::chunk::{ChunkError, XorAppender, XorIterator, ENCODING_XOR, XOR_HEADER_LEN};
 use crate::index::postings_for_matchers;
 use crate::labels::{Labels, Matcher};
 use crate::querier::ChunkMeta;
@@ -81,6 +81,13 @@ pub enum BlockError {
         block: String,
         chunk_ref: u64,
         encoding: u8,
+    },
+    #[error("block {block}: chunk {chunk_ref:#x}: {source}")]
+    ChunkData {
+        block: String,
+        chunk_ref: u64,
+        #[source]
+        source: ChunkError,
     },
     #[error("block {block}: series {labels}: {what}")]
     BadInput {
@@ -217,7 +224,7 @@ impl BlockWriter {
     /// Adds a series with its XOR chunks (sorted by time, inside the block's range). Series
     /// without chunks are skipped, as Prometheus' compactor does.
     pub fn add_series(&mut self, labels: Labels, chunks: &[ChunkMeta]) -> Result<(), BlockError> {
-        if let Some((last, _)) = self.series.last() {
+        if let Some(last) = &self.last {
             if labels <= *last {
                 return Err(self.bad(
                     &labels,
@@ -228,7 +235,9 @@ impl BlockWriter {
         if chunks.is_empty() {
             return Ok(());
         }
-        let mut metas = Vec::with_capacity(chunks.len());
+        // Everything is checked before the first byte is written, so a refused series leaves
+        // neither chunk data nor counts behind.
+        let mut samples = 0u64;
         for c in chunks {
             if c.min_t < self.mint || c.max_t >= self.maxt || c.min_t > c.max_t {
                 return Err(self.bad(
@@ -242,25 +251,43 @@ impl BlockWriter {
             let Some(&[hi, lo]) = c.data.first_chunk::<XOR_HEADER_LEN>() else {
                 return Err(self.bad(&labels, "chunk shorter than its XOR header".into()));
             };
-            let w = self.chunks.as_mut().ok_or_else(|| BlockError::BadInput {
-                block: self.ulid.to_string(),
-                labels: labels.to_string(),
-                what: "writer already finished".into(),
-            })?;
+            samples += u64::from(u16::from_be_bytes([hi, lo]));
+        }
+        if let Some(iw) = &self.index {
+            // Streaming: the index writer would refuse these only after the chunks were written.
+            if let Some(l) = labels
+                .iter()
+                .find(|l| !iw.has_symbol(&l.name) || !iw.has_symbol(&l.value))
+            {
+                return Err(self.bad(
+                    &labels,
+                    format!(
+                        "label {}={:?} not in the symbols given up front",
+                        l.name, l.value
+                    ),
+                ));
+            }
+        }
+        let Some(w) = self.chunks.as_mut() else {
+            return Err(self.bad(&labels, "writer already finished".into()));
+        };
+        let mut metas = std::mem::take(&mut self.metas);
+        metas.clear();
+        for c in chunks {
             let r = w
                 .write(ENCODING_XOR, &c.data)
                 .map_err(|source| BlockError::Chunks {
                     block: self.ulid.to_string(),
                     source,
                 })?;
-            self.stats.num_samples += u64::from(u16::from_be_bytes([hi, lo]));
-            self.stats.num_chunks += 1;
             metas.push(ChunkRefMeta {
                 min_t: c.min_t,
                 max_t: c.max_t,
                 chunk_ref: r,
             });
         }
+        self.stats.num_samples += samples;
+        self.stats.num_chunks += chunks.len() as u64;
         self.stats.num_series += 1;
         if let Some(iw) = &mut self.index {
             let res = iw.add_series(&labels, &metas);
@@ -499,19 +526,27 @@ impl Block {
         self.index.series(r).map_err(|e| self.index_err(e))
     }
 
+    /// References of the series the matchers select (Prometheus' semantics), sorted; resolved
+    /// through the postings without reading series. With [`IndexFileReader::series_into`] and
+    /// [`Block::chunk`] this reads a block without copying chunk data.
+    pub fn series_refs(&self, matchers: &[Matcher]) -> Result<Vec<u64>, BlockError> {
+        let refs = postings_for_matchers(&self.index, matchers);
+        match self.index.take_error() {
+            Some(e) => Err(self.index_err(e)),
+            None => Ok(refs),
+        }
+    }
+
     /// The series the matchers select (Prometheus' semantics) with their chunks that overlap the
     /// closed range `[mint, maxt]`; series with no such chunk are left out. Chunk data is copied
-    /// out of the mapping. Tombstones are not applied.
+    /// out of the mapping; chunks with deleted samples (tombstones) are re-encoded without them.
     pub fn select(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, BlockError> {
-        let refs = postings_for_matchers(&self.index, matchers);
-        if let Some(e) = self.index.take_error() {
-            return Err(self.index_err(e));
-        }
+        let refs = self.series_refs(matchers)?;
         let mut out = Vec::new();
         let mut labels = Vec::new();
         let mut metas = Vec::new();
@@ -520,8 +555,16 @@ impl Block {
                 .series_into(r, &mut labels, &mut metas)
                 .map_err(|e| self.index_err(e))?;
             let mut chunks = Vec::new();
+            let deleted = self.tombstones.get(r);
             for m in metas.iter().filter(|m| m.max_t >= mint && m.min_t <= maxt) {
                 let data = self.chunk(m.chunk_ref)?;
+                if deleted
+                    .iter()
+                    .any(|d| d.mint <= m.max_t && m.min_t <= d.maxt)
+                {
+                    chunks.extend(self.without_deleted(m.chunk_ref, data, deleted)?);
+                    continue;
+                }
                 chunks.push(ChunkMeta {
                     min_t: m.min_t,
                     max_t: m.max_t,
@@ -533,6 +576,39 @@ impl Block {
             }
         }
         Ok(out)
+    }
+
+    /// The chunk re-encoded without the samples `deleted` covers; `None` if none remain.
+    fn without_deleted(
+        &self,
+        chunk_ref: u64,
+        data: &[u8],
+        deleted: &[Interval],
+    ) -> Result<Option<ChunkMeta>, BlockError> {
+        let bad = |source| BlockError::ChunkData {
+            block: self.name.clone(),
+            chunk_ref,
+            source,
+        };
+        let mut app = XorAppender::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for s in XorIterator::new(data).map_err(bad)? {
+            let (t, v) = s.map_err(bad)?;
+            if deleted.iter().any(|d| d.contains(t)) {
+                continue;
+            }
+            app.append(t, v);
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+        if app.num_samples() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(ChunkMeta {
+            min_t: lo,
+            max_t: hi,
+            data: Arc::from(app.into_bytes()),
+        }))
     }
 }
 

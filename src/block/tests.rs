@@ -97,6 +97,11 @@ fn write_open_select_round_trip() {
         .unwrap()
         .is_empty());
 
+    let refs = b.series_refs(&[Matcher::equal("__name__", "b")]).unwrap();
+    assert_eq!(refs.len(), 10);
+    assert!(refs
+        .iter()
+        .all(|&r| b.series(r).unwrap().labels.metric_name() == Some("b")));
     let first = collect_refs(&b);
     let s = b.series(first[0]).unwrap();
     assert_eq!(s.labels, data[0].0);
@@ -131,6 +136,37 @@ fn writer_rejects_bad_input_and_cleans_up() {
         "temporary dir removed"
     );
     assert!(BlockWriter::new(dir.path(), 10, 10).is_err());
+}
+
+#[test]
+fn refused_series_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = BlockWriter::new(dir.path(), 0, 100).unwrap();
+    w.add_series(
+        Labels::from_pairs(&[("a", "1")]),
+        &chunks_of(&[(5, 1.0)], 1),
+    )
+    .unwrap();
+    // The second chunk is out of range: the first must not be written either.
+    let two = chunks_of(&[(6, 1.0), (7, 2.0), (100, 3.0)], 2);
+    assert!(w
+        .add_series(Labels::from_pairs(&[("a", "2")]), &two)
+        .is_err());
+    let u = w.finish().unwrap();
+    let b = Block::open(&dir.path().join(u.to_string())).unwrap();
+    assert_eq!(
+        (
+            b.meta().stats.num_series,
+            b.meta().stats.num_chunks,
+            b.meta().stats.num_samples
+        ),
+        (1, 1, 1)
+    );
+    let seg = fs::read(dir.path().join(u.to_string()).join("chunks/000001")).unwrap();
+    assert_eq!(
+        seg.len(),
+        8 + chunks::record_len(chunks_of(&[(5, 1.0)], 1)[0].data.len())
+    );
 }
 
 #[test]
@@ -198,6 +234,62 @@ fn damaged_blocks_name_their_ulid_and_what_failed() {
 }
 
 #[test]
+fn select_applies_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated();
+    let ulid = write_block(
+        dir.path(),
+        0,
+        7_200_000,
+        data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+    )
+    .unwrap();
+    let bdir = dir.path().join(ulid.to_string());
+    let refs = collect_refs(&Block::open(&bdir).unwrap());
+    // Series 0 loses [0, 100000] and a middle stretch; series 1 loses everything.
+    let mut t = Tombstones::new();
+    t.add(
+        refs[0],
+        Interval {
+            mint: 0,
+            maxt: 100_000,
+        },
+    );
+    t.add(
+        refs[0],
+        Interval {
+            mint: 300_000,
+            maxt: 450_000,
+        },
+    );
+    t.add(
+        refs[1],
+        Interval {
+            mint: i64::MIN,
+            maxt: i64::MAX,
+        },
+    );
+    fs::write(bdir.join("tombstones"), t.encode()).unwrap();
+    let b = Block::open(&bdir).unwrap();
+    assert_eq!(b.tombstones(), &t);
+    let got = b
+        .select(&[Matcher::equal("", "")], i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(got.len(), data.len() - 1);
+    let keep = |s: &[(i64, f64)], ivs: &[Interval]| -> Vec<(i64, f64)> {
+        s.iter()
+            .copied()
+            .filter(|(t, _)| !ivs.iter().any(|i| i.contains(*t)))
+            .collect()
+    };
+    assert_eq!(got[0].0, data[0].0);
+    assert_eq!(decode(&got[0].1), keep(&data[0].1, t.get(refs[0])));
+    assert!(got[0].1.iter().all(|c| c.min_t > 100_000));
+    assert_eq!(got[1].0, data[2].0);
+    assert_eq!(decode(&got[1].1), data[2].1);
+}
+
+#[test]
 fn block_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Block>();
@@ -238,7 +330,15 @@ fn streaming_writer_gives_the_same_block() {
             &chunks_of(&[(1, 1.0)], 1),
         )
         .unwrap_err();
-    assert!(e.to_string().contains("symbol table"), "{e}");
+    assert!(e.to_string().contains("symbols given up front"), "{e}");
+    let mut w = BlockWriter::with_symbols(dir.path(), 0, 10, ["__name__", "x", "y"]).unwrap();
+    let c = chunks_of(&[(1, 1.0)], 1);
+    w.add_series(Labels::from_pairs(&[("__name__", "y")]), &c)
+        .unwrap();
+    let e = w
+        .add_series(Labels::from_pairs(&[("__name__", "x")]), &c)
+        .unwrap_err();
+    assert!(e.to_string().contains("sorted"), "{e}");
 }
 
 proptest::proptest! {

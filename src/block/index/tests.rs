@@ -56,6 +56,12 @@ fn small_index_reads_back() {
     );
     assert_eq!(r.symbol(4).unwrap(), "up");
     assert!(r.symbol(6).is_err());
+    for (i, sym) in ["__name__", "a", "b", "job", "up", "x"].iter().enumerate() {
+        assert_eq!(r.symbol_ref(sym), Some(i as u32));
+    }
+    assert_eq!(r.symbol_ref(""), None);
+    assert_eq!(r.symbol_ref("c"), None);
+    assert_eq!(r.symbol_ref("zz"), None);
     assert_eq!(r.label_names(), ["__name__", "job"]);
     assert_eq!(
         IndexFileReader::label_values(&r, "__name__").unwrap(),
@@ -202,6 +208,10 @@ proptest! {
         let r = open(build(&series));
         let all = collect(&mut r.all_series().unwrap());
         prop_assert_eq!(all.len(), series.len());
+        for (i, sym) in r.symbols().unwrap().into_iter().enumerate() {
+            prop_assert_eq!(r.symbol_ref(sym), Some(i as u32));
+            prop_assert_eq!(r.symbol(i as u32).unwrap(), sym);
+        }
         for (sref, (l, c)) in all.iter().zip(&series) {
             let got = r.series(*sref).unwrap();
             prop_assert_eq!(&got.labels, l);
