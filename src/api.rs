@@ -98,6 +98,35 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A time as RFC 3339 UTC with milliseconds (`2026-11-20T10:00:00.000Z`).
+pub fn format_rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// A duration parameter: Prometheus' duration syntax (`1h30m`, `15s`, `500ms`, units y w d h m s ms)
 /// or float seconds, as the HTTP API accepts for `step`. Returns milliseconds.
 pub fn parse_duration(s: &str) -> Result<i64, ParamError> {
@@ -334,6 +363,17 @@ mod tests {
         );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("NaN").is_err());
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for ms in [0, 1_795_168_800_006, -1, 951_782_400_000, 4_102_444_799_999] {
+            assert_eq!(parse_time(&format_rfc3339(ms)).unwrap(), ms);
+        }
+        assert_eq!(
+            format_rfc3339(1_795_168_800_006),
+            "2026-11-20T10:00:00.006Z"
+        );
     }
 
     #[test]

@@ -39,6 +39,9 @@ use std::time::{Duration, Instant};
 /// Prometheus' default (and minimum) block range: head chunks are cut on its boundaries.
 pub const DEFAULT_BLOCK_RANGE_MS: i64 = 2 * 3600 * 1000;
 
+/// Prometheus' default retention: 15 days.
+pub const DEFAULT_RETENTION_MS: i64 = 15 * 24 * 3600 * 1000;
+
 /// When a commit's WAL bytes are forced to stable storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
@@ -70,6 +73,9 @@ pub struct Options {
     /// Open for reading only: the WAL is recovered and replayed but no new segment is started and
     /// commits fail. The directory lock is still taken, so no writer can change the WAL meanwhile.
     pub read_only: bool,
+    /// Blocks whose data ends more than this before the newest block's end are deleted after
+    /// compaction (Prometheus' `--storage.tsdb.retention.time`, default 15 days). 0 keeps all.
+    pub retention_ms: i64,
 }
 
 impl Default for Options {
@@ -81,6 +87,7 @@ impl Default for Options {
             block_range_ms: DEFAULT_BLOCK_RANGE_MS,
             shards: rayon::current_num_threads(),
             read_only: false,
+            retention_ms: DEFAULT_RETENTION_MS,
         }
     }
 }
@@ -100,6 +107,10 @@ impl Options {
     }
     pub fn shards(mut self, n: usize) -> Options {
         self.shards = n.max(1);
+        self
+    }
+    pub fn retention_ms(mut self, ms: i64) -> Options {
+        self.retention_ms = ms;
         self
     }
     pub fn read_only(mut self, read_only: bool) -> Options {
@@ -333,7 +344,36 @@ impl Db {
             self.truncate_head(maxt);
             self.truncate_wal(wal, maxt)?;
         }
+        self.apply_retention()?;
         Ok(written)
+    }
+
+    /// Deletes blocks beyond the retention time (Prometheus' `beyondTimeRetention`: blocks whose end
+    /// lies more than the retention before the newest block's end). A block is first renamed to
+    /// `ULID.tmp-for-deletion`, so a crash halfway leaves garbage that the next open removes, never
+    /// a half-deleted block. Returns how many were deleted.
+    pub fn apply_retention(&self) -> Result<usize, DbError> {
+        if self.opts.retention_ms <= 0 || self.opts.read_only {
+            return Ok(0);
+        }
+        let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+        let Some(newest) = blocks.iter().map(|b| b.meta().max_time).max() else {
+            return Ok(0);
+        };
+        let horizon = newest.saturating_sub(self.opts.retention_ms);
+        let (expired, kept): (Vec<_>, Vec<_>) =
+            blocks.drain(..).partition(|b| b.meta().max_time <= horizon);
+        *blocks = kept;
+        drop(blocks);
+        for b in &expired {
+            let dir = b.dir().to_path_buf();
+            let mut doomed = dir.clone().into_os_string();
+            doomed.push(".tmp-for-deletion");
+            let doomed = PathBuf::from(doomed);
+            fs::rename(&dir, &doomed).map_err(io_err(&dir))?;
+            fs::remove_dir_all(&doomed).map_err(io_err(&doomed))?;
+        }
+        Ok(expired.len())
     }
 
     /// Checkpoints the WAL segments before the current one, keeping series still in the head and

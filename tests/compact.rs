@@ -119,3 +119,67 @@ fn compaction_writes_blocks_and_loses_nothing() {
     let want: usize = before.values().map(|v| v.len()).sum();
     assert_eq!(lines, want, "promtool dump prints every sample once");
 }
+
+#[test]
+fn retention_deletes_whole_blocks_beyond_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        Options::default()
+            .fsync(FsyncPolicy::Never)
+            .retention_ms(2 * HOUR),
+    )
+    .unwrap();
+    fill(&db);
+    db.compact_head().unwrap();
+    // Blocks [0,2h) and [2h,4h) were written; the first ends 2 h before the newest block's end.
+    assert_eq!(db.blocks().len(), 1);
+    assert_eq!(db.blocks()[0].meta().min_time, 2 * HOUR);
+    let m = all(&db);
+    assert!(m
+        .values()
+        .all(|s| s.first().is_none_or(|f| f.0 >= 2 * HOUR)));
+    assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("tmp")));
+}
+
+#[test]
+fn tsdbctl_compact_and_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        fill(&db);
+    }
+    let exe = env!("CARGO_BIN_EXE_tsdbctl");
+    let d = dir.path().to_str().unwrap();
+    let out = Command::new(exe)
+        .args(["compact", "--db", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocks written: 2"));
+    let out = Command::new(exe)
+        .args(["inspect", "--db", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("1970-01-01T0")).count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("Highest cardinality labels:"), "{text}");
+    assert!(text.contains("       30  i"), "{text}");
+}

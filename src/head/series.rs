@@ -54,7 +54,7 @@ pub enum Reject {
     OutOfBounds,
 }
 
-/// What [`SeriesChunks::check`] says of a sample.
+/// What [`check_after`] says of a sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
     Append,

@@ -69,6 +69,21 @@ enum Cmd {
         /// Series selector, e.g. `function_calls_total{module="counter_demo"}`.
         expr: String,
     },
+    /// List the blocks and the head (time range, series, samples, chunks, size, bytes/sample) and the
+    /// highest-cardinality labels and metric names, like `promtool tsdb analyze`.
+    Inspect {
+        #[arg(long, default_value = "./data")]
+        db: PathBuf,
+        /// How many labels and metric names to list.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Compact the head: every range of it older than 1.5 block ranges becomes a block; then apply
+    /// retention.
+    Compact {
+        #[arg(long, default_value = "./data")]
+        db: PathBuf,
+    },
     /// Open the database (replaying its WAL) and report what is in it, how long the replay took and
     /// the memory it used.
     Stats {
@@ -121,6 +136,8 @@ fn main() -> ExitCode {
             expr,
         } => query(db, time, start.zip(end).zip(step), output, repeat, &expr),
         Cmd::Stats { db, output } => stats(db, output),
+        Cmd::Inspect { db, limit } => inspect(db, limit),
+        Cmd::Compact { db } => compact(db),
     };
     match result {
         Ok(code) => code,
@@ -452,5 +469,110 @@ fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
             println!("{{{}}}", body.join(","));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn require_db(dir: &std::path::Path) -> Result<(), String> {
+    if dir.join("wal").exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: no database here (no wal/ directory)",
+            dir.display()
+        ))
+    }
+}
+
+fn time_str(ms: i64) -> String {
+    api::format_rfc3339(ms)
+}
+
+fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
+    require_db(&dir)?;
+    let db = open(&dir, Options::default().read_only(true))?;
+    println!(
+        "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8}",
+        "BLOCK", "MIN TIME", "MAX TIME", "SERIES", "SAMPLES", "CHUNKS", "BYTES", "B/SAMPLE"
+    );
+    for b in db.blocks() {
+        let m = b.meta();
+        let bytes = dir_size(b.dir());
+        println!(
+            "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8.3}",
+            m.ulid.to_string(),
+            time_str(m.min_time),
+            time_str(m.max_time),
+            m.stats.num_series,
+            m.stats.num_samples,
+            m.stats.num_chunks,
+            bytes,
+            bytes as f64 / (m.stats.num_samples.max(1)) as f64
+        );
+    }
+    let h = db.head().memory_stats();
+    let range = db.head().time_range();
+    let wal_bytes = dir_size(&dir.join("wal"));
+    println!(
+        "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8.3}",
+        "head (WAL)",
+        range.map_or("-".into(), |r| time_str(r.0)),
+        range.map_or("-".into(), |r| time_str(r.1)),
+        h.series,
+        h.samples,
+        "-",
+        wal_bytes,
+        wal_bytes as f64 / (h.samples.max(1)) as f64
+    );
+    let q = db.querier(i64::MIN, i64::MAX);
+    let mut labels: Vec<(usize, String)> = q
+        .label_names()
+        .into_iter()
+        .map(|n| (q.label_values(&n).len(), n))
+        .collect();
+    labels.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    println!("\nHighest cardinality labels:");
+    for (n, name) in labels.iter().take(limit) {
+        println!("{n:>9}  {name}");
+    }
+    let mut names: Vec<(usize, String)> = Vec::new();
+    for name in q.label_values("__name__") {
+        let m = tsdb::labels::Matcher::equal("__name__", name.as_str());
+        let n = q.select(&[m]).map_err(|e| e.to_string())?.len();
+        names.push((n, name));
+    }
+    names.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    println!("\nHighest cardinality metric names:");
+    for (n, name) in names.iter().take(limit) {
+        println!("{n:>9}  {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn compact(dir: PathBuf) -> Result<ExitCode, String> {
+    require_db(&dir)?;
+    let db = open(&dir, Options::default())?;
+    let written = db.compact_head().map_err(|e| e.to_string())?;
+    for u in &written {
+        eprintln!("block written: {u}");
+    }
+    eprintln!(
+        "blocks written: {}; blocks now: {}",
+        written.len(),
+        db.blocks().len()
+    );
     Ok(ExitCode::SUCCESS)
 }
