@@ -394,4 +394,24 @@ fn we_read_the_wal_prometheus_wrote() {
     assert!(samples
         .iter()
         .all(|s| series.iter().any(|(r, _)| *r == s.series)));
+
+    // And the whole Prometheus data directory opens as a database: `up` answers with those samples.
+    let db = tsdb::Db::open(data, tsdb::Options::default().read_only(true)).unwrap();
+    assert!(
+        db.open_report()
+            .warnings
+            .iter()
+            .all(|w| !w.contains("damaged")),
+        "{:?}",
+        db.open_report().warnings
+    );
+    let q = db.querier(i64::MIN, i64::MAX);
+    let sel = q
+        .select(&[tsdb::labels::Matcher::equal("__name__", "up")])
+        .unwrap();
+    assert_eq!(sel.len(), 1);
+    assert_eq!(sel[0].labels().get("job"), Some("self"));
+    let got: Vec<(i64, f64)> = sel[0].samples().collect();
+    let want: Vec<(i64, f64)> = up_samples.iter().map(|s| (s.t, s.v)).collect();
+    assert_eq!(got, want);
 }
