@@ -95,9 +95,9 @@ fn parse_item(item: &str, out: &mut Vec<SeqVal>) -> Result<(), String> {
     let bad = || format!("bad value sequence item {item:?}");
     let lower = item.to_ascii_lowercase();
     // In series descriptions `x` always means "times" (`0x5` is six zeros, not hex).
-    let split = lower
-        .rfind('x')
-        .filter(|&i| i > 0 && i + 1 < lower.len() && lower[i + 1..].bytes().all(|c| c.is_ascii_digit()));
+    let split = lower.rfind('x').filter(|&i| {
+        i > 0 && i + 1 < lower.len() && lower[i + 1..].bytes().all(|c| c.is_ascii_digit())
+    });
     let Some(xi) = split else {
         if item == "_" {
             out.push(SeqVal::Omitted);
@@ -232,9 +232,7 @@ enum Cmd {
     Skip(String),
 }
 
-fn classify_native_names(
-    lines: &[&str],
-) -> Vec<HashSet<String>> {
+fn classify_native_names(lines: &[&str]) -> Vec<HashSet<String>> {
     // For each line index, the metric names loaded with native histograms since the last clear.
     let mut out = Vec::with_capacity(lines.len());
     let mut names: HashSet<String> = HashSet::new();
@@ -331,12 +329,15 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
     };
     let mut cmds = Vec::new();
     let mut i = 0;
-    let eval_instant =
-        regex::Regex::new(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$").unwrap();
+    let eval_instant = regex::Regex::new(
+        r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$",
+    )
+    .unwrap();
     let eval_range = regex::Regex::new(
         r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$",
     )
     .unwrap();
+    let expect_range = regex::Regex::new(r"from\s+(.+)\s+to\s+(.+)\s+step\s+(.+)$").unwrap();
     while i < lines.len() {
         let line = lines[i].trim();
         if is_blank(line) {
@@ -392,7 +393,11 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
                 if cap.get(1).map(|m| m.as_str()) == Some("fail") {
                     c.fail = true;
                 }
-                c.range = Some((parse_time(&cap[2])?, parse_time(&cap[3])?, parse_time(&cap[4])?));
+                c.range = Some((
+                    parse_time(&cap[2])?,
+                    parse_time(&cap[3])?,
+                    parse_time(&cap[4])?,
+                ));
                 c.expr = cap[5].to_string();
             } else {
                 return Err(format!("{file}:{}: bad eval line", start + 1));
@@ -418,10 +423,14 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
                 } else if let Some(m) = row.strip_prefix("expected_fail_regexp") {
                     c.fail_regex = Some(m.trim().to_string());
                 } else if let Some(rest) = row.strip_prefix("expect range vector") {
-                    let re = regex::Regex::new(r"from\s+(.+)\s+to\s+(.+)\s+step\s+(.+)$").unwrap();
-                    let cap = re.captures(rest).ok_or("bad expect range vector")?;
-                    c.expect_range_vector =
-                        Some((parse_time(&cap[1])?, parse_time(&cap[2])?, parse_time(&cap[3])?));
+                    let cap = expect_range
+                        .captures(rest)
+                        .ok_or("bad expect range vector")?;
+                    c.expect_range_vector = Some((
+                        parse_time(&cap[1])?,
+                        parse_time(&cap[2])?,
+                        parse_time(&cap[3])?,
+                    ));
                 } else if let Some(rest) = row.strip_prefix("expect string") {
                     let s = rest.trim();
                     let s = parse_go_string(s).ok_or_else(|| format!("bad string {s}"))?;
@@ -462,7 +471,9 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
 }
 
 fn parse_go_string(s: &str) -> Option<String> {
-    if s.len() >= 2 && (s.starts_with('"') && s.ends_with('"') || s.starts_with('`') && s.ends_with('`')) {
+    if s.len() >= 2
+        && (s.starts_with('"') && s.ends_with('"') || s.starts_with('`') && s.ends_with('`'))
+    {
         let inner = &s[1..s.len() - 1];
         if s.starts_with('`') {
             return Some(inner.to_string());
@@ -528,7 +539,11 @@ fn compare_vector(c: &EvalCmd, got: &[(Labels, f64)]) -> Result<(), String> {
             return Err(format!("unexpected metric {l} in result, has value {v}"));
         };
         if c.ordered && epos != pos {
-            return Err(format!("expected metric {l} at position {} but was at {}", epos + 1, pos + 1));
+            return Err(format!(
+                "expected metric {l} at position {} but was at {}",
+                epos + 1,
+                pos + 1
+            ));
         }
         if !almost_equal(ev, *v) {
             return Err(format!("expected {ev} for {l} but got {v}"));
@@ -550,19 +565,29 @@ fn compare_matrix(
 ) -> Result<(), String> {
     for w in got.windows(2) {
         if w[0].labels >= w[1].labels {
-            return Err(format!("matrix not sorted: {} before {}", w[0].labels, w[1].labels));
+            return Err(format!(
+                "matrix not sorted: {} before {}",
+                w[0].labels, w[1].labels
+            ));
         }
     }
     let exp: BTreeMap<&Labels, &Vec<SeqVal>> = c.series.iter().map(|(l, v)| (l, v)).collect();
     for s in got {
         let Some(vals) = exp.get(&s.labels) else {
-            return Err(format!("unexpected metric {} in result, has {:?}", s.labels, s.points));
+            return Err(format!(
+                "unexpected metric {} in result, has {:?}",
+                s.labels, s.points
+            ));
         };
         let mut expected = Vec::new();
         for (i, v) in vals.iter().enumerate() {
             let t = start + i as i64 * step;
             if t > end {
-                return Err(format!("expected {} points for {} but range is shorter", vals.len(), s.labels));
+                return Err(format!(
+                    "expected {} points for {} but range is shorter",
+                    vals.len(),
+                    s.labels
+                ));
             }
             if let SeqVal::Value(v) = v {
                 expected.push((t, *v));
@@ -655,7 +680,9 @@ fn run_eval(db: &Db, c: &EvalCmd) -> Result<(), String> {
     if c.ordered
         || c.expect_range_vector.is_some()
         || c.expect_string.is_some()
-        || regex::Regex::new(r"(start|end|range|step)\(\)").unwrap().is_match(&c.expr)
+        || regex::Regex::new(r"(start|end|range|step)\(\)")
+            .unwrap()
+            .is_match(&c.expr)
     {
         return Ok(());
     }
@@ -776,12 +803,16 @@ fn upstream_promql_tests() {
                     }
                 }
                 Cmd::Eval(c) => {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_eval(&db, c)))
-                        .unwrap_or_else(|_| Err("panic".into()));
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_eval(&db, c)))
+                            .unwrap_or_else(|_| Err("panic".into()));
                     match r {
                         Ok(()) => counts.pass += 1,
                         Err(e) => {
-                            if ALLOWED_FAILURES.iter().any(|(f, l, _)| *f == name && *l == c.line) {
+                            if ALLOWED_FAILURES
+                                .iter()
+                                .any(|(f, l, _)| *f == name && *l == c.line)
+                            {
                                 counts.allowed += 1;
                             } else {
                                 counts.fail += 1;
@@ -818,7 +849,11 @@ fn upstream_promql_tests() {
     for f in &failures {
         println!("FAIL {f}");
     }
-    assert!(failures.is_empty(), "{} evals failed outside the allow-list", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} evals failed outside the allow-list",
+        failures.len()
+    );
 }
 
 #[test]
@@ -832,5 +867,8 @@ fn value_sequences_expand_like_prometheus() {
             SeqVal::Value(f) => f.to_string(),
         })
         .collect();
-    assert_eq!(got, ["1", "2", "3", "_", "-2", "-3", "_", "_", "stale", "0", "0", "inf"]);
+    assert_eq!(
+        got,
+        ["1", "2", "3", "_", "-2", "-3", "_", "_", "stale", "0", "0", "inf"]
+    );
 }

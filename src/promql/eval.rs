@@ -22,6 +22,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 type R<T> = Result<T, QueryError>;
 
+/// A selected series: labels and samples in time order.
+type Selected = (Labels, Vec<(i64, f64)>);
+
 fn err<T>(msg: impl Into<String>) -> R<T> {
     Err(QueryError::Eval(msg.into()))
 }
@@ -138,9 +141,9 @@ pub(crate) fn run(
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
             t => {
                 return err(format!(
-                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                    type_name(t)
-                ))
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                type_name(t)
+            ))
             }
         }
     }
@@ -157,11 +160,7 @@ pub(crate) fn run(
     match v {
         Val::Scalar(s) => {
             if is_range {
-                let points = s
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| (grid.t(i), v))
-                    .collect();
+                let points = s.iter().enumerate().map(|(i, &v)| (grid.t(i), v)).collect();
                 Ok(Value::Matrix(vec![RangeSeries {
                     labels: Labels::default(),
                     points,
@@ -429,7 +428,9 @@ impl Ev<'_> {
                     }
                     Ok(Val::Vector(cols))
                 }
-                _ => err("unary expression only allowed on expressions of type scalar or instant vector"),
+                _ => err(
+                    "unary expression only allowed on expressions of type scalar or instant vector",
+                ),
             },
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, g, false)?)),
             Expr::MatrixSelector(ms) => {
@@ -542,7 +543,7 @@ impl Ev<'_> {
 
     /// Selects the series of a selector with their samples in `[mint, maxt]`, decoded in
     /// parallel. Or-matchers (`{a="b" or c="d"}`) take the union.
-    fn select(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> R<Vec<(Labels, Vec<(i64, f64)>)>> {
+    fn select(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> R<Vec<Selected>> {
         let sets = selector_matchers(vs)?;
         let q = self.db.querier(mint, maxt);
         let mut series = Vec::new();
@@ -559,7 +560,7 @@ impl Ev<'_> {
             }
             series.sort_by(|a, b| a.labels().cmp(b.labels()));
         }
-        let out: Vec<(Labels, Vec<(i64, f64)>)> = series
+        let out: Vec<Selected> = series
             .par_iter()
             .map(|s| (s.labels().clone(), s.samples().collect::<Vec<_>>()))
             .collect();
@@ -650,7 +651,9 @@ impl Ev<'_> {
                 .ok_or_else(|| QueryError::Eval(format!("{name}: missing argument {i}")))
         };
         match name {
-            "time" => Ok(Val::Scalar((0..n).map(|i| g.t(i) as f64 / 1000.0).collect())),
+            "time" => Ok(Val::Scalar(
+                (0..n).map(|i| g.t(i) as f64 / 1000.0).collect(),
+            )),
             "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
             "vector" => {
                 let s = self.eval_scalar(arg(0)?, g)?;
@@ -995,8 +998,7 @@ impl Ev<'_> {
             return err(format!("unknown function {name}"));
         };
         if name == "double_exponential_smoothing" {
-            for i in 0..n {
-                let (sf, tf) = (scalars[0][i], scalars[1][i]);
+            for (&sf, &tf) in scalars[0].iter().zip(&scalars[1]) {
                 if sf <= 0.0 || sf >= 1.0 {
                     return err(format!(
                         "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
@@ -1132,11 +1134,12 @@ impl Ev<'_> {
             }
             return Ok(Val::Vector(out.cols));
         }
-        if op == T_QUANTILE || op == T_TOPK || op == T_BOTTOMK || op == T_LIMITK || op == T_LIMIT_RATIO
+        if matches!(
+            op,
+            T_QUANTILE | T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO
+        ) && !matches!(param, Some(Val::Scalar(_)))
         {
-            if !matches!(param, Some(Val::Scalar(_))) {
-                return err("expected scalar parameter");
-            }
+            return err("expected scalar parameter");
         }
         if op == T_TOPK || op == T_BOTTOMK || op == T_LIMITK || op == T_LIMIT_RATIO {
             for i in 0..n {
@@ -1175,7 +1178,15 @@ impl Ev<'_> {
                 let mut drop_name = false;
                 let mut heap: Vec<f64> = Vec::new();
                 for (i, slot) in vals.iter_mut().enumerate() {
-                    *slot = aggregate_step(op, &cols, members, i, param_scalar(i), &mut heap, &mut drop_name);
+                    *slot = aggregate_step(
+                        op,
+                        &cols,
+                        members,
+                        i,
+                        param_scalar(i),
+                        &mut heap,
+                        &mut drop_name,
+                    );
                 }
                 Col {
                     labels: labels.clone(),
@@ -1271,8 +1282,22 @@ impl Ev<'_> {
                     .map(|(&x, &y)| scalar_binop(op, x, y))
                     .collect(),
             )),
-            (Val::Vector(l), Val::Scalar(r)) => Ok(Val::Vector(vector_scalar(op, l, &r, false, return_bool, is_cmp))),
-            (Val::Scalar(l), Val::Vector(r)) => Ok(Val::Vector(vector_scalar(op, r, &l, true, return_bool, is_cmp))),
+            (Val::Vector(l), Val::Scalar(r)) => Ok(Val::Vector(vector_scalar(
+                op,
+                l,
+                &r,
+                false,
+                return_bool,
+                is_cmp,
+            ))),
+            (Val::Scalar(l), Val::Vector(r)) => Ok(Val::Vector(vector_scalar(
+                op,
+                r,
+                &l,
+                true,
+                return_bool,
+                is_cmp,
+            ))),
             (Val::Vector(l), Val::Vector(r)) => {
                 let (card, on, mlabels, include) = match &b.modifier {
                     None => (
@@ -1291,7 +1316,11 @@ impl Ev<'_> {
                             Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
                             Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
                         };
-                        let inc = m.card.labels().map(|l| l.labels.clone()).unwrap_or_default();
+                        let inc = m
+                            .card
+                            .labels()
+                            .map(|l| l.labels.clone())
+                            .unwrap_or_default();
                         (m.card.clone(), on, ml, inc)
                     }
                 };
@@ -1299,7 +1328,10 @@ impl Ev<'_> {
                 let sig = |l: &Labels| -> Labels {
                     if on {
                         Labels::from_sorted_unchecked(
-                            l.iter().filter(|x| mlabels.contains(&x.name)).cloned().collect(),
+                            l.iter()
+                                .filter(|x| mlabels.contains(&x.name))
+                                .cloned()
+                                .collect(),
                         )
                     } else {
                         Labels::from_sorted_unchecked(
@@ -1323,7 +1355,18 @@ impl Ev<'_> {
                     return self.set_op(op, l, r, &lsig, &rsig, nsig, n);
                 }
                 self.vector_binop(
-                    op, l, r, &lsig, &rsig, nsig, n, card, on, &mlabels, &include, return_bool,
+                    op,
+                    l,
+                    r,
+                    &lsig,
+                    &rsig,
+                    nsig,
+                    n,
+                    card,
+                    on,
+                    &mlabels,
+                    &include,
+                    return_bool,
                     is_cmp,
                 )
             }
@@ -1343,9 +1386,14 @@ impl Ev<'_> {
         n: usize,
     ) -> R<Val> {
         let mut out = OutBuilder::new(n);
-        let lidx: Vec<usize> = l.iter().map(|c| out.idx(c.labels.clone(), c.drop_name)).collect();
+        let lidx: Vec<usize> = l
+            .iter()
+            .map(|c| out.idx(c.labels.clone(), c.drop_name))
+            .collect();
         let ridx: Vec<usize> = if op == T_LOR {
-            r.iter().map(|c| out.idx(c.labels.clone(), c.drop_name)).collect()
+            r.iter()
+                .map(|c| out.idx(c.labels.clone(), c.drop_name))
+                .collect()
         } else {
             vec![]
         };
@@ -1412,7 +1460,11 @@ impl Ev<'_> {
         let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
         let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
         // The "one" side goes right, as in Prometheus.
-        let (l, r, lsig, rsig) = if one_to_many { (r, l, rsig, lsig) } else { (l, r, lsig, rsig) };
+        let (l, r, lsig, rsig) = if one_to_many {
+            (r, l, rsig, lsig)
+        } else {
+            (l, r, lsig, rsig)
+        };
         let mut out = OutBuilder::new(n);
         let mut right_at: Vec<Option<usize>> = vec![None; nsig];
         let mut matched: Vec<bool> = vec![false; nsig];
@@ -1427,7 +1479,10 @@ impl Ev<'_> {
                 if let Some(prev) = right_at[rsig[j]] {
                     let side = if one_to_many { "left" } else { "right" };
                     let ml = match_labels(&c.labels, on, mlabels);
-                    let (mut d1, mut d2) = (format_labels_go(&c.labels), format_labels_go(&r[prev].labels));
+                    let (mut d1, mut d2) = (
+                        format_labels_go(&c.labels),
+                        format_labels_go(&r[prev].labels),
+                    );
                     if d1 > d2 {
                         std::mem::swap(&mut d1, &mut d2);
                     }
@@ -1442,7 +1497,9 @@ impl Ev<'_> {
             matched_sets.clear();
             for (j, lc) in l.iter().enumerate() {
                 let Some(lv) = lc.vals[i] else { continue };
-                let Some(rj) = right_at[lsig[j]] else { continue };
+                let Some(rj) = right_at[lsig[j]] else {
+                    continue;
+                };
                 let Some(rv) = r[rj].vals[i] else { continue };
                 let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
                 let (mut value, keep) = elem_binop(op, fl, fr);
@@ -1452,7 +1509,15 @@ impl Ev<'_> {
                 let oi = match metric_cache.get(&(j, rj)) {
                     Some(&oi) => oi,
                     None => {
-                        let m = result_metric(&lc.labels, &r[rj].labels, op, one_to_one, on, mlabels, include);
+                        let m = result_metric(
+                            &lc.labels,
+                            &r[rj].labels,
+                            op,
+                            one_to_one,
+                            on,
+                            mlabels,
+                            include,
+                        );
                         let drop = return_bool;
                         let oi = out.idx(m, drop);
                         metric_cache.insert((j, rj), oi);
@@ -1610,7 +1675,11 @@ fn aggregate_step(
             count = 1.0;
             match op {
                 T_STDVAR | T_STDDEV => {
-                    value = if f.is_nan() || f.is_infinite() { f64::NAN } else { 0.0 };
+                    value = if f.is_nan() || f.is_infinite() {
+                        f64::NAN
+                    } else {
+                        0.0
+                    };
                 }
                 T_QUANTILE => heap.push(f),
                 T_GROUP => value = 1.0,
@@ -1636,16 +1705,8 @@ fn aggregate_step(
                 let qq = (count - 1.0) / count;
                 (mean, kahan_c) = f::kahan_inc(f / count, qq * mean, qq * kahan_c);
             }
-            T_MAX => {
-                if value < f || value.is_nan() {
-                    value = f;
-                }
-            }
-            T_MIN => {
-                if value > f || value.is_nan() {
-                    value = f;
-                }
-            }
+            T_MAX if value < f || value.is_nan() => value = f,
+            T_MIN if value > f || value.is_nan() => value = f,
             T_COUNT => count += 1.0,
             T_STDVAR | T_STDDEV => {
                 count += 1.0;

@@ -91,7 +91,8 @@ pub(crate) fn instant_value(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
         return None;
     }
     // After a counter reset irate uses the last value alone; NaN comparisons are false.
-    let mut r = if !is_rate || !(v1 < v0) { v1 - v0 } else { v1 };
+    let reset = v1 < v0;
+    let mut r = if !is_rate || !reset { v1 - v0 } else { v1 };
     if is_rate {
         r /= interval as f64 / 1000.0;
     }
@@ -326,17 +327,13 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
 
 fn ensure_monotonic(b: &mut [Bucket]) {
     let mut prev = b[0].count;
-    for i in 1..b.len() {
-        let curr = b[i].count;
+    for x in b.iter_mut().skip(1) {
+        let curr = x.count;
         if curr == prev {
             continue;
         }
-        if almost_equal(prev, curr, 1e-12) {
-            b[i].count = prev;
-            continue;
-        }
-        if curr < prev {
-            b[i].count = prev;
+        if almost_equal(prev, curr, 1e-12) || curr < prev {
+            x.count = prev;
             continue;
         }
         prev = curr;
@@ -462,7 +459,11 @@ pub(crate) fn format_float_f(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     // Rust's Display is the shortest round-trip representation without exponent.
     format!("{f}")
@@ -586,9 +587,18 @@ mod tests {
     #[test]
     fn bucket_quantile_interpolates() {
         let mut b = vec![
-            Bucket { upper: 1.0, count: 10.0 },
-            Bucket { upper: 2.0, count: 20.0 },
-            Bucket { upper: f64::INFINITY, count: 20.0 },
+            Bucket {
+                upper: 1.0,
+                count: 10.0,
+            },
+            Bucket {
+                upper: 2.0,
+                count: 20.0,
+            },
+            Bucket {
+                upper: f64::INFINITY,
+                count: 20.0,
+            },
         ];
         assert_eq!(bucket_quantile(0.75, &mut b), 1.5);
     }
