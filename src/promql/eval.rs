@@ -132,7 +132,8 @@ pub(crate) fn run(
     is_range: bool,
     opts: &QueryOptions,
 ) -> R<Value> {
-    let ast = parser::parse(expr).map_err(QueryError::Parse)?;
+    let ast = parser::parse(expr)
+        .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
     if is_range {
         if (end - start) / step >= MAX_POINTS_PER_SERIES {
             return err("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");

@@ -20,6 +20,7 @@
 
 mod eval;
 mod functions;
+mod parse_error;
 
 use crate::db::Db;
 use crate::labels::Labels;
@@ -105,7 +106,8 @@ impl Value {
 /// Errors of the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("parse error: {0}")]
+    /// `line:column: parse error: what`, as Prometheus words them.
+    #[error("{0}")]
     Parse(String),
     #[error("{0}")]
     Eval(String),
