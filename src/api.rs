@@ -1,17 +1,15 @@
 //! Prometheus' HTTP API conventions, shared by `tsdbctl query` and (later) the server: time and
-//! duration parameters, and the exact JSON bodies of `/api/v1/query` and `/api/v1/query_range`.
-//!
-//! Until the PromQL engine lands, the expressions evaluated here are series selectors, with the
-//! engine's instant-vector semantics: at time `t` a series' value is its newest sample in
-//! `[t - lookback, t]`, absent if that sample is a staleness marker.
+//! duration parameters, the parameter checks of `/api/v1/query_range`, and the exact JSON bodies
+//! of `/api/v1/query` and `/api/v1/query_range` for every result type. Expressions are evaluated
+//! by the PromQL engine ([`crate::promql`]).
 
-use crate::chunk::STALE_NAN_BITS;
-use crate::db::{Db, DbError};
-use crate::labels::{Labels, Matcher};
+use crate::db::Db;
+use crate::labels::Labels;
+use crate::promql::{QueryError, QueryOptions, Value};
 use std::fmt::Write;
 
 /// Prometheus' default lookback delta (5 minutes).
-pub const DEFAULT_LOOKBACK_MS: i64 = 5 * 60 * 1000;
+pub const DEFAULT_LOOKBACK_MS: i64 = crate::promql::DEFAULT_LOOKBACK_MS;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParamError {
@@ -186,60 +184,96 @@ pub struct ResultSeries {
     pub points: Vec<(i64, f64)>,
 }
 
-/// Evaluates a series selector at instant `t`: each series' newest sample in `[t - lookback, t]`,
-/// reported at `t`.
-pub fn select_instant(
-    db: &Db,
-    matchers: &[Matcher],
-    t: i64,
-    lookback: i64,
-) -> Result<Vec<ResultSeries>, DbError> {
-    select_range(db, matchers, t, t, 1, lookback)
+/// Maximum points per series of a range query, as Prometheus' API enforces.
+pub const MAX_RANGE_POINTS: i64 = 11_000;
+
+/// Evaluates `expr` at instant `t` (milliseconds) with the PromQL engine.
+pub fn query(db: &Db, expr: &str, t: i64, opts: &QueryOptions) -> Result<Value, QueryError> {
+    db.query_with(expr, t, opts)
 }
 
-/// Evaluates a series selector at every step from `start` to `end` inclusive.
-pub fn select_range(
+/// Evaluates `expr` over `[start, end]` every `step` with the checks of Prometheus'
+/// `/api/v1/query_range` handler.
+pub fn query_range(
     db: &Db,
-    matchers: &[Matcher],
+    expr: &str,
     start: i64,
     end: i64,
     step: i64,
-    lookback: i64,
-) -> Result<Vec<ResultSeries>, DbError> {
-    let step = step.max(1);
-    let q = db.querier(start.saturating_sub(lookback), end);
-    let mut out = Vec::new();
-    for s in q.select(matchers)? {
-        let mut points = Vec::new();
-        let mut it = s.samples().peekable();
-        let mut last: Option<(i64, f64)> = None;
-        let mut ts = start;
-        while ts <= end {
-            while let Some(&(t, v)) = it.peek() {
-                if t > ts {
-                    break;
-                }
-                last = Some((t, v));
-                it.next();
-            }
-            if let Some((t, v)) = last {
-                if t >= ts - lookback && v.to_bits() != STALE_NAN_BITS {
-                    points.push((ts, v));
-                }
-            }
-            ts = match ts.checked_add(step) {
-                Some(n) => n,
-                None => break,
-            };
-        }
-        if !points.is_empty() {
-            out.push(ResultSeries {
-                labels: s.labels().clone(),
-                points,
-            });
-        }
+    opts: &QueryOptions,
+) -> Result<Value, QueryError> {
+    if end < start {
+        return Err(QueryError::Eval(
+            "end timestamp must not be before start time".into(),
+        ));
     }
-    Ok(out)
+    if step <= 0 {
+        return Err(QueryError::Eval(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    if (end - start) / step > MAX_RANGE_POINTS {
+        return Err(QueryError::Eval(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    db.query_range_with(expr, start, end, step, opts)
+}
+
+/// The series of a result as [`ResultSeries`] (a vector's samples become one-point series; a
+/// scalar becomes a series without labels; a string has none).
+pub fn result_series(v: &Value) -> Vec<ResultSeries> {
+    match v {
+        Value::Vector(s) => s
+            .iter()
+            .map(|s| ResultSeries {
+                labels: s.labels.clone(),
+                points: vec![(s.t, s.v)],
+            })
+            .collect(),
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| ResultSeries {
+                labels: s.labels.clone(),
+                points: s.points.clone(),
+            })
+            .collect(),
+        Value::Scalar { t, v } => vec![ResultSeries {
+            labels: Labels::default(),
+            points: vec![(*t, *v)],
+        }],
+        Value::String { .. } => vec![],
+    }
+}
+
+/// The body of `/api/v1/query` or `/api/v1/query_range` for any result, byte for byte as
+/// Prometheus writes it.
+pub fn value_json(v: &Value) -> String {
+    match v {
+        Value::Vector(_) => vector_json(&result_series(v)),
+        Value::Matrix(_) => matrix_json(&result_series(v)),
+        Value::Scalar { t, v } => scalar_json(*t, *v),
+        Value::String { t, s } => string_json(*t, s),
+    }
+}
+
+/// The body of `/api/v1/query` for a scalar: `"result":[time,"value"]`.
+pub fn scalar_json(t: i64, v: f64) -> String {
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"scalar","result":"#);
+    write_point(&mut out, t, v);
+    out.push_str("}}");
+    out
+}
+
+/// The body of `/api/v1/query` for a string: `"result":[time,"text"]`.
+pub fn string_json(t: i64, s: &str) -> String {
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"string","result":["#);
+    out.push_str(&format_time(t));
+    out.push(',');
+    write_json_string(&mut out, s);
+    out.push_str("]}}");
+    out
 }
 
 /// A sample value as Prometheus' API writes it: Go's `FormatFloat(v, 'f', -1, 64)`.
@@ -412,6 +446,14 @@ mod tests {
         assert_eq!(
             vector_json(&r[..0]),
             r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#
+        );
+        assert_eq!(
+            scalar_json(1500, 2.5),
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1.5,"2.5"]}}"#
+        );
+        assert_eq!(
+            string_json(1000, "a\"b"),
+            r#"{"status":"success","data":{"resultType":"string","result":[1,"a\"b"]}}"#
         );
     }
 }

@@ -17,6 +17,7 @@ pub mod head;
 pub mod index;
 pub mod ingest;
 pub mod labels;
+pub mod promql;
 pub mod querier;
 pub mod wal;
 

@@ -141,7 +141,7 @@ fn stdin_timestamps_and_clear_errors() {
     assert_eq!(text(&out.stdout).trim(), "x{a=\"1\"}\t7\t5");
 
     for (args, want) in [
-        (vec!["query", "--db", db, "rate(x[1m])"], "selector"),
+        (vec!["query", "--db", db, "rate(x[1m]"], "parse error"),
         (
             vec!["query", "--db", db, "--time", "yesterday", "x"],
             "cannot parse",

@@ -1,8 +1,9 @@
 //! Label matchers `=`, `!=`, `=~`, `!~` with Prometheus' semantics.
 //!
 //! A missing label has the value `""`, so a matcher that matches the empty string also selects
-//! series that lack the label. Regular expressions are fully anchored: Prometheus 2.x compiles
-//! `^(?:RE)$` (RE2 syntax; the `regex` crate accepts the same language for what PromQL uses).
+//! series that lack the label. Regular expressions are fully anchored and `.` matches a newline:
+//! Prometheus 3 compiles `^(?s:RE)$` (RE2 syntax; the `regex` crate accepts the same language for
+//! what PromQL uses). Prometheus 2.x used `^(?:RE)$`; the two differ only on values with newlines.
 
 use regex::Regex;
 use std::fmt;
@@ -62,7 +63,7 @@ impl Matcher {
         let value = value.into();
         let re = match kind {
             MatchType::Regexp | MatchType::NotRegexp => Some(
-                Regex::new(&format!("^(?:{value})$")).map_err(|source| MatcherError {
+                Regex::new(&format!("^(?s:{value})$")).map_err(|source| MatcherError {
                     name: name.clone(),
                     pattern: value.clone(),
                     source,
@@ -150,6 +151,9 @@ mod tests {
         assert!(m.matches_empty());
         assert!(!m.matches("v"));
         assert!(Matcher::new(MatchType::Regexp, "a", "(").is_err());
+        // Prometheus 3: `.` matches a newline.
+        let m = Matcher::new(MatchType::Regexp, "a", "x.y").unwrap();
+        assert!(m.matches("x\ny"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Instant;
 use tsdb::api;
 use tsdb::exposition::Format;
 use tsdb::ingest::{IngestOptions, Ingester};
+use tsdb::promql::{QueryOptions, Value};
 use tsdb::wal::Compression;
 use tsdb::{Db, Options};
 
@@ -46,7 +47,7 @@ enum Cmd {
         /// Input files; `-` (or none) reads standard input.
         files: Vec<String>,
     },
-    /// Evaluate a series selector (the PromQL engine is its own issue) at one time or over a range.
+    /// Evaluate a PromQL expression at one time (`--time`) or over a range (`--start --end --step`).
     Query {
         #[arg(long, default_value = "./data")]
         db: PathBuf,
@@ -66,7 +67,7 @@ enum Cmd {
         /// line of stderr (query latency without the cost of opening the database).
         #[arg(long, default_value_t = 0)]
         repeat: usize,
-        /// Series selector, e.g. `function_calls_total{module="counter_demo"}`.
+        /// PromQL expression, e.g. `sum by (module) (rate(function_calls_total[1m]))`.
         expr: String,
     },
     /// List the blocks and the head (time range, series, samples, chunks, size, bytes/sample) and the
@@ -112,6 +113,7 @@ enum WalCompression {
 enum Output {
     Table,
     Json,
+    Csv,
 }
 
 fn main() -> ExitCode {
@@ -316,7 +318,6 @@ fn query(
     repeat: usize,
     expr: &str,
 ) -> Result<ExitCode, String> {
-    let matchers = tsdb::labels::parse_selector(expr).map_err(|e| format!("{expr:?}: {e}"))?;
     if !dir.join("wal").exists() {
         return Err(format!(
             "{}: no database here (no wal/ directory)",
@@ -324,63 +325,28 @@ fn query(
         ));
     }
     let db = open(&dir, Options::default().read_only(true))?;
-    let lookback = api::DEFAULT_LOOKBACK_MS;
-    let eval = || -> Result<(Vec<api::ResultSeries>, bool), String> {
+    let opts = QueryOptions::default();
+    let eval = || -> Result<Value, String> {
         match &range {
             Some(((start, end), step)) => {
                 let s = api::parse_time(start).map_err(|e| e.to_string())?;
                 let e = api::parse_time(end).map_err(|e| e.to_string())?;
                 let st = api::parse_duration(step).map_err(|e| e.to_string())?;
-                if e < s {
-                    return Err("end timestamp must not be before start time".into());
-                }
-                if st <= 0 {
-                    return Err(
-                        "zero or negative query resolution step widths are not accepted".into(),
-                    );
-                }
-                if (e - s) / st > 11_000 {
-                    return Err(
-                        "exceeded maximum resolution of 11,000 points per timeseries".into(),
-                    );
-                }
-                let r = api::select_range(&db, &matchers, s, e, st, lookback)
-                    .map_err(|e| e.to_string())?;
-                Ok((r, true))
+                api::query_range(&db, expr, s, e, st, &opts).map_err(|e| e.to_string())
             }
             None => {
                 let t = match &time {
                     Some(t) => api::parse_time(t).map_err(|e| e.to_string())?,
                     None => now_ms(),
                 };
-                let r =
-                    api::select_instant(&db, &matchers, t, lookback).map_err(|e| e.to_string())?;
-                Ok((r, false))
+                api::query(&db, expr, t, &opts).map_err(|e| e.to_string())
             }
         }
     };
-    let (result, is_range) = eval()?;
+    let result = eval()?;
     match output {
-        Output::Json => {
-            let body = if is_range {
-                api::matrix_json(&result)
-            } else {
-                api::vector_json(&result)
-            };
-            println!("{body}");
-        }
-        Output::Table => {
-            for s in &result {
-                for &(t, v) in &s.points {
-                    println!(
-                        "{}\t{}\t{}",
-                        s.labels,
-                        api::format_value(v),
-                        api::format_time(t)
-                    );
-                }
-            }
-        }
+        Output::Json => println!("{}", api::value_json(&result)),
+        Output::Table | Output::Csv => print_rows(&result, output == Output::Csv),
     }
     if repeat > 0 {
         let mut times = Vec::with_capacity(repeat);
@@ -394,6 +360,47 @@ fn query(
         eprintln!("{{\"median_s\": {}}}", times[times.len() / 2]);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per point: series, value, time (tab-separated, or CSV with a header).
+fn print_rows(result: &Value, csv: bool) {
+    let sep = if csv { "," } else { "\t" };
+    let quote = |s: String| {
+        if csv {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    if csv {
+        println!("series{sep}value{sep}time");
+    }
+    match result {
+        Value::String { t, s } => println!(
+            "{}{sep}{}{sep}{}",
+            quote("string".into()),
+            quote(s.clone()),
+            api::format_time(*t)
+        ),
+        Value::Scalar { t, v } => println!(
+            "{}{sep}{}{sep}{}",
+            quote("scalar".into()),
+            api::format_value(*v),
+            api::format_time(*t)
+        ),
+        _ => {
+            for s in api::result_series(result) {
+                let name = quote(s.labels.to_string());
+                for &(t, v) in &s.points {
+                    println!(
+                        "{name}{sep}{}{sep}{}",
+                        api::format_value(v),
+                        api::format_time(t)
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Resident memory now and at its peak (bytes), from /proc/self/status.
@@ -462,6 +469,11 @@ fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
         Output::Table => {
             for (k, v) in &fields {
                 println!("{k:<36} {v}");
+            }
+        }
+        Output::Csv => {
+            for (k, v) in &fields {
+                println!("{k},{v}");
             }
         }
         Output::Json => {

@@ -1,0 +1,155 @@
+//! Engine unit tests over a small in-memory database.
+
+use super::*;
+use crate::labels::Labels;
+use crate::{Db, FsyncPolicy, Options};
+
+type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+fn db_with(series: &[SeriesSpec]) -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default().fsync(FsyncPolicy::Never)).unwrap();
+    let mut app = db.appender();
+    for (labels, samples) in series {
+        let l = Labels::from_pairs(labels);
+        for &(t, v) in samples.iter() {
+            app.append(&l, t, v).unwrap();
+        }
+    }
+    app.commit().unwrap();
+    (dir, db)
+}
+
+#[test]
+fn instant_selector_and_arithmetic() {
+    let (_d, db) = db_with(&[(&[("__name__", "m"), ("a", "1")], &[(0, 1.0), (60_000, 2.0)])]);
+    let Value::Vector(v) = db.query("m * 2", 60_000).unwrap() else {
+        panic!()
+    };
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].v, 4.0);
+    assert_eq!(v[0].labels, Labels::from_pairs(&[("a", "1")]));
+}
+
+/// A result with floats compared by bits, so NaN equals NaN and -0 differs from 0.
+fn bits(v: &Value) -> String {
+    match v {
+        Value::Vector(s) => s
+            .iter()
+            .map(|s| format!("{} {} {:x}\n", s.labels, s.t, s.v.to_bits()))
+            .collect(),
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| {
+                let pts: Vec<String> = s
+                    .points
+                    .iter()
+                    .map(|(t, v)| format!("{t}:{:x}", v.to_bits()))
+                    .collect();
+                format!("{} {}\n", s.labels, pts.join(","))
+            })
+            .collect(),
+        Value::Scalar { t, v } => format!("{t} {:x}", v.to_bits()),
+        Value::String { t, s } => format!("{t} {s}"),
+    }
+}
+
+fn many_series_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default().fsync(FsyncPolicy::Never)).unwrap();
+    let mut app = db.appender();
+    for inst in 0..40 {
+        for (k, le) in ["0.1", "0.5", "1", "+Inf"].iter().enumerate() {
+            let inst_s = inst.to_string();
+            let l = Labels::from_pairs(&[
+                ("__name__", "req_bucket"),
+                ("instance", &inst_s),
+                ("job", if inst % 3 == 0 { "a" } else { "b" }),
+                ("le", le),
+            ]);
+            for i in 0..200i64 {
+                // Irregular values so that summation order would show in the last bits.
+                let v = (i * (k as i64 + 1)) as f64 * 1.1 + (inst as f64) / 7.0;
+                app.append(&l, i * 15_000 + inst as i64, v).unwrap();
+            }
+        }
+    }
+    app.commit().unwrap();
+    (dir, db)
+}
+
+#[test]
+fn parallel_results_equal_sequential_results() {
+    let (_d, db) = many_series_db();
+    let queries = [
+        "sum by (job) (rate(req_bucket[5m]))",
+        "avg(req_bucket) + stddev(req_bucket)",
+        "histogram_quantile(0.9, sum by (le, job) (rate(req_bucket[2m])))",
+        "topk(3, req_bucket) / ignoring(le) group_left sum without (le) (req_bucket)",
+        "quantile_over_time(0.3, req_bucket[10m:30s])",
+        "count_values(\"v\", round(req_bucket / 100))",
+    ];
+    let run = |threads: usize| -> Vec<String> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            queries
+                .iter()
+                .flat_map(|q| {
+                    let r = db.query_range(q, 600_000, 2_900_000, 30_000).unwrap();
+                    let i = db.query(q, 1_800_000).unwrap();
+                    [bits(&r), bits(&i)]
+                })
+                .collect()
+        })
+    };
+    let one = run(1);
+    assert!(one.iter().all(|s| !s.is_empty()));
+    assert_eq!(one, run(4));
+}
+
+#[test]
+fn sample_limit_is_a_clear_error() {
+    let (_d, db) = many_series_db();
+    let opts = QueryOptions {
+        max_samples: 1000,
+        ..QueryOptions::default()
+    };
+    let e = db
+        .query_range_with("req_bucket", 0, 2_900_000, 15_000, &opts)
+        .unwrap_err();
+    assert!(matches!(e, QueryError::TooManySamples), "{e}");
+    assert!(e.to_string().contains("too many samples"));
+}
+
+#[test]
+fn cancellation_stops_a_query() {
+    let (_d, db) = many_series_db();
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let opts = QueryOptions {
+        cancel: Some(flag),
+        ..QueryOptions::default()
+    };
+    let e = db.query_with("sum(req_bucket)", 0, &opts).unwrap_err();
+    assert!(matches!(e, QueryError::Canceled));
+}
+
+#[test]
+fn parse_errors_say_where() {
+    let (_d, db) = db_with(&[]);
+    let e = db.query("sum(rate(x[5m])", 0).unwrap_err();
+    assert!(matches!(e, QueryError::Parse(_)), "{e}");
+    eprintln!("PARSE ERROR: {e}");
+}
+
+#[test]
+fn range_query_of_a_range_vector_is_refused() {
+    let (_d, db) = db_with(&[]);
+    let e = db.query_range("x[5m]", 0, 60_000, 15_000).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+    );
+}

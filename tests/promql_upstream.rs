@@ -1,0 +1,874 @@
+//! Runs Prometheus' own PromQL test scripts (`promql/promqltest/testdata/*.test`, copied to
+//! `../shared/promql-tests/upstream/`) against our engine. The language is described in
+//! `../shared/promql-tests/README.md`.
+//!
+//! Evals that need native histograms or experimental features are skipped with the reason, by the
+//! same classification as `catalog.py`. Every other eval must pass, except those in
+//! [`ALLOWED_FAILURES`] (each with its cause, also listed in `docs/promql-compatibility.md`).
+//! Annotations (`expect warn`/`info`) are not checked: the engine does not produce them yet.
+
+use promql_parser::parser::{self, Expr};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use tsdb::labels::{Label, Labels};
+use tsdb::promql::{QueryOptions, Value};
+use tsdb::{Db, FsyncPolicy, Options};
+
+/// Stable evals that are known to fail: (file, line of the eval, cause).
+const ALLOWED_FAILURES: &[(&str, usize, &str)] = &[
+    (
+        "functions.test",
+        523,
+        "label_replace with the destination \"\\xff\" (invalid UTF-8) must fail; promql-parser decodes \\xff to U+00FF, a valid name",
+    ),
+    (
+        "native_histograms.test",
+        1419,
+        "sum over a float and a native histogram: Prometheus drops the group with a warning; the histogram is not stored here",
+    ),
+];
+
+const EXPERIMENTAL_FUNCS: &[&str] = &[
+    "end",
+    "histogram_quantiles",
+    "double_exponential_smoothing",
+    "info",
+    "max_of",
+    "min_of",
+    "mad_over_time",
+    "ts_of_first_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
+    "ts_of_last_over_time",
+    "range",
+    "sort_by_label",
+    "sort_by_label_desc",
+    "start",
+    "start_timestamp",
+    "step",
+    "limitk",
+    "limit_ratio",
+    "first_over_time",
+];
+const EXPERIMENTAL_FILES: &[&str] = &["type_and_unit.test", "start_timestamps.test"];
+
+/// `../shared/promql-tests/upstream` from the crate root; a worktree nested deeper finds it in
+/// the nearest ancestor that has `shared/`. `PROMQL_TESTS_DIR` overrides.
+fn upstream_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("PROMQL_TESTS_DIR") {
+        return PathBuf::from(d);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for a in root.ancestors().skip(1) {
+        let d = a.join("shared/promql-tests/upstream");
+        if d.is_dir() {
+            return d;
+        }
+    }
+    root.join("../shared/promql-tests/upstream")
+}
+
+// ------------------------------------------------------------------ value sequences
+
+#[derive(Clone, Copy, Debug)]
+enum SeqVal {
+    Omitted,
+    Value(f64),
+}
+
+fn parse_number(s: &str) -> Option<f64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = match body.to_ascii_lowercase().as_str() {
+        "inf" | "infinity" => f64::INFINITY,
+        "nan" => f64::NAN,
+        "stale" => f64::from_bits(tsdb::chunk::STALE_NAN_BITS),
+        b => b.parse::<f64>().ok()?,
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// Expands one item of a value sequence (`7`, `a+bxN`, `a-bxN`, `axN`, `_`, `_xN`, `stale`).
+fn parse_item(item: &str, out: &mut Vec<SeqVal>) -> Result<(), String> {
+    let bad = || format!("bad value sequence item {item:?}");
+    let lower = item.to_ascii_lowercase();
+    // In series descriptions `x` always means "times" (`0x5` is six zeros, not hex).
+    let split = lower.rfind('x').filter(|&i| {
+        i > 0 && i + 1 < lower.len() && lower[i + 1..].bytes().all(|c| c.is_ascii_digit())
+    });
+    let Some(xi) = split else {
+        if item == "_" {
+            out.push(SeqVal::Omitted);
+            return Ok(());
+        }
+        out.push(SeqVal::Value(parse_number(item).ok_or_else(bad)?));
+        return Ok(());
+    };
+    let times: u64 = lower[xi + 1..].parse().map_err(|_| bad())?;
+    let head = &item[..xi];
+    if head == "_" {
+        for _ in 0..times {
+            out.push(SeqVal::Omitted);
+        }
+        return Ok(());
+    }
+    // head = a, a+b or a-b (a may be signed; exponents contain signs too).
+    let hb = head.as_bytes();
+    let mut sp = None;
+    for i in 1..hb.len() {
+        if (hb[i] == b'+' || hb[i] == b'-') && !matches!(hb[i - 1], b'e' | b'E') {
+            sp = Some(i);
+            break;
+        }
+    }
+    let (a, b) = match sp {
+        Some(i) => (
+            parse_number(&head[..i]).ok_or_else(bad)?,
+            parse_number(&head[i..]).ok_or_else(bad)?,
+        ),
+        None => (parse_number(head).ok_or_else(bad)?, 0.0),
+    };
+    let mut v = a;
+    for _ in 0..=times {
+        out.push(SeqVal::Value(v));
+        v += b;
+    }
+    Ok(())
+}
+
+fn parse_sequence(s: &str) -> Result<Vec<SeqVal>, String> {
+    let mut out = Vec::new();
+    for item in s.split_whitespace() {
+        parse_item(item, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Splits `metric{labels} rest` into the metric and the rest.
+fn split_series(line: &str) -> (&str, &str) {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let mut in_str = false;
+    let mut depth = 0;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+        } else if c == b'{' {
+            depth += 1;
+        } else if c == b'}' {
+            depth -= 1;
+            if depth == 0 {
+                return (&line[..=i], line[i + 1..].trim());
+            }
+        } else if depth == 0 && c.is_ascii_whitespace() {
+            return (&line[..i], line[i..].trim());
+        }
+        i += 1;
+    }
+    (line, "")
+}
+
+fn parse_metric(s: &str) -> Result<Labels, String> {
+    let s = s.trim();
+    if s == "{}" {
+        return Ok(Labels::default());
+    }
+    match parser::parse(s) {
+        Ok(Expr::VectorSelector(vs)) => {
+            let mut v = Vec::new();
+            if let Some(n) = vs.name {
+                v.push(Label::new("__name__", n));
+            }
+            for m in vs.matchers.matchers {
+                v.push(Label::new(m.name, m.value));
+            }
+            Ok(Labels::new(v))
+        }
+        Ok(other) => Err(format!("not a series: {other:?}")),
+        Err(e) => Err(format!("bad series {s:?}: {e}")),
+    }
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('-') {
+        return parse_time(rest).map(|t| -t);
+    }
+    tsdb::api::parse_duration(s).map_err(|e| e.to_string())
+}
+
+// ------------------------------------------------------------------ commands
+
+#[derive(Debug, Default)]
+struct EvalCmd {
+    line: usize,
+    expr: String,
+    range: Option<(i64, i64, i64)>,
+    at: i64,
+    fail: bool,
+    fail_msg: Option<String>,
+    fail_regex: Option<String>,
+    ordered: bool,
+    expect_string: Option<String>,
+    expect_range_vector: Option<(i64, i64, i64)>,
+    scalar: Option<f64>,
+    /// Expected series in order: labels and values.
+    series: Vec<(Labels, Vec<SeqVal>)>,
+}
+
+enum Cmd {
+    Load(i64, Vec<(Labels, Vec<SeqVal>)>),
+    Clear,
+    Eval(Box<EvalCmd>),
+    Skip(String),
+}
+
+fn classify_native_names(lines: &[&str]) -> Vec<HashSet<String>> {
+    // For each line index, the metric names loaded with native histograms since the last clear.
+    let mut out = Vec::with_capacity(lines.len());
+    let mut names: HashSet<String> = HashSet::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        if line.starts_with("clear") {
+            names.clear();
+        } else if line.starts_with("load") {
+            let nhcb = line.starts_with("load_with_nhcb");
+            let mut j = i + 1;
+            while j < lines.len() && !lines[j].trim().is_empty() {
+                let row = lines[j].trim();
+                let mut name: String = row
+                    .chars()
+                    .take_while(|c| *c != '{' && !c.is_whitespace())
+                    .collect();
+                if name.is_empty() {
+                    if let Some(p) = row.find("__name__") {
+                        let rest = &row[p..];
+                        if let Some(q1) = rest.find('"') {
+                            let r2 = &rest[q1 + 1..];
+                            if let Some(q2) = r2.find('"') {
+                                name = r2[..q2].to_string();
+                            }
+                        }
+                    }
+                }
+                if row.contains("{{") || (nhcb && name.contains("_bucket")) {
+                    // Only the suffix names the histogram (catalog.py strips every "_bucket" and
+                    // so misses a few native evals: those are skipped here).
+                    let base = if nhcb {
+                        name.strip_suffix("_bucket").unwrap_or(&name).to_string()
+                    } else {
+                        name
+                    };
+                    names.insert(base);
+                }
+                j += 1;
+            }
+        }
+        out.push(names.clone());
+        i += 1;
+    }
+    out
+}
+
+fn idents(expr: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
+            let s = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                i += 1;
+            }
+            out.insert(expr[s..i].to_string());
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn experimental_reason(file: &str, expr: &str) -> Option<String> {
+    if EXPERIMENTAL_FILES.contains(&file) {
+        return Some("experimental file".into());
+    }
+    let lower = expr.to_ascii_lowercase();
+    for f in EXPERIMENTAL_FUNCS {
+        let re = regex::Regex::new(&format!(r"\b{f}\s*\(")).unwrap();
+        if re.is_match(&lower) {
+            return Some(format!("experimental function {f}"));
+        }
+    }
+    let syn = regex::Regex::new(
+        r"\b(anchored|smoothed|fill|fill_left|fill_right)\b|\[[^\]]*[-+*/%^()][^\]]*\]|offset\s*\(|@\s*\(",
+    )
+    .unwrap();
+    if syn.is_match(expr) {
+        return Some("experimental syntax".into());
+    }
+    None
+}
+
+fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let native = classify_native_names(&lines);
+    let is_blank = |l: &str| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    };
+    let mut cmds = Vec::new();
+    let mut i = 0;
+    let eval_instant = regex::Regex::new(
+        r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$",
+    )
+    .unwrap();
+    let eval_range = regex::Regex::new(
+        r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$",
+    )
+    .unwrap();
+    let expect_range = regex::Regex::new(r"from\s+(.+)\s+to\s+(.+)\s+step\s+(.+)$").unwrap();
+    while i < lines.len() {
+        let line = lines[i].trim();
+        if is_blank(line) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut body: Vec<&str> = Vec::new();
+        i += 1;
+        if line == "clear" {
+            cmds.push(Cmd::Clear);
+            continue;
+        }
+        while i < lines.len() && !lines[i].trim().is_empty() {
+            if !lines[i].trim().starts_with('#') {
+                body.push(lines[i].trim());
+            }
+            i += 1;
+        }
+        if let Some(rest) = line.strip_prefix("load") {
+            let step_s = rest.trim_start_matches("_with_nhcb").trim();
+            let step = parse_time(step_s)?;
+            let mut series = Vec::new();
+            for row in &body {
+                if row.contains("{{") || row.starts_with("@st") {
+                    continue;
+                }
+                let (m, vals) = split_series(row);
+                // Rows in notations of experimental features (start timestamps) are left out;
+                // the evals that read them are skipped by classification.
+                if let (Ok(labels), Ok(seq)) = (parse_metric(m), parse_sequence(vals)) {
+                    series.push((labels, seq));
+                }
+            }
+            cmds.push(Cmd::Load(step, series));
+        } else if line.starts_with("eval") {
+            let mut c = EvalCmd {
+                line: start + 1,
+                ..Default::default()
+            };
+            if let Some(cap) = eval_instant.captures(line) {
+                match cap.get(1).map(|m| m.as_str()) {
+                    Some("fail") => c.fail = true,
+                    Some("ordered") => c.ordered = true,
+                    _ => {}
+                }
+                c.at = match cap.get(2) {
+                    Some(t) => parse_time(t.as_str())?,
+                    None => 0,
+                };
+                c.expr = cap[3].to_string();
+            } else if let Some(cap) = eval_range.captures(line) {
+                if cap.get(1).map(|m| m.as_str()) == Some("fail") {
+                    c.fail = true;
+                }
+                c.range = Some((
+                    parse_time(&cap[2])?,
+                    parse_time(&cap[3])?,
+                    parse_time(&cap[4])?,
+                ));
+                c.expr = cap[5].to_string();
+            } else {
+                return Err(format!("{file}:{}: bad eval line", start + 1));
+            }
+            let ids = idents(&c.expr);
+            let names = &native[start];
+            let mut native_reason = ids.iter().any(|x| names.contains(x))
+                || (c.expr.contains("__name__") && !names.is_empty());
+            if body.iter().any(|l| l.contains("{{")) {
+                native_reason = true;
+            }
+            if native_reason {
+                cmds.push(Cmd::Skip("native histograms".into()));
+                continue;
+            }
+            if let Some(r) = experimental_reason(file, &c.expr) {
+                cmds.push(Cmd::Skip(r));
+                continue;
+            }
+            for row in &body {
+                if let Some(m) = row.strip_prefix("expected_fail_message") {
+                    c.fail_msg = Some(m.trim().to_string());
+                } else if let Some(m) = row.strip_prefix("expected_fail_regexp") {
+                    c.fail_regex = Some(m.trim().to_string());
+                } else if let Some(rest) = row.strip_prefix("expect range vector") {
+                    let cap = expect_range
+                        .captures(rest)
+                        .ok_or("bad expect range vector")?;
+                    c.expect_range_vector = Some((
+                        parse_time(&cap[1])?,
+                        parse_time(&cap[2])?,
+                        parse_time(&cap[3])?,
+                    ));
+                } else if let Some(rest) = row.strip_prefix("expect string") {
+                    let s = rest.trim();
+                    let s = parse_go_string(s).ok_or_else(|| format!("bad string {s}"))?;
+                    c.expect_string = Some(s);
+                } else if row.split(' ').next() == Some("expect") {
+                    let rest = row["expect".len()..].trim();
+                    if rest.starts_with("ordered") {
+                        c.ordered = true;
+                    } else if let Some(r) = rest.strip_prefix("fail") {
+                        c.fail = true;
+                        let r = r.trim();
+                        if let Some(m) = r.strip_prefix("msg:") {
+                            c.fail_msg = Some(m.trim().to_string());
+                        } else if let Some(m) = r.strip_prefix("regex:") {
+                            c.fail_regex = Some(m.trim().to_string());
+                        }
+                    }
+                    // warn / info annotations are not checked.
+                } else {
+                    let (m, vals) = split_series(row);
+                    if vals.is_empty() {
+                        // A bare number: a scalar result.
+                        if let Some(v) = parse_number(m) {
+                            c.scalar = Some(v);
+                            continue;
+                        }
+                    }
+                    let labels = parse_metric(m)?;
+                    c.series.push((labels, parse_sequence(vals)?));
+                }
+            }
+            cmds.push(Cmd::Eval(Box::new(c)));
+        } else {
+            return Err(format!("{file}:{}: unknown command {line:?}", start + 1));
+        }
+    }
+    Ok(cmds)
+}
+
+fn parse_go_string(s: &str) -> Option<String> {
+    if s.len() >= 2
+        && (s.starts_with('"') && s.ends_with('"') || s.starts_with('`') && s.ends_with('`'))
+    {
+        let inner = &s[1..s.len() - 1];
+        if s.starts_with('`') {
+            return Some(inner.to_string());
+        }
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next()? {
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    '\\' => out.push('\\'),
+                    '"' => out.push('"'),
+                    o => {
+                        out.push('\\');
+                        out.push(o);
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return Some(out);
+    }
+    None
+}
+
+// ------------------------------------------------------------------ comparison
+
+fn almost_equal(a: f64, b: f64) -> bool {
+    let stale = tsdb::chunk::STALE_NAN_BITS;
+    if a.to_bits() == stale || b.to_bits() == stale {
+        return a.to_bits() == b.to_bits();
+    }
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let eps = 1e-6;
+    let min_normal = f64::MIN_POSITIVE;
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < min_normal {
+        return diff < eps * min_normal;
+    }
+    diff / abs_sum.min(f64::MAX) < eps
+}
+
+fn compare_vector(c: &EvalCmd, got: &[(Labels, f64)]) -> Result<(), String> {
+    let mut exp: BTreeMap<&Labels, (usize, f64)> = BTreeMap::new();
+    for (pos, (l, v)) in c.series.iter().enumerate() {
+        let v = match v.first() {
+            Some(SeqVal::Value(v)) => *v,
+            _ => return Err(format!("expected series {l} has no value")),
+        };
+        exp.insert(l, (pos, v));
+    }
+    let mut seen = HashSet::new();
+    for (pos, (l, v)) in got.iter().enumerate() {
+        let Some(&(epos, ev)) = exp.get(l) else {
+            return Err(format!("unexpected metric {l} in result, has value {v}"));
+        };
+        if c.ordered && epos != pos {
+            return Err(format!(
+                "expected metric {l} at position {} but was at {}",
+                epos + 1,
+                pos + 1
+            ));
+        }
+        if !almost_equal(ev, *v) {
+            return Err(format!("expected {ev} for {l} but got {v}"));
+        }
+        seen.insert(l.clone());
+    }
+    for l in exp.keys() {
+        if !seen.contains(*l) {
+            return Err(format!("expected metric {l} not found"));
+        }
+    }
+    Ok(())
+}
+
+fn compare_matrix(
+    c: &EvalCmd,
+    got: &[tsdb::promql::RangeSeries],
+    (start, end, step): (i64, i64, i64),
+) -> Result<(), String> {
+    for w in got.windows(2) {
+        if w[0].labels >= w[1].labels {
+            return Err(format!(
+                "matrix not sorted: {} before {}",
+                w[0].labels, w[1].labels
+            ));
+        }
+    }
+    let exp: BTreeMap<&Labels, &Vec<SeqVal>> = c.series.iter().map(|(l, v)| (l, v)).collect();
+    for s in got {
+        let Some(vals) = exp.get(&s.labels) else {
+            return Err(format!(
+                "unexpected metric {} in result, has {:?}",
+                s.labels, s.points
+            ));
+        };
+        let mut expected = Vec::new();
+        for (i, v) in vals.iter().enumerate() {
+            let t = start + i as i64 * step;
+            if t > end {
+                return Err(format!(
+                    "expected {} points for {} but range is shorter",
+                    vals.len(),
+                    s.labels
+                ));
+            }
+            if let SeqVal::Value(v) = v {
+                expected.push((t, *v));
+            }
+        }
+        if expected.len() != s.points.len() {
+            return Err(format!(
+                "expected {} points for {}, got {:?}",
+                expected.len(),
+                s.labels,
+                s.points
+            ));
+        }
+        for (e, g) in expected.iter().zip(&s.points) {
+            if e.0 != g.0 || !almost_equal(e.1, g.1) {
+                return Err(format!("expected {e:?} for {} but got {g:?}", s.labels));
+            }
+        }
+    }
+    let got_labels: HashSet<&Labels> = got.iter().map(|s| &s.labels).collect();
+    for l in exp.keys() {
+        if !got_labels.contains(*l) {
+            return Err(format!("expected metric {l} not found"));
+        }
+    }
+    Ok(())
+}
+
+fn check_fail(c: &EvalCmd, e: &tsdb::promql::QueryError) -> Result<(), String> {
+    let msg = e.to_string();
+    if let Some(m) = &c.fail_msg {
+        if *m != msg {
+            return Err(format!("expected error {m:?}, got {msg:?}"));
+        }
+    }
+    if let Some(r) = &c.fail_regex {
+        let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
+        if !re.is_match(&msg) {
+            return Err(format!("expected error matching {r:?}, got {msg:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn run_eval(db: &Db, c: &EvalCmd) -> Result<(), String> {
+    let opts = QueryOptions::default();
+    if let Some((start, end, step)) = c.range {
+        let res = db.query_range_with(&c.expr, start, end, step, &opts);
+        return match (res, c.fail) {
+            (Err(e), true) => check_fail(c, &e),
+            (Err(e), false) => Err(format!("error: {e}")),
+            (Ok(_), true) => Err("expected an error, got none".into()),
+            (Ok(Value::Matrix(m)), false) => compare_matrix(c, &m, (start, end, step)),
+            (Ok(v), false) => Err(format!("range query returned {}", v.type_name())),
+        };
+    }
+    let res = db.query_with(&c.expr, c.at, &opts);
+    let v = match (res, c.fail) {
+        (Err(e), true) => return check_fail(c, &e),
+        (Err(e), false) => return Err(format!("error: {e}")),
+        (Ok(_), true) => return Err("expected an error, got none".into()),
+        (Ok(v), false) => v,
+    };
+    match &v {
+        Value::String { s, .. } => {
+            return match &c.expect_string {
+                Some(e) if e == s => Ok(()),
+                e => Err(format!("expected string {e:?}, got {s:?}")),
+            }
+        }
+        Value::Scalar { v, .. } => match c.scalar {
+            Some(e) if almost_equal(e, *v) => {}
+            e => return Err(format!("expected {e:?}, got scalar {v}")),
+        },
+        Value::Matrix(m) => {
+            return match c.expect_range_vector {
+                Some(r) => compare_matrix(c, m, r),
+                None => Err("instant query returned a matrix".into()),
+            }
+        }
+        Value::Vector(vec) => {
+            if c.scalar.is_some() {
+                return Err("expected a scalar, got a vector".into());
+            }
+            let got: Vec<(Labels, f64)> = vec.iter().map(|s| (s.labels.clone(), s.v)).collect();
+            compare_vector(c, &got)?;
+        }
+    }
+    // Prometheus' runner: the same expression as a range query around the instant agrees.
+    if c.ordered
+        || c.expect_range_vector.is_some()
+        || c.expect_string.is_some()
+        || regex::Regex::new(r"(start|end|range|step)\(\)")
+            .unwrap()
+            .is_match(&c.expr)
+    {
+        return Ok(());
+    }
+    let r = db
+        .query_range_with(&c.expr, c.at - 60_000, c.at + 60_000, 60_000, &opts)
+        .map_err(|e| format!("range mode: error: {e}"))?;
+    let Value::Matrix(m) = r else {
+        return Err("range mode: not a matrix".into());
+    };
+    for w in m.windows(2) {
+        if w[0].labels >= w[1].labels {
+            return Err("range mode: matrix not sorted".into());
+        }
+    }
+    let got: Vec<(Labels, f64)> = m
+        .iter()
+        .filter_map(|s| {
+            s.points
+                .iter()
+                .find(|p| p.0 == c.at)
+                .map(|p| (s.labels.clone(), p.1))
+        })
+        .collect();
+    if let Value::Scalar { .. } = v {
+        return match (c.scalar, got.first()) {
+            (Some(e), Some(g)) if almost_equal(e, g.1) => Ok(()),
+            (e, g) => Err(format!("range mode: expected scalar {e:?}, got {g:?}")),
+        };
+    }
+    compare_vector(c, &got).map_err(|e| format!("range mode: {e}"))
+}
+
+fn new_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        Options::default().fsync(FsyncPolicy::Never).shards(1),
+    )
+    .unwrap();
+    (dir, db)
+}
+
+fn load(db: &Db, step: i64, series: &[(Labels, Vec<SeqVal>)]) {
+    // A series listed twice in one load: the later value at a timestamp wins, as in
+    // Prometheus' test storage (aggregators.test relies on it).
+    let mut merged: BTreeMap<&Labels, BTreeMap<i64, f64>> = BTreeMap::new();
+    for (l, vals) in series {
+        let e = merged.entry(l).or_default();
+        for (i, v) in vals.iter().enumerate() {
+            if let SeqVal::Value(v) = v {
+                e.insert(i as i64 * step, *v);
+            }
+        }
+    }
+    let mut app = db.appender();
+    for (l, pts) in merged {
+        for (t, v) in pts {
+            // A sample already stored by an earlier load is rejected, as in Prometheus.
+            let _ = app.append(l, t, v);
+        }
+    }
+    app.commit().unwrap();
+}
+
+#[derive(Default)]
+struct Counts {
+    pass: usize,
+    fail: usize,
+    allowed: usize,
+    skip_native: usize,
+    skip_exp: usize,
+}
+
+#[test]
+fn upstream_promql_tests() {
+    let dir = upstream_dir();
+    assert!(
+        dir.is_dir(),
+        "{}: the upstream PromQL test files are missing (see ../shared/promql-tests/README.md)",
+        dir.display()
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .collect();
+    files.sort();
+    let filter = std::env::var("PROMQL_TEST_FILTER").ok();
+    let mut failures: Vec<String> = Vec::new();
+    let mut table = String::from("| file | pass | fail (allowed) | skipped native | skipped experimental |\n|---|---|---|---|---|\n");
+    let mut total = Counts::default();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if let Some(f) = &filter {
+            if !name.contains(f.as_str()) {
+                continue;
+            }
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        let cmds = match parse_file(&name, &text) {
+            Ok(c) => c,
+            Err(e) => panic!("{name}: {e}"),
+        };
+        let mut counts = Counts::default();
+        let (mut _dir, mut db) = new_db();
+        for cmd in &cmds {
+            match cmd {
+                Cmd::Clear => {
+                    drop(db);
+                    (_dir, db) = new_db();
+                }
+                Cmd::Load(step, series) => load(&db, *step, series),
+                Cmd::Skip(reason) => {
+                    if reason == "native histograms" {
+                        counts.skip_native += 1;
+                    } else {
+                        counts.skip_exp += 1;
+                    }
+                }
+                Cmd::Eval(c) => {
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_eval(&db, c)))
+                            .unwrap_or_else(|_| Err("panic".into()));
+                    match r {
+                        Ok(()) => counts.pass += 1,
+                        Err(e) => {
+                            if ALLOWED_FAILURES
+                                .iter()
+                                .any(|(f, l, _)| *f == name && *l == c.line)
+                            {
+                                counts.allowed += 1;
+                            } else {
+                                counts.fail += 1;
+                                failures.push(format!("{name}:{}: {}: {e}", c.line, c.expr));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        table.push_str(&format!(
+            "| {name} | {} | {} ({}) | {} | {} |\n",
+            counts.pass,
+            counts.fail + counts.allowed,
+            counts.allowed,
+            counts.skip_native,
+            counts.skip_exp
+        ));
+        total.pass += counts.pass;
+        total.fail += counts.fail;
+        total.allowed += counts.allowed;
+        total.skip_native += counts.skip_native;
+        total.skip_exp += counts.skip_exp;
+    }
+    table.push_str(&format!(
+        "| **all** | {} | {} ({}) | {} | {} |\n",
+        total.pass,
+        total.fail + total.allowed,
+        total.allowed,
+        total.skip_native,
+        total.skip_exp
+    ));
+    println!("{table}");
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} evals failed outside the allow-list",
+        failures.len()
+    );
+}
+
+#[test]
+fn value_sequences_expand_like_prometheus() {
+    let v = parse_sequence("1+1x2 _ -2-1x1 _x2 stale 0x1 Inf").unwrap();
+    let got: Vec<String> = v
+        .iter()
+        .map(|x| match x {
+            SeqVal::Omitted => "_".into(),
+            SeqVal::Value(f) if f.to_bits() == tsdb::chunk::STALE_NAN_BITS => "stale".into(),
+            SeqVal::Value(f) => f.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        ["1", "2", "3", "_", "-2", "-3", "_", "_", "stale", "0", "0", "inf"]
+    );
+}
