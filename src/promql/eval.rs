@@ -85,6 +85,8 @@ struct Ev<'a> {
     /// The query's own start and end, for `@ start()` and `@ end()`.
     qstart: i64,
     qend: i64,
+    /// The query's step; 0 for an instant query (`step()`).
+    qstep: i64,
     samples: AtomicUsize,
     deadline: Option<Instant>,
 }
@@ -153,6 +155,7 @@ pub(crate) fn run(
         opts,
         qstart: start,
         qend: end,
+        qstep: if is_range { step } else { 0 },
         samples: AtomicUsize::new(0),
         deadline: opts.timeout.map(|d| Instant::now() + d),
     };
@@ -688,6 +691,25 @@ impl Ev<'_> {
                 (0..n).map(|i| g.t(i) as f64 / 1000.0).collect(),
             )),
             "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+            // Query-context functions: Prometheus folds them to constants of the query.
+            "step" => Ok(Val::Scalar(vec![self.qstep as f64 / 1000.0; n])),
+            "range" => Ok(Val::Scalar(vec![
+                (self.qend - self.qstart) as f64 / 1000.0;
+                n
+            ])),
+            "start" => Ok(Val::Scalar(vec![self.qstart as f64 / 1000.0; n])),
+            "end" => Ok(Val::Scalar(vec![self.qend as f64 / 1000.0; n])),
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(arg(0)?, g)?;
+                let b = self.eval_scalar(arg(1)?, g)?;
+                let max = name == "max_of";
+                Ok(Val::Scalar(
+                    a.iter()
+                        .zip(&b)
+                        .map(|(&x, &y)| go_min_max(x, y, max))
+                        .collect(),
+                ))
+            }
             "vector" => {
                 let s = self.eval_scalar(arg(0)?, g)?;
                 Ok(Val::Vector(vec![Col {
@@ -945,15 +967,27 @@ impl Ev<'_> {
                     drop_name: false,
                 }]))
             }
-            "histogram_quantile" | "histogram_fraction" => {
-                let frac = name == "histogram_fraction";
-                let (params, vec_arg) = if frac {
-                    (
+            "histogram_quantile" | "histogram_fraction" | "histogram_quantiles" => {
+                // Kind: 0 quantile, 1 fraction, 2 several quantiles each labelled.
+                let kind = match name {
+                    "histogram_quantile" => 0,
+                    "histogram_fraction" => 1,
+                    _ => 2,
+                };
+                let (params, vec_arg, qlabel) = match kind {
+                    0 => (vec![self.eval_scalar(arg(0)?, g)?], arg(1)?, None),
+                    1 => (
                         vec![self.eval_scalar(arg(0)?, g)?, self.eval_scalar(arg(1)?, g)?],
                         arg(2)?,
-                    )
-                } else {
-                    (vec![self.eval_scalar(arg(0)?, g)?], arg(1)?)
+                        None,
+                    ),
+                    _ => {
+                        let mut ps = Vec::new();
+                        for a in &args[2..] {
+                            ps.push(self.eval_scalar(a, g)?);
+                        }
+                        (ps, arg(0)?, Some(string_arg(arg(1)?)?))
+                    }
                 };
                 let cols = self.eval_vector(vec_arg, g)?;
                 // Group bucket series by their labels without `le` (fixed over the steps).
@@ -970,14 +1004,22 @@ impl Ev<'_> {
                     });
                     groups[gi].1.push((ci, le));
                 }
-                let out: Vec<Col> = groups
+                // One output per group, or per quantile and group (quantile-major, as Prometheus).
+                let outputs: Vec<(usize, Option<usize>)> = match kind {
+                    2 => (0..params.len())
+                        .flat_map(|q| (0..groups.len()).map(move |gi| (gi, Some(q))))
+                        .collect(),
+                    _ => (0..groups.len()).map(|gi| (gi, None)).collect(),
+                };
+                let out: Vec<Col> = outputs
                     .into_par_iter()
-                    .map(|(labels, members)| {
+                    .map(|(gi, q)| {
+                        let (labels, members) = &groups[gi];
                         let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
                         let vals = (0..n)
                             .map(|i| {
                                 buckets.clear();
-                                for &(ci, le) in &members {
+                                for &(ci, le) in members {
                                     if let Some(v) = cols[ci].vals[i] {
                                         buckets.push(Bucket {
                                             upper: le,
@@ -988,13 +1030,22 @@ impl Ev<'_> {
                                 if buckets.is_empty() {
                                     return None;
                                 }
-                                Some(if frac {
-                                    f::bucket_fraction(params[0][i], params[1][i], &mut buckets)
-                                } else {
-                                    f::bucket_quantile(params[0][i], &mut buckets)
+                                Some(match (kind, q) {
+                                    (1, _) => {
+                                        f::bucket_fraction(params[0][i], params[1][i], &mut buckets)
+                                    }
+                                    (_, Some(q)) => f::bucket_quantile(params[q][i], &mut buckets),
+                                    _ => f::bucket_quantile(params[0][i], &mut buckets),
                                 })
                             })
                             .collect();
+                        let labels = match (&qlabel, q) {
+                            (Some(l), Some(q)) => {
+                                let qv = params[q].first().copied().unwrap_or(f64::NAN);
+                                set_label(labels, l, &format_openmetrics_float(qv))
+                            }
+                            _ => labels.clone(),
+                        };
                         Col {
                             labels,
                             vals,
@@ -1002,7 +1053,7 @@ impl Ev<'_> {
                         }
                     })
                     .collect();
-                Ok(Val::Vector(out))
+                Ok(Val::Vector(merge_same_labels(out)?))
             }
             _ => self.range_call(c, g),
         }
@@ -1788,6 +1839,36 @@ fn scalar_binop(op: TokenId, l: f64, r: f64) -> f64 {
         T_LTE => b(l <= r),
         T_ATAN2 => l.atan2(r),
         _ => f64::NAN,
+    }
+}
+
+/// Prometheus' `labels.FormatOpenMetricsFloat`: integers keep a `.0`.
+fn format_openmetrics_float(f: f64) -> String {
+    let s = f::format_float_f(f);
+    if f.is_finite() && !s.contains('.') && !s.contains('e') {
+        format!("{s}.0")
+    } else {
+        s
+    }
+}
+
+/// Go's `math.Max`/`math.Min`: NaN wins, and +0 is greater than -0.
+fn go_min_max(x: f64, y: f64, max: bool) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        let neg = if max {
+            x.is_sign_negative() && y.is_sign_negative()
+        } else {
+            x.is_sign_negative() || y.is_sign_negative()
+        };
+        return if neg { -0.0 } else { 0.0 };
+    }
+    if max {
+        x.max(y)
+    } else {
+        x.min(y)
     }
 }
 
