@@ -1438,6 +1438,12 @@ impl Ev<'_> {
                 if b.op.is_set_operator() {
                     return self.set_op(op, l, r, &lsig, &rsig, nsig, n);
                 }
+                // Experimental `fill`, `fill_left`, `fill_right`.
+                let fills = b
+                    .modifier
+                    .as_ref()
+                    .map(|m| (m.fill_values.lhs, m.fill_values.rhs))
+                    .unwrap_or((None, None));
                 self.vector_binop(
                     op,
                     l,
@@ -1451,7 +1457,7 @@ impl Ev<'_> {
                     &mlabels,
                     &include,
                     return_bool,
-                    is_cmp,
+                    fills,
                 )
             }
             _ => err("binary operands must be scalars or instant vectors"),
@@ -1539,7 +1545,7 @@ impl Ev<'_> {
         mlabels: &[String],
         include: &[String],
         return_bool: bool,
-        is_cmp: bool,
+        (fill_l, fill_r): (Option<f64>, Option<f64>),
     ) -> R<Val> {
         let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
         let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
@@ -1549,11 +1555,35 @@ impl Ev<'_> {
         } else {
             (l, r, lsig, rsig)
         };
-        let mut out = OutBuilder::new(n);
         let mut right_at: Vec<Option<usize>> = vec![None; nsig];
-        let mut matched: Vec<bool> = vec![false; nsig];
-        let mut matched_sets: HashMap<usize, Vec<usize>> = HashMap::new();
-        let mut metric_cache: HashMap<(usize, usize), usize> = HashMap::new();
+        // The stand-in label sets of filled sides (Prometheus: the matching labels only).
+        let lmatch: Vec<Labels> = if fill_r.is_some() {
+            l.iter()
+                .map(|c| match_labels(&c.labels, on, mlabels))
+                .collect()
+        } else {
+            vec![]
+        };
+        let rmatch: Vec<Labels> = if fill_l.is_some() {
+            r.iter()
+                .map(|c| match_labels(&c.labels, on, mlabels))
+                .collect()
+        } else {
+            vec![]
+        };
+        let mut st = BinState {
+            out: OutBuilder::new(n),
+            matched: vec![false; nsig],
+            matched_sets: HashMap::new(),
+            cache: HashMap::new(),
+            op,
+            one_to_one,
+            one_to_many,
+            on,
+            mlabels,
+            include,
+            return_bool,
+        };
         for i in 0..n {
             right_at.iter_mut().for_each(|x| *x = None);
             for (j, c) in r.iter().enumerate() {
@@ -1577,63 +1607,119 @@ impl Ev<'_> {
                 }
                 right_at[rsig[j]] = Some(j);
             }
-            matched.iter_mut().for_each(|x| *x = false);
-            matched_sets.clear();
+            st.matched.iter_mut().for_each(|x| *x = false);
+            st.matched_sets.clear();
             for (j, lc) in l.iter().enumerate() {
                 let Some(lv) = lc.vals[i] else { continue };
-                let Some(rj) = right_at[lsig[j]] else {
-                    continue;
-                };
-                let Some(rv) = r[rj].vals[i] else { continue };
-                let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
-                let (mut value, keep) = elem_binop(op, fl, fr);
-                if return_bool {
-                    value = if keep { 1.0 } else { 0.0 };
-                }
-                let oi = match metric_cache.get(&(j, rj)) {
-                    Some(&oi) => oi,
+                match right_at[lsig[j]] {
+                    Some(rj) => {
+                        let Some(rv) = r[rj].vals[i] else { continue };
+                        st.apply(&lc.labels, lv, &r[rj].labels, rv, lsig[j], (0, j, rj), i)?;
+                    }
                     None => {
-                        let m = result_metric(
-                            &lc.labels,
-                            &r[rj].labels,
-                            op,
-                            one_to_one,
-                            on,
-                            mlabels,
-                            include,
-                        );
-                        let drop = return_bool;
-                        let oi = out.idx(m, drop);
-                        metric_cache.insert((j, rj), oi);
-                        oi
+                        // `fill`/`fill_right`: a missing right side takes the fill value.
+                        if let (Some(f), Some(ml)) = (fill_r, lmatch.get(j)) {
+                            st.apply(&lc.labels, lv, ml, f, lsig[j], (1, j, 0), i)?;
+                        }
                     }
-                };
-                let s = lsig[j];
-                if one_to_one {
-                    if matched[s] {
-                        return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
-                    }
-                    matched[s] = true;
-                } else {
-                    let set = matched_sets.entry(s).or_default();
-                    if set.contains(&oi) {
-                        return err("multiple matches for labels: grouping labels must ensure unique matches");
-                    }
-                    set.push(oi);
                 }
-                if !keep && !return_bool {
-                    continue;
+            }
+            if let Some(f) = fill_l {
+                for (j, rc) in r.iter().enumerate() {
+                    let Some(rv) = rc.vals[i] else { continue };
+                    let s = rsig[j];
+                    let done = if one_to_one {
+                        st.matched[s]
+                    } else {
+                        st.matched_sets.get(&s).is_some_and(|x| !x.is_empty())
+                    };
+                    if done {
+                        continue;
+                    }
+                    if let Some(ml) = rmatch.get(j) {
+                        st.apply(ml, f, &rc.labels, rv, s, (2, j, 0), i)?;
+                    }
                 }
-                let _ = is_cmp;
-                out.set(oi, i, value)?;
             }
         }
+        let out = st.out;
         let cols = out
             .cols
             .into_iter()
             .filter(|c| c.vals.iter().any(|v| v.is_some()))
             .collect();
         Ok(Val::Vector(cols))
+    }
+}
+
+/// The matching state of one vector-vector operation at one step (Prometheus' `doBinOp`).
+struct BinState<'a> {
+    out: OutBuilder,
+    matched: Vec<bool>,
+    matched_sets: HashMap<usize, Vec<usize>>,
+    /// Output series per (kind, left, right) pair: label sets are fixed across steps.
+    cache: HashMap<(u8, usize, usize), usize>,
+    op: TokenId,
+    one_to_one: bool,
+    one_to_many: bool,
+    on: bool,
+    mlabels: &'a [String],
+    include: &'a [String],
+    return_bool: bool,
+}
+
+impl BinState<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        ll: &Labels,
+        lv: f64,
+        rl: &Labels,
+        rv: f64,
+        sig: usize,
+        key: (u8, usize, usize),
+        step: usize,
+    ) -> R<()> {
+        let (fl, fr) = if self.one_to_many { (rv, lv) } else { (lv, rv) };
+        let (mut value, keep) = elem_binop(self.op, fl, fr);
+        if self.return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+        }
+        let oi = match self.cache.get(&key) {
+            Some(&oi) => oi,
+            None => {
+                let m = result_metric(
+                    ll,
+                    rl,
+                    self.op,
+                    self.one_to_one,
+                    self.on,
+                    self.mlabels,
+                    self.include,
+                );
+                let oi = self.out.idx(m, self.return_bool);
+                self.cache.insert(key, oi);
+                oi
+            }
+        };
+        if self.one_to_one {
+            if self.matched[sig] {
+                return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+            }
+            self.matched[sig] = true;
+        } else {
+            let set = self.matched_sets.entry(sig).or_default();
+            if set.contains(&oi) {
+                return err(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                );
+            }
+            set.push(oi);
+        }
+        if !keep && !self.return_bool {
+            return Ok(());
+        }
+        self.out.set(oi, step, value)
     }
 }
 
