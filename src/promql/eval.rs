@@ -134,7 +134,7 @@ pub(crate) fn run(
     is_range: bool,
     opts: &QueryOptions,
 ) -> R<Value> {
-    let ast = parser::parse(expr)
+    let ast = super::parse_error::parse(expr)
         .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
     if is_range {
         if (end - start) / step >= MAX_POINTS_PER_SERIES {
@@ -503,6 +503,12 @@ impl Ev<'_> {
                     start += step;
                 }
                 let mut series = Vec::new();
+                // Every inner step holds a value per series: refuse grids the samples limit
+                // would refuse anyway, before allocating them.
+                if start <= hi && ((hi - start) / step) as u128 + 1 > self.opts.max_samples as u128
+                {
+                    return Err(QueryError::TooManySamples);
+                }
                 if start <= hi {
                     let inner = Grid {
                         start,
