@@ -188,23 +188,26 @@ mod tests {
             (vec![m(Equal, "missing", "")], vec![1, 2, 3, 4, 5, 6, 7]),
             (vec![m(NotEqual, "i", "")], vec![2, 3, 5, 6, 7]),
             (vec![m(NotEqual, "missing", "")], vec![]),
-            // `.` does not match a newline (RE2 without the `s` flag, as in Prometheus 2.x).
-            (vec![m(Regexp, "i", ".+")], vec![2, 3, 5, 7]),
-            (vec![m(Regexp, "i", ".*")], vec![1, 2, 3, 4, 5, 7]),
+            // `.` matches a newline (`^(?s:RE)$`, as in Prometheus 3).
+            (vec![m(Regexp, "i", ".+")], vec![2, 3, 5, 6, 7]),
+            (vec![m(Regexp, "i", ".*")], vec![1, 2, 3, 4, 5, 6, 7]),
             (vec![m(Regexp, "i", "a|")], vec![1, 2, 4, 5, 7]),
             (vec![m(Regexp, "i", "a|b")], vec![2, 3, 5, 7]),
             (vec![m(Equal, "n", "1"), m(Regexp, "i", "a|")], vec![1, 2]),
             (vec![m(Equal, "n", "1"), m(NotEqual, "i", "a")], vec![1, 3]),
             (vec![m(NotEqual, "i", "a")], vec![1, 3, 4, 6]),
             (vec![m(NotRegexp, "i", "a|b")], vec![1, 4, 6]),
-            (vec![m(NotRegexp, "i", ".+")], vec![1, 4, 6]),
+            (vec![m(NotRegexp, "i", ".+")], vec![1, 4]),
             (vec![m(NotRegexp, "i", "")], vec![2, 3, 5, 6, 7]),
-            (vec![m(Regexp, "i", ".+"), m(NotEqual, "i", "a")], vec![3]),
+            (
+                vec![m(Regexp, "i", ".+"), m(NotEqual, "i", "a")],
+                vec![3, 6],
+            ),
             (
                 vec![m(NotEqual, "i", ""), m(NotEqual, "i", "a")],
                 vec![3, 6],
             ),
-            (vec![m(Regexp, "i", "x.y")], vec![]),
+            (vec![m(Regexp, "i", "x.y")], vec![6]),
             (vec![m(Regexp, "i", "(?s)x.y")], vec![6]),
             (
                 vec![m(Regexp, "n", "1|2"), m(NotRegexp, "i", "b|")],
