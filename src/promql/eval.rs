@@ -137,7 +137,7 @@ pub(crate) fn run(
     let ast = super::parse_error::parse(expr)
         .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
     if is_range {
-        if (end - start) / step >= MAX_POINTS_PER_SERIES {
+        if (end - start) / step > MAX_POINTS_PER_SERIES {
             return err("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
         }
         match ast.value_type() {
