@@ -54,6 +54,10 @@ const EXPERIMENTAL_FILES: &[&str] = &["type_and_unit.test", "start_timestamps.te
 
 /// `../shared/promql-tests/upstream` from the crate root; a worktree nested deeper finds it in
 /// the nearest ancestor that has `shared/`. `PROMQL_TESTS_DIR` overrides.
+fn run_experimental() -> bool {
+    std::env::var("PROMQL_RUN_EXPERIMENTAL").is_ok_and(|v| v == "1")
+}
+
 fn upstream_dir() -> PathBuf {
     if let Ok(d) = std::env::var("PROMQL_TESTS_DIR") {
         return PathBuf::from(d);
@@ -211,6 +215,8 @@ fn parse_time(s: &str) -> Result<i64, String> {
 #[derive(Debug, Default)]
 struct EvalCmd {
     line: usize,
+    /// Run only with `PROMQL_RUN_EXPERIMENTAL=1`; counted apart and never failing the test.
+    experimental: bool,
     expr: String,
     range: Option<(i64, i64, i64)>,
     at: i64,
@@ -413,10 +419,14 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
                 cmds.push(Cmd::Skip("native histograms".into()));
                 continue;
             }
-            if let Some(r) = experimental_reason(file, &c.expr) {
-                cmds.push(Cmd::Skip(r));
-                continue;
+            let exp = experimental_reason(file, &c.expr);
+            if let Some(r) = &exp {
+                if !run_experimental() {
+                    cmds.push(Cmd::Skip(r.clone()));
+                    continue;
+                }
             }
+            c.experimental = exp.is_some();
             for row in &body {
                 if let Some(m) = row.strip_prefix("expected_fail_message") {
                     c.fail_msg = Some(m.trim().to_string());
@@ -754,6 +764,8 @@ struct Counts {
     allowed: usize,
     skip_native: usize,
     skip_exp: usize,
+    exp_pass: usize,
+    exp_fail: usize,
 }
 
 #[test]
@@ -772,6 +784,7 @@ fn upstream_promql_tests() {
     files.sort();
     let filter = std::env::var("PROMQL_TEST_FILTER").ok();
     let mut failures: Vec<String> = Vec::new();
+    let mut exp_failures: Vec<String> = Vec::new();
     let mut table = String::from("| file | pass | fail (allowed) | skipped native | skipped experimental |\n|---|---|---|---|---|\n");
     let mut total = Counts::default();
     for path in &files {
@@ -806,6 +819,16 @@ fn upstream_promql_tests() {
                     let r =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_eval(&db, c)))
                             .unwrap_or_else(|_| Err("panic".into()));
+                    if c.experimental {
+                        match r {
+                            Ok(()) => counts.exp_pass += 1,
+                            Err(e) => {
+                                counts.exp_fail += 1;
+                                exp_failures.push(format!("{name}:{}: {}: {e}", c.line, c.expr));
+                            }
+                        }
+                        continue;
+                    }
                     match r {
                         Ok(()) => counts.pass += 1,
                         Err(e) => {
@@ -836,6 +859,8 @@ fn upstream_promql_tests() {
         total.allowed += counts.allowed;
         total.skip_native += counts.skip_native;
         total.skip_exp += counts.skip_exp;
+        total.exp_pass += counts.exp_pass;
+        total.exp_fail += counts.exp_fail;
     }
     table.push_str(&format!(
         "| **all** | {} | {} ({}) | {} | {} |\n",
@@ -846,6 +871,15 @@ fn upstream_promql_tests() {
         total.skip_exp
     ));
     println!("{table}");
+    if run_experimental() {
+        println!(
+            "experimental evals run: {} pass, {} fail",
+            total.exp_pass, total.exp_fail
+        );
+        for f in &exp_failures {
+            println!("EXP-FAIL {f}");
+        }
+    }
     for f in &failures {
         println!("FAIL {f}");
     }

@@ -188,7 +188,7 @@ mod tests {
             (vec![m(Equal, "missing", "")], vec![1, 2, 3, 4, 5, 6, 7]),
             (vec![m(NotEqual, "i", "")], vec![2, 3, 5, 6, 7]),
             (vec![m(NotEqual, "missing", "")], vec![]),
-            // `.` matches a newline (Prometheus 3 compiles `^(?s:RE)$`).
+            // `.` matches a newline (`^(?s:RE)$`, as in Prometheus 3).
             (vec![m(Regexp, "i", ".+")], vec![2, 3, 5, 6, 7]),
             (vec![m(Regexp, "i", ".*")], vec![1, 2, 3, 4, 5, 6, 7]),
             (vec![m(Regexp, "i", "a|")], vec![1, 2, 4, 5, 7]),

@@ -85,6 +85,8 @@ struct Ev<'a> {
     /// The query's own start and end, for `@ start()` and `@ end()`.
     qstart: i64,
     qend: i64,
+    /// The query's step; 0 for an instant query (`step()`).
+    qstep: i64,
     samples: AtomicUsize,
     deadline: Option<Instant>,
 }
@@ -132,10 +134,10 @@ pub(crate) fn run(
     is_range: bool,
     opts: &QueryOptions,
 ) -> R<Value> {
-    let ast = parser::parse(expr)
+    let ast = super::parse_error::parse(expr)
         .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
     if is_range {
-        if (end - start) / step >= MAX_POINTS_PER_SERIES {
+        if (end - start) / step > MAX_POINTS_PER_SERIES {
             return err("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
         }
         match ast.value_type() {
@@ -153,6 +155,7 @@ pub(crate) fn run(
         opts,
         qstart: start,
         qend: end,
+        qstep: if is_range { step } else { 0 },
         samples: AtomicUsize::new(0),
         deadline: opts.timeout.map(|d| Instant::now() + d),
     };
@@ -500,6 +503,12 @@ impl Ev<'_> {
                     start += step;
                 }
                 let mut series = Vec::new();
+                // Every inner step holds a value per series: refuse grids the samples limit
+                // would refuse anyway, before allocating them.
+                if start <= hi && ((hi - start) / step) as u128 + 1 > self.opts.max_samples as u128
+                {
+                    return Err(QueryError::TooManySamples);
+                }
                 if start <= hi {
                     let inner = Grid {
                         start,
@@ -688,6 +697,25 @@ impl Ev<'_> {
                 (0..n).map(|i| g.t(i) as f64 / 1000.0).collect(),
             )),
             "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+            // Query-context functions: Prometheus folds them to constants of the query.
+            "step" => Ok(Val::Scalar(vec![self.qstep as f64 / 1000.0; n])),
+            "range" => Ok(Val::Scalar(vec![
+                (self.qend - self.qstart) as f64 / 1000.0;
+                n
+            ])),
+            "start" => Ok(Val::Scalar(vec![self.qstart as f64 / 1000.0; n])),
+            "end" => Ok(Val::Scalar(vec![self.qend as f64 / 1000.0; n])),
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(arg(0)?, g)?;
+                let b = self.eval_scalar(arg(1)?, g)?;
+                let max = name == "max_of";
+                Ok(Val::Scalar(
+                    a.iter()
+                        .zip(&b)
+                        .map(|(&x, &y)| go_min_max(x, y, max))
+                        .collect(),
+                ))
+            }
             "vector" => {
                 let s = self.eval_scalar(arg(0)?, g)?;
                 Ok(Val::Vector(vec![Col {
@@ -945,15 +973,27 @@ impl Ev<'_> {
                     drop_name: false,
                 }]))
             }
-            "histogram_quantile" | "histogram_fraction" => {
-                let frac = name == "histogram_fraction";
-                let (params, vec_arg) = if frac {
-                    (
+            "histogram_quantile" | "histogram_fraction" | "histogram_quantiles" => {
+                // Kind: 0 quantile, 1 fraction, 2 several quantiles each labelled.
+                let kind = match name {
+                    "histogram_quantile" => 0,
+                    "histogram_fraction" => 1,
+                    _ => 2,
+                };
+                let (params, vec_arg, qlabel) = match kind {
+                    0 => (vec![self.eval_scalar(arg(0)?, g)?], arg(1)?, None),
+                    1 => (
                         vec![self.eval_scalar(arg(0)?, g)?, self.eval_scalar(arg(1)?, g)?],
                         arg(2)?,
-                    )
-                } else {
-                    (vec![self.eval_scalar(arg(0)?, g)?], arg(1)?)
+                        None,
+                    ),
+                    _ => {
+                        let mut ps = Vec::new();
+                        for a in &args[2..] {
+                            ps.push(self.eval_scalar(a, g)?);
+                        }
+                        (ps, arg(0)?, Some(string_arg(arg(1)?)?))
+                    }
                 };
                 let cols = self.eval_vector(vec_arg, g)?;
                 // Group bucket series by their labels without `le` (fixed over the steps).
@@ -970,14 +1010,22 @@ impl Ev<'_> {
                     });
                     groups[gi].1.push((ci, le));
                 }
-                let out: Vec<Col> = groups
+                // One output per group, or per quantile and group (quantile-major, as Prometheus).
+                let outputs: Vec<(usize, Option<usize>)> = match kind {
+                    2 => (0..params.len())
+                        .flat_map(|q| (0..groups.len()).map(move |gi| (gi, Some(q))))
+                        .collect(),
+                    _ => (0..groups.len()).map(|gi| (gi, None)).collect(),
+                };
+                let out: Vec<Col> = outputs
                     .into_par_iter()
-                    .map(|(labels, members)| {
+                    .map(|(gi, q)| {
+                        let (labels, members) = &groups[gi];
                         let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
                         let vals = (0..n)
                             .map(|i| {
                                 buckets.clear();
-                                for &(ci, le) in &members {
+                                for &(ci, le) in members {
                                     if let Some(v) = cols[ci].vals[i] {
                                         buckets.push(Bucket {
                                             upper: le,
@@ -988,13 +1036,22 @@ impl Ev<'_> {
                                 if buckets.is_empty() {
                                     return None;
                                 }
-                                Some(if frac {
-                                    f::bucket_fraction(params[0][i], params[1][i], &mut buckets)
-                                } else {
-                                    f::bucket_quantile(params[0][i], &mut buckets)
+                                Some(match (kind, q) {
+                                    (1, _) => {
+                                        f::bucket_fraction(params[0][i], params[1][i], &mut buckets)
+                                    }
+                                    (_, Some(q)) => f::bucket_quantile(params[q][i], &mut buckets),
+                                    _ => f::bucket_quantile(params[0][i], &mut buckets),
                                 })
                             })
                             .collect();
+                        let labels = match (&qlabel, q) {
+                            (Some(l), Some(q)) => {
+                                let qv = params[q].first().copied().unwrap_or(f64::NAN);
+                                set_label(labels, l, &format_openmetrics_float(qv))
+                            }
+                            _ => labels.clone(),
+                        };
                         Col {
                             labels,
                             vals,
@@ -1002,7 +1059,7 @@ impl Ev<'_> {
                         }
                     })
                     .collect();
-                Ok(Val::Vector(out))
+                Ok(Val::Vector(merge_same_labels(out)?))
             }
             _ => self.range_call(c, g),
         }
@@ -1387,6 +1444,12 @@ impl Ev<'_> {
                 if b.op.is_set_operator() {
                     return self.set_op(op, l, r, &lsig, &rsig, nsig, n);
                 }
+                // Experimental `fill`, `fill_left`, `fill_right`.
+                let fills = b
+                    .modifier
+                    .as_ref()
+                    .map(|m| (m.fill_values.lhs, m.fill_values.rhs))
+                    .unwrap_or((None, None));
                 self.vector_binop(
                     op,
                     l,
@@ -1400,7 +1463,7 @@ impl Ev<'_> {
                     &mlabels,
                     &include,
                     return_bool,
-                    is_cmp,
+                    fills,
                 )
             }
             _ => err("binary operands must be scalars or instant vectors"),
@@ -1488,7 +1551,7 @@ impl Ev<'_> {
         mlabels: &[String],
         include: &[String],
         return_bool: bool,
-        is_cmp: bool,
+        (fill_l, fill_r): (Option<f64>, Option<f64>),
     ) -> R<Val> {
         let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
         let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
@@ -1498,11 +1561,35 @@ impl Ev<'_> {
         } else {
             (l, r, lsig, rsig)
         };
-        let mut out = OutBuilder::new(n);
         let mut right_at: Vec<Option<usize>> = vec![None; nsig];
-        let mut matched: Vec<bool> = vec![false; nsig];
-        let mut matched_sets: HashMap<usize, Vec<usize>> = HashMap::new();
-        let mut metric_cache: HashMap<(usize, usize), usize> = HashMap::new();
+        // The stand-in label sets of filled sides (Prometheus: the matching labels only).
+        let lmatch: Vec<Labels> = if fill_r.is_some() {
+            l.iter()
+                .map(|c| match_labels(&c.labels, on, mlabels))
+                .collect()
+        } else {
+            vec![]
+        };
+        let rmatch: Vec<Labels> = if fill_l.is_some() {
+            r.iter()
+                .map(|c| match_labels(&c.labels, on, mlabels))
+                .collect()
+        } else {
+            vec![]
+        };
+        let mut st = BinState {
+            out: OutBuilder::new(n),
+            matched: vec![false; nsig],
+            matched_sets: HashMap::new(),
+            cache: HashMap::new(),
+            op,
+            one_to_one,
+            one_to_many,
+            on,
+            mlabels,
+            include,
+            return_bool,
+        };
         for i in 0..n {
             right_at.iter_mut().for_each(|x| *x = None);
             for (j, c) in r.iter().enumerate() {
@@ -1526,63 +1613,119 @@ impl Ev<'_> {
                 }
                 right_at[rsig[j]] = Some(j);
             }
-            matched.iter_mut().for_each(|x| *x = false);
-            matched_sets.clear();
+            st.matched.iter_mut().for_each(|x| *x = false);
+            st.matched_sets.clear();
             for (j, lc) in l.iter().enumerate() {
                 let Some(lv) = lc.vals[i] else { continue };
-                let Some(rj) = right_at[lsig[j]] else {
-                    continue;
-                };
-                let Some(rv) = r[rj].vals[i] else { continue };
-                let (fl, fr) = if one_to_many { (rv, lv) } else { (lv, rv) };
-                let (mut value, keep) = elem_binop(op, fl, fr);
-                if return_bool {
-                    value = if keep { 1.0 } else { 0.0 };
-                }
-                let oi = match metric_cache.get(&(j, rj)) {
-                    Some(&oi) => oi,
+                match right_at[lsig[j]] {
+                    Some(rj) => {
+                        let Some(rv) = r[rj].vals[i] else { continue };
+                        st.apply(&lc.labels, lv, &r[rj].labels, rv, lsig[j], (0, j, rj), i)?;
+                    }
                     None => {
-                        let m = result_metric(
-                            &lc.labels,
-                            &r[rj].labels,
-                            op,
-                            one_to_one,
-                            on,
-                            mlabels,
-                            include,
-                        );
-                        let drop = return_bool;
-                        let oi = out.idx(m, drop);
-                        metric_cache.insert((j, rj), oi);
-                        oi
+                        // `fill`/`fill_right`: a missing right side takes the fill value.
+                        if let (Some(f), Some(ml)) = (fill_r, lmatch.get(j)) {
+                            st.apply(&lc.labels, lv, ml, f, lsig[j], (1, j, 0), i)?;
+                        }
                     }
-                };
-                let s = lsig[j];
-                if one_to_one {
-                    if matched[s] {
-                        return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
-                    }
-                    matched[s] = true;
-                } else {
-                    let set = matched_sets.entry(s).or_default();
-                    if set.contains(&oi) {
-                        return err("multiple matches for labels: grouping labels must ensure unique matches");
-                    }
-                    set.push(oi);
                 }
-                if !keep && !return_bool {
-                    continue;
+            }
+            if let Some(f) = fill_l {
+                for (j, rc) in r.iter().enumerate() {
+                    let Some(rv) = rc.vals[i] else { continue };
+                    let s = rsig[j];
+                    let done = if one_to_one {
+                        st.matched[s]
+                    } else {
+                        st.matched_sets.get(&s).is_some_and(|x| !x.is_empty())
+                    };
+                    if done {
+                        continue;
+                    }
+                    if let Some(ml) = rmatch.get(j) {
+                        st.apply(ml, f, &rc.labels, rv, s, (2, j, 0), i)?;
+                    }
                 }
-                let _ = is_cmp;
-                out.set(oi, i, value)?;
             }
         }
+        let out = st.out;
         let cols = out
             .cols
             .into_iter()
             .filter(|c| c.vals.iter().any(|v| v.is_some()))
             .collect();
         Ok(Val::Vector(cols))
+    }
+}
+
+/// The matching state of one vector-vector operation at one step (Prometheus' `doBinOp`).
+struct BinState<'a> {
+    out: OutBuilder,
+    matched: Vec<bool>,
+    matched_sets: HashMap<usize, Vec<usize>>,
+    /// Output series per (kind, left, right) pair: label sets are fixed across steps.
+    cache: HashMap<(u8, usize, usize), usize>,
+    op: TokenId,
+    one_to_one: bool,
+    one_to_many: bool,
+    on: bool,
+    mlabels: &'a [String],
+    include: &'a [String],
+    return_bool: bool,
+}
+
+impl BinState<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        ll: &Labels,
+        lv: f64,
+        rl: &Labels,
+        rv: f64,
+        sig: usize,
+        key: (u8, usize, usize),
+        step: usize,
+    ) -> R<()> {
+        let (fl, fr) = if self.one_to_many { (rv, lv) } else { (lv, rv) };
+        let (mut value, keep) = elem_binop(self.op, fl, fr);
+        if self.return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+        }
+        let oi = match self.cache.get(&key) {
+            Some(&oi) => oi,
+            None => {
+                let m = result_metric(
+                    ll,
+                    rl,
+                    self.op,
+                    self.one_to_one,
+                    self.on,
+                    self.mlabels,
+                    self.include,
+                );
+                let oi = self.out.idx(m, self.return_bool);
+                self.cache.insert(key, oi);
+                oi
+            }
+        };
+        if self.one_to_one {
+            if self.matched[sig] {
+                return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+            }
+            self.matched[sig] = true;
+        } else {
+            let set = self.matched_sets.entry(sig).or_default();
+            if set.contains(&oi) {
+                return err(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                );
+            }
+            set.push(oi);
+        }
+        if !keep && !self.return_bool {
+            return Ok(());
+        }
+        self.out.set(oi, step, value)
     }
 }
 
@@ -1788,6 +1931,36 @@ fn scalar_binop(op: TokenId, l: f64, r: f64) -> f64 {
         T_LTE => b(l <= r),
         T_ATAN2 => l.atan2(r),
         _ => f64::NAN,
+    }
+}
+
+/// Prometheus' `labels.FormatOpenMetricsFloat`: integers keep a `.0`.
+fn format_openmetrics_float(f: f64) -> String {
+    let s = f::format_float_f(f);
+    if f.is_finite() && !s.contains('.') && !s.contains('e') {
+        format!("{s}.0")
+    } else {
+        s
+    }
+}
+
+/// Go's `math.Max`/`math.Min`: NaN wins, and +0 is greater than -0.
+fn go_min_max(x: f64, y: f64, max: bool) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        let neg = if max {
+            x.is_sign_negative() && y.is_sign_negative()
+        } else {
+            x.is_sign_negative() || y.is_sign_negative()
+        };
+        return if neg { -0.0 } else { 0.0 };
+    }
+    if max {
+        x.max(y)
+    } else {
+        x.min(y)
     }
 }
 

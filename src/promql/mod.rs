@@ -14,9 +14,11 @@
 //!
 //! Native histograms are not supported (the storage holds floats only).
 //!
-//! Parser gaps (`promql-parser` 0.11.1): its regex matchers are compiled without `(?s)`; the
+//! Parser gaps (`promql-parser` 0.11.1): its regex matchers are compiled without `(?s)`, so the
 //! engine recompiles every matcher itself through [`crate::labels::Matcher`], which has the
-//! Prometheus 3 semantics.
+//! Prometheus 3 semantics; it panics on a number used as an out-of-range duration (`x offset Inf`),
+//! so parsing runs under `catch_unwind` and that becomes a parse error; it drops error positions,
+//! which `parse_error` recovers.
 
 mod eval;
 mod functions;
@@ -182,3 +184,55 @@ impl Db {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzz body: evaluates arbitrary bytes as a query (instant and range) over a small fixed
+/// database with tight limits. Must never panic; errors are fine.
+#[doc(hidden)]
+pub fn fuzz_query(data: &[u8]) {
+    use std::sync::OnceLock;
+    static DB: OnceLock<Option<(tempfile::TempDir, Db)>> = OnceLock::new();
+    let Ok(expr) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Some((_, db)) = DB.get_or_init(fuzz_db) else {
+        return;
+    };
+    let opts = QueryOptions {
+        max_samples: 200_000,
+        timeout: Some(Duration::from_secs(2)),
+        ..QueryOptions::default()
+    };
+    let _ = db.query_with(expr, 600_000, &opts);
+    let _ = db.query_range_with(expr, 0, 1_200_000, 60_000, &opts);
+}
+
+fn fuzz_db() -> Option<(tempfile::TempDir, Db)> {
+    use crate::labels::Labels;
+    let dir = tempfile::tempdir().ok()?;
+    let db = Db::open(
+        dir.path(),
+        crate::Options::default().fsync(crate::FsyncPolicy::Never),
+    )
+    .ok()?;
+    let mut app = db.appender();
+    for (i, le) in ["0.1", "1", "+Inf"].iter().enumerate() {
+        for job in ["a", "b"] {
+            let l = Labels::from_pairs(&[("__name__", "h_bucket"), ("job", job), ("le", le)]);
+            for k in 0..80i64 {
+                app.append(&l, k * 15_000, (k * (i as i64 + 1)) as f64)
+                    .ok()?;
+            }
+            let g = Labels::from_pairs(&[("__name__", "g"), ("job", job), ("i", le)]);
+            for k in 0..80i64 {
+                let v = if k == 40 {
+                    f64::from_bits(crate::chunk::STALE_NAN_BITS)
+                } else {
+                    ((k * 7919) % 97) as f64 - 40.0
+                };
+                app.append(&g, k * 15_000 + 7, v).ok()?;
+            }
+        }
+    }
+    app.commit().ok()?;
+    Some((dir, db))
+}

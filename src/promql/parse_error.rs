@@ -3,7 +3,15 @@
 //! no completion from a small set makes the input parse is where the query goes wrong. This runs
 //! only on the error path and queries are short.
 
-use promql_parser::parser;
+use promql_parser::parser::{self, Expr};
+
+/// `promql-parser`'s `parse`, with its panics turned into errors: 0.11.1 converts a number used as
+/// a duration with `Duration::from_secs_f64`, which panics on negative, NaN or huge values
+/// (`x offset Inf`, `x[1e300]`).
+pub(crate) fn parse(input: &str) -> Result<Expr, String> {
+    std::panic::catch_unwind(|| parser::parse(input))
+        .unwrap_or_else(|_| Err("invalid duration (negative, not a number, or too large)".into()))
+}
 
 /// What may stand before the closing brackets of a prefix, and after them.
 const MIDDLES: &[&str] = &[
@@ -82,7 +90,7 @@ fn viable(prefix: &str, toks: &[(usize, usize)]) -> bool {
     MIDDLES.iter().any(|m| {
         TAILS
             .iter()
-            .any(|t| parser::parse(&format!("{prefix}{m}{closers}{t}")).is_ok())
+            .any(|t| parse(&format!("{prefix}{m}{closers}{t}")).is_ok())
     })
 }
 

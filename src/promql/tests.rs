@@ -153,3 +153,99 @@ fn range_query_of_a_range_vector_is_refused() {
         "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
     );
 }
+
+mod fuzz {
+    use super::super::fuzz_query;
+    use proptest::prelude::*;
+
+    const SEEDS: &[&str] = &[
+        "sum by (job) (rate(h_bucket[5m]))",
+        "histogram_quantile(0.9, rate(h_bucket[2m]))",
+        "g offset 1m @ 300 + on(job) group_left(i) g",
+        "topk(2, g) or bottomk(1, g) unless g > 3",
+        "quantile_over_time(0.5, g[10m:1m] offset -1m)",
+        "label_replace(g, \"x\", \"$1\", \"job\", \"(.*)\")",
+        "count_values(\"v\", g) / scalar(sum(g))",
+        "absent_over_time(nope[5m]) * -time()",
+        "1 + 2 ^ 3 ^ -g % 4",
+        "g[5m:] @ end()",
+    ];
+    const TOKENS: &[&str] = &[
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "g",
+        "h_bucket",
+        "5m",
+        "1",
+        "sum",
+        "by",
+        "rate",
+        "@",
+        "offset",
+        "+",
+        "/",
+        "^",
+        "==",
+        "bool",
+        "on",
+        "group_left",
+        "\"",
+        "=~",
+        "\".*\"",
+        ":",
+        "job",
+        "-",
+        "0",
+        "NaN",
+        "Inf",
+        "topk",
+        "without",
+        "ignoring",
+        " ",
+    ];
+
+    fn mutated() -> impl Strategy<Value = String> {
+        (
+            0..SEEDS.len(),
+            proptest::collection::vec((0usize..64, 0..TOKENS.len(), any::<bool>()), 0..4),
+        )
+            .prop_map(|(s, edits)| {
+                let mut q = SEEDS[s].to_string();
+                for (pos, tok, insert) in edits {
+                    let mut at = pos.min(q.len());
+                    while !q.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    if insert {
+                        q.insert_str(at, TOKENS[tok]);
+                    } else {
+                        let mut end = (at + TOKENS[tok].len()).min(q.len());
+                        while !q.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        q.replace_range(at..end, "");
+                    }
+                }
+                q
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #[test]
+        fn queries_never_panic(q in mutated()) {
+            fuzz_query(q.as_bytes());
+        }
+
+        #[test]
+        fn token_soup_never_panics(toks in proptest::collection::vec(0..TOKENS.len(), 0..24)) {
+            let q: String = toks.iter().map(|&t| TOKENS[t]).collect::<Vec<_>>().join(" ");
+            fuzz_query(q.as_bytes());
+        }
+    }
+}
