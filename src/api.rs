@@ -5,7 +5,7 @@
 
 use crate::db::Db;
 use crate::labels::Labels;
-use crate::promql::{QueryError, QueryOptions, Value};
+use crate::promql::{civil_from_days, QueryError, QueryOptions, Value};
 use std::fmt::Write;
 
 /// Prometheus' default lookback delta (5 minutes).
@@ -109,20 +109,6 @@ pub fn format_rfc3339(ms: i64) -> String {
         rem % 60,
         ms.rem_euclid(1000)
     )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// A duration parameter: Prometheus' duration syntax (`1h30m`, `15s`, `500ms`, units y w d h m s ms)

@@ -22,6 +22,8 @@
 
 mod eval;
 mod functions;
+
+pub(crate) use functions::civil_from_days;
 mod parse_error;
 
 use crate::db::Db;
