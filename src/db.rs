@@ -26,14 +26,15 @@
 use crate::block::{self, Block, BlockError};
 use crate::head::{self, CommitStats, Head, MemSeries};
 use crate::labels::Labels;
-use crate::querier::Querier;
+use crate::querier::{LiveBlocks, Querier};
 use crate::wal::record::{self, RecordType, RefSample};
 use crate::wal::{self, Compression, Wal, WalError, WalOptions, WalReader};
 use std::collections::HashMap;
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Prometheus' default (and minimum) block range: head chunks are cut on its boundaries.
@@ -76,6 +77,10 @@ pub struct Options {
     /// Blocks whose data ends more than this before the newest block's end are deleted after
     /// compaction (Prometheus' `--storage.tsdb.retention.time`, default 15 days). 0 keeps all.
     pub retention_ms: i64,
+    /// Compact in a background thread: when a commit leaves the head spanning more than 1.5
+    /// block ranges, and every [`COMPACTION_INTERVAL`]. Default on; off, compaction runs only when
+    /// called ([`DbCore::compact_head`]).
+    pub background_compaction: bool,
 }
 
 impl Default for Options {
@@ -88,6 +93,7 @@ impl Default for Options {
             shards: rayon::current_num_threads(),
             read_only: false,
             retention_ms: DEFAULT_RETENTION_MS,
+            background_compaction: true,
         }
     }
 }
@@ -111,6 +117,10 @@ impl Options {
     }
     pub fn retention_ms(mut self, ms: i64) -> Options {
         self.retention_ms = ms;
+        self
+    }
+    pub fn background_compaction(mut self, on: bool) -> Options {
+        self.background_compaction = on;
         self
     }
     pub fn read_only(mut self, read_only: bool) -> Options {
@@ -181,8 +191,16 @@ struct WalState {
     failed: Option<String>,
 }
 
-/// An open data directory.
+/// An open data directory. Its state lives in a [`DbCore`] shared with the background compaction
+/// thread; every method of `DbCore` is called on the `Db` (`Deref`). Dropping the `Db` stops the
+/// thread (waiting for a compaction in progress to finish), syncs the WAL and releases the lock.
 pub struct Db {
+    core: Arc<DbCore>,
+    background: Option<Background>,
+}
+
+/// The state of an open data directory (see [`Db`]).
+pub struct DbCore {
     dir: PathBuf,
     opts: Options,
     head: Head,
@@ -193,15 +211,120 @@ pub struct Db {
     /// Serializes compactions.
     compacting: Mutex<()>,
     report: OpenReport,
+    /// Compactions run and failed, the last failure (see [`DbCore::compaction_status`]).
+    compaction: Mutex<CompactionStatus>,
+    /// Incremented after compaction hands a head range over to a new block and before the head
+    /// drops it: a querier that saw an older epoch re-reads the block list (see [`Querier`]).
+    epoch: AtomicU64,
+    /// Wakes the background compaction thread (commits do when the head becomes compactable).
+    signal: Arc<(Mutex<Wake>, Condvar)>,
     /// Held (flock) for the lifetime of the `Db`.
     _lock: File,
 }
 
+impl std::ops::Deref for Db {
+    type Target = DbCore;
+    fn deref(&self) -> &DbCore {
+        &self.core
+    }
+}
+
 impl Db {
     /// Opens (creating if needed) the data directory `dir`: takes its lock, recovers and replays the
-    /// WAL, and starts a new WAL segment.
+    /// WAL, and starts a new WAL segment. Unless [`Options::background_compaction`] is off (or the
+    /// directory is opened read-only), a thread compacts the head and the blocks in the background.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db, DbError> {
-        let dir = dir.as_ref().to_path_buf();
+        let background = opts.background_compaction && !opts.read_only;
+        let core = Arc::new(DbCore::open(dir.as_ref(), opts)?);
+        let background = if background {
+            Some(Background::start(&core).map_err(io_err(&core.dir))?)
+        } else {
+            None
+        };
+        Ok(Db { core, background })
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(b) = self.background.take() {
+            b.stop();
+        }
+    }
+}
+
+/// How often the background thread looks for work when no commit wakes it (Prometheus: 1 min).
+pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Outcome of background compactions so far.
+#[derive(Clone, Debug, Default)]
+pub struct CompactionStatus {
+    pub runs: u64,
+    pub failed: u64,
+    pub blocks_written: u64,
+    pub last_error: Option<String>,
+}
+
+struct Wake {
+    stop: bool,
+    pending: bool,
+}
+
+/// The background compaction thread.
+struct Background {
+    signal: Arc<(Mutex<Wake>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(core: &Arc<DbCore>) -> std::io::Result<Background> {
+        let signal = Arc::clone(&core.signal);
+        let (core, sig) = (Arc::clone(core), Arc::clone(&signal));
+        let thread = std::thread::Builder::new()
+            .name("tsdb-compact".into())
+            .spawn(move || background_loop(&core, &sig))?;
+        Ok(Background {
+            signal,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(mut self) {
+        let (m, cv) = &*self.signal;
+        m.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            // A panic in the thread has nothing left to report to.
+            let _ = t.join();
+        }
+    }
+}
+
+fn background_loop(core: &DbCore, signal: &(Mutex<Wake>, Condvar)) {
+    let (m, cv) = signal;
+    loop {
+        {
+            let mut w = m.lock().unwrap_or_else(|e| e.into_inner());
+            if !w.pending && !w.stop {
+                w = cv
+                    .wait_timeout(w, COMPACTION_INTERVAL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            if w.stop {
+                return;
+            }
+            w.pending = false;
+        }
+        if core.compactable() {
+            core.run_compaction();
+        }
+    }
+}
+
+impl DbCore {
+    fn open(dir: &Path, opts: Options) -> Result<DbCore, DbError> {
+        let dir = dir.to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock_path = dir.join("lock");
         let lock = File::options()
@@ -254,7 +377,7 @@ impl Db {
                 failed: None,
             }))
         };
-        Ok(Db {
+        Ok(DbCore {
             dir,
             opts,
             head,
@@ -262,8 +385,59 @@ impl Db {
             blocks: RwLock::new(blocks),
             compacting: Mutex::new(()),
             report,
+            compaction: Mutex::new(CompactionStatus::default()),
+            epoch: AtomicU64::new(0),
+            signal: Arc::new((
+                Mutex::new(Wake {
+                    stop: false,
+                    pending: false,
+                }),
+                Condvar::new(),
+            )),
             _lock: lock,
         })
+    }
+
+    /// Whether the head spans more than 1.5 block ranges (a head block is due).
+    pub fn compactable(&self) -> bool {
+        let range = self.opts.block_range_ms;
+        match self.head.time_range() {
+            Some((min, max)) => {
+                let mint = min.max(self.head.min_valid_time());
+                max.saturating_sub(mint) > range / 2 * 3
+            }
+            None => false,
+        }
+    }
+
+    /// Runs [`DbCore::compact_head`], recording the outcome in the compaction status.
+    fn run_compaction(&self) {
+        let r = self.compact_head();
+        let mut st = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        st.runs += 1;
+        match r {
+            Ok(written) => st.blocks_written += written.len() as u64,
+            Err(e) => {
+                st.failed += 1;
+                st.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Wakes the background compaction thread, if any (it also runs every
+    /// [`COMPACTION_INTERVAL`]).
+    pub fn trigger_compaction(&self) {
+        let (m, cv) = &*self.signal;
+        m.lock().unwrap_or_else(|e| e.into_inner()).pending = true;
+        cv.notify_one();
+    }
+
+    /// Background compactions run so far, and the last error.
+    pub fn compaction_status(&self) -> CompactionStatus {
+        self.compaction
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -294,6 +468,7 @@ impl Db {
 
     /// A querier over samples with `mint <= t <= maxt` (milliseconds, inclusive like Prometheus').
     pub fn querier(&self, mint: i64, maxt: i64) -> Querier<'_> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let blocks = self
             .blocks
             .read()
@@ -302,7 +477,11 @@ impl Db {
             .filter(|b| b.meta().max_time > mint && b.meta().min_time <= maxt)
             .cloned()
             .collect();
-        Querier::new(&self.head, blocks, mint, maxt)
+        Querier::new(&self.head, blocks, mint, maxt).refreshing(LiveBlocks {
+            blocks: &self.blocks,
+            epoch: &self.epoch,
+            seen: epoch,
+        })
     }
 
     /// The persistent blocks, oldest first.
@@ -339,7 +518,9 @@ impl Db {
                 blocks.sort_by_key(|b| b.meta().min_time);
                 written.push(ulid);
             }
-            // From here on the block answers for [mint, maxt).
+            // From here on the block answers for [mint, maxt). Queriers that read the head after
+            // the truncation see the new epoch and re-read the block list.
+            self.epoch.fetch_add(1, Ordering::SeqCst);
             self.head.set_min_valid_time(maxt);
             self.truncate_head(maxt);
             self.truncate_wal(wal, maxt)?;
@@ -437,7 +618,12 @@ impl Db {
         }
         // Applied under the WAL lock, so that the head sees commits in WAL order and a replay
         // rebuilds exactly this head.
-        Ok(app.apply())
+        let stats = app.apply();
+        drop(w);
+        if self.compactable() {
+            self.trigger_compaction();
+        }
+        Ok(stats)
     }
 }
 
@@ -461,7 +647,7 @@ fn write_commit(
     Ok(())
 }
 
-impl Drop for Db {
+impl Drop for DbCore {
     fn drop(&mut self) {
         if let (Some(wal), true) = (&mut self.wal, self.opts.fsync != FsyncPolicy::Never) {
             let w = wal.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -474,7 +660,7 @@ impl Drop for Db {
 /// A transaction: samples staged by [`Appender::append`] become visible and durable together at
 /// [`Appender::commit`], or not at all.
 pub struct Appender<'db> {
-    db: &'db Db,
+    db: &'db DbCore,
     inner: head::Appender<'db>,
 }
 

@@ -21,5 +21,5 @@ pub mod promql;
 pub mod querier;
 pub mod wal;
 
-pub use db::{Db, DbError, FsyncPolicy, OpenReport, Options};
+pub use db::{CompactionStatus, Db, DbCore, DbError, FsyncPolicy, OpenReport, Options};
 pub use querier::{Querier, Series};

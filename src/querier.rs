@@ -14,14 +14,28 @@ use crate::chunk::XorIterator;
 use crate::head::Head;
 use crate::labels::{Labels, Matcher};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Reads the database over `[mint, maxt]`.
 pub struct Querier<'a> {
     head: &'a Head,
     blocks: Vec<Arc<Block>>,
+    /// The database and its compaction epoch when the block list was taken: if a compaction has
+    /// moved head data into a new block since, `select` takes a fresh list.
+    live: Option<LiveBlocks<'a>>,
     mint: i64,
     maxt: i64,
+}
+
+/// The database's block list and compaction epoch, for a querier that must stay correct while
+/// compaction moves head data into blocks.
+#[derive(Clone, Copy)]
+pub struct LiveBlocks<'a> {
+    pub blocks: &'a RwLock<Vec<Arc<Block>>>,
+    pub epoch: &'a AtomicU64,
+    /// The epoch when the querier's block list was taken.
+    pub seen: u64,
 }
 
 /// One chunk of a selected series.
@@ -190,8 +204,32 @@ impl<'a> Querier<'a> {
         Querier {
             head,
             blocks,
+            live: None,
             mint,
             maxt,
+        }
+    }
+
+    /// Makes `select` safe against a compaction running meanwhile.
+    pub fn refreshing(mut self, live: LiveBlocks<'a>) -> Querier<'a> {
+        self.live = Some(live);
+        self
+    }
+
+    /// The blocks to read after the head was read: compaction adds a block (then bumps the epoch)
+    /// before it drops that range from the head, so a head read that missed the range is followed
+    /// by a block list that has it. A range seen in both is deduplicated by the sample iterator.
+    fn blocks_after_head_read(&self) -> Vec<Arc<Block>> {
+        match self.live {
+            Some(l) if l.epoch.load(Ordering::SeqCst) != l.seen => l
+                .blocks
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|b| b.meta().max_time > self.mint && b.meta().min_time <= self.maxt)
+                .cloned()
+                .collect(),
+            _ => self.blocks.clone(),
         }
     }
 
@@ -206,11 +244,6 @@ impl<'a> Querier<'a> {
     /// The series matching every matcher that have samples in range, sorted by labels.
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, crate::db::DbError> {
         let mut merged: BTreeMap<Labels, Vec<ChunkMeta>> = BTreeMap::new();
-        for b in &self.blocks {
-            for (labels, chunks) in b.select(matchers, self.mint, self.maxt)? {
-                merged.entry(labels).or_default().extend(chunks);
-            }
-        }
         let ids = self.head.index().postings_for_matchers(matchers);
         for id in ids {
             let Some(s) = self.head.series(id) else {
@@ -241,6 +274,11 @@ impl<'a> Querier<'a> {
             };
             if !chunks.is_empty() {
                 merged.entry(s.to_labels()).or_default().extend(chunks);
+            }
+        }
+        for b in &self.blocks_after_head_read() {
+            for (labels, chunks) in b.select(matchers, self.mint, self.maxt)? {
+                merged.entry(labels).or_default().extend(chunks);
             }
         }
         Ok(merged

@@ -54,7 +54,10 @@ fn compaction_writes_blocks_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let before;
     {
-        let db = Db::open(dir.path(), Options::default().fsync(FsyncPolicy::Never)).unwrap();
+        let opts = Options::default()
+            .fsync(FsyncPolicy::Never)
+            .background_compaction(false);
+        let db = Db::open(dir.path(), opts).unwrap();
         fill(&db);
         before = all(&db);
         let written = db.compact_head().unwrap();
@@ -150,7 +153,7 @@ fn retention_deletes_whole_blocks_beyond_it() {
 fn tsdbctl_compact_and_inspect() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let db = Db::open(dir.path(), Options::default().background_compaction(false)).unwrap();
         fill(&db);
     }
     let exe = env!("CARGO_BIN_EXE_tsdbctl");
@@ -182,4 +185,39 @@ fn tsdbctl_compact_and_inspect() {
     );
     assert!(text.contains("Highest cardinality labels:"), "{text}");
     assert!(text.contains("       30  i"), "{text}");
+}
+
+/// With background compaction on (the default), commits that leave the head spanning more than
+/// 1.5 block ranges wake a thread that writes the blocks; appends and queries go on meanwhile and
+/// see every sample throughout.
+#[test]
+fn background_compaction_cuts_blocks_while_appends_and_queries_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default().fsync(FsyncPolicy::Never)).unwrap();
+    let mut total = 0usize;
+    for hour in 0..7i64 {
+        let mut app = db.appender();
+        for step in 0..240i64 {
+            let t = hour * HOUR + step * 15_000 + 1;
+            for i in 0..30 {
+                let l = Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]);
+                app.append(&l, t, t as f64).unwrap();
+                total += 1;
+            }
+        }
+        app.commit().unwrap();
+        // Every committed sample is visible, whatever the compactor is doing.
+        let seen: usize = all(&db).values().map(Vec::len).sum();
+        assert_eq!(seen, total, "after hour {hour}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db.compaction_status().blocks_written < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(db.blocks().len(), 2, "{:?}", db.compaction_status());
+    let st = db.compaction_status();
+    assert_eq!((st.failed, st.blocks_written), (0, 2), "{st:?}");
+    let seen: usize = all(&db).values().map(Vec::len).sum();
+    assert_eq!(seen, total);
+    assert!(db.head().time_range().unwrap().0 >= 4 * HOUR);
 }

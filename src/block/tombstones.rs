@@ -51,8 +51,12 @@ impl Tombstones {
         Tombstones::default()
     }
 
-    /// Adds an interval for a series, merging it with overlapping or adjacent ones.
+    /// Adds an interval for a series, merging it with overlapping or adjacent ones. An empty
+    /// interval (`mint > maxt`, which deletes nothing) is ignored.
     pub fn add(&mut self, series: u64, iv: Interval) {
+        if iv.mint > iv.maxt {
+            return;
+        }
         let list = self.by_series.entry(series).or_default();
         let mut merged = iv;
         let mut out = Vec::with_capacity(list.len() + 1);

@@ -576,7 +576,7 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 
 fn compact(dir: PathBuf) -> Result<ExitCode, String> {
     require_db(&dir)?;
-    let db = open(&dir, Options::default())?;
+    let db = open(&dir, Options::default().background_compaction(false))?;
     let written = db.compact_head().map_err(|e| e.to_string())?;
     for u in &written {
         eprintln!("block written: {u}");
