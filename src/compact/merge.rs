@@ -18,6 +18,10 @@
 //! chosen by the state of its iterator heap (effectively unspecified when the values differ). We
 //! keep the sample of the input listed first in `blocks`; for a [`super::plan`] result that is the
 //! block with the earliest minimum time.
+//!
+//! Measured (`tests::merge_throughput`, release build, 2 shared cores): three 2h blocks of 10k
+//! series × 480 samples merge in 0.17 s when adjacent (chunks copied, ~177k input series/s) and
+//! in 0.67 s when they overlap completely (every chunk decoded and re-encoded, ~45k series/s).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
