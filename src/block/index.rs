@@ -722,6 +722,25 @@ impl IndexFileReader {
         Ok(out)
     }
 
+    /// Every symbol, in order, decoded one at a time: compaction merges the symbol tables of its
+    /// inputs without holding any of them. Stops after the first error.
+    pub fn symbol_iter(&self) -> impl Iterator<Item = Result<&str, IndexError>> + '_ {
+        let mut d = Decbuf::new(&self.data, self.symbols_start, self.symbols_end);
+        let mut failed = false;
+        (0..self.num_symbols).map_while(move |i| {
+            if failed {
+                return None;
+            }
+            let at = d.pos();
+            let s = d
+                .uvarint_bytes()
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .ok_or_else(|| self.corrupt(at, format!("symbol {i} unreadable")));
+            failed = s.is_err();
+            Some(s)
+        })
+    }
+
     /// Label names, sorted (the all-postings key excluded).
     pub fn label_names(&self) -> Vec<String> {
         self.names

@@ -56,6 +56,8 @@ fn small_index_reads_back() {
     );
     assert_eq!(r.symbol(4).unwrap(), "up");
     assert!(r.symbol(6).is_err());
+    let streamed: Vec<&str> = r.symbol_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(streamed, r.symbols().unwrap());
     for (i, sym) in ["__name__", "a", "b", "job", "up", "x"].iter().enumerate() {
         assert_eq!(r.symbol_ref(sym), Some(i as u32));
     }

@@ -1,12 +1,26 @@
-//! Compaction: turning the oldest range of the head into a persistent block (Prometheus'
-//! `tsdb/compact.go`, head part). Merging blocks into larger ones (leveled compaction) is not
-//! implemented yet.
+//! Compaction (Prometheus v2.42 `tsdb/compact.go`): turning the oldest range of the head into a
+//! persistent level-1 block, planning which blocks to merge next ([`plan`], the `LeveledCompactor`
+//! rules) and merging them into one block ([`merge_blocks`], `Compact`/`populateBlock`), including
+//! blocks whose time ranges overlap (vertical compaction).
 //!
 //! Head chunks never straddle a block-range boundary (they are cut at the end of their range, see
 //! [`crate::head`]), so the block for `[mint, maxt)` is exactly the head chunks whose samples all lie
 //! in it: completed chunks are shared with the block writer without copying.
+//!
+//! This module decides and writes; it never deletes a block. Deleting merged inputs (and the
+//! leftovers of a crash, [`deletable_parents`]) is the database's job, after the merged block is in
+//! place.
 
-use crate::block::{self, BlockError, Ulid};
+mod merge;
+mod plan;
+
+pub use merge::{merge_blocks, MAX_SAMPLES_PER_CHUNK};
+pub use plan::{
+    default_block_ranges, deletable_parents, exponential_block_ranges, plan, MAX_BLOCK_DURATION_MS,
+};
+
+use crate::block::{self, BlockError, IndexError, Ulid};
+use crate::chunk::ChunkError;
 use crate::head::Head;
 use crate::labels::Labels;
 use crate::querier::ChunkMeta;
@@ -62,4 +76,41 @@ pub fn write_head_block(
         return Ok(None);
     }
     block::write_block(dir, mint, maxt, series.into_iter()).map(Some)
+}
+
+/// Why a merge failed. Read errors name the input block; nothing of a failed merge stays on disk
+/// (the block under construction is removed).
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error("compaction needs at least one input block")]
+    NoBlocks,
+    /// `source` names the block too (by directory name).
+    #[error("reading input: {source}")]
+    Read {
+        block: Ulid,
+        #[source]
+        source: BlockError,
+    },
+    #[error("input block {block}: index: {source}")]
+    Index {
+        block: Ulid,
+        #[source]
+        source: IndexError,
+    },
+    #[error("input block {block}: series {labels}: chunk {chunk_ref:#x}: {source}")]
+    Chunk {
+        block: Ulid,
+        labels: String,
+        chunk_ref: u64,
+        #[source]
+        source: ChunkError,
+    },
+    #[error("input block {block}: series {labels} comes after {previous} in the index")]
+    Unsorted {
+        block: Ulid,
+        labels: String,
+        previous: String,
+    },
+    #[error("writing the merged block: {0}")]
+    Write(#[source] BlockError),
 }
