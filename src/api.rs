@@ -17,6 +17,28 @@ pub enum ParamError {
     Time(String),
     #[error("cannot parse {0:?} to a valid duration")]
     Duration(String),
+    #[error("cannot parse {0:?} to a size (an integer with a unit: B, KB, MB, GB, TB, PB, EB)")]
+    Size(String),
+}
+
+/// A size in Prometheus' flag syntax (`--storage.tsdb.retention.size=512MB`): an integer and a
+/// unit B, KB, MB, GB, TB, PB or EB, powers of 1024 as Prometheus reads them. Returns bytes.
+pub fn parse_size(s: &str) -> Result<u64, ParamError> {
+    let err = || ParamError::Size(s.to_string());
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "B" => 0,
+        "KB" => 10,
+        "MB" => 20,
+        "GB" => 30,
+        "TB" => 40,
+        "PB" => 50,
+        "EB" => 60,
+        _ => return Err(err()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(err)
 }
 
 /// A time parameter: Unix seconds with optional fraction, or RFC 3339. Returns milliseconds.
@@ -368,6 +390,17 @@ pub fn matrix_json(result: &[ResultSeries]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_in_prometheus_units() {
+        assert_eq!(parse_size("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("10b").unwrap(), 10);
+        assert_eq!(parse_size("2TB").unwrap(), 2 << 40);
+        for bad in ["", "MB", "1.5GB", "10", "10XB", "-1MB", "99999999999EB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times() {

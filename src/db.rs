@@ -24,6 +24,7 @@
 //! ```
 
 use crate::block::{self, Block, BlockError};
+use crate::compact;
 use crate::head::{self, CommitStats, Head, MemSeries};
 use crate::labels::Labels;
 use crate::querier::{LiveBlocks, Querier};
@@ -77,6 +78,9 @@ pub struct Options {
     /// Blocks whose data ends more than this before the newest block's end are deleted after
     /// compaction (Prometheus' `--storage.tsdb.retention.time`, default 15 days). 0 keeps all.
     pub retention_ms: i64,
+    /// Oldest blocks are deleted while the blocks, WAL and head chunks together take more bytes
+    /// than this (Prometheus' `--storage.tsdb.retention.size`). 0 (the default) means no limit.
+    pub retention_bytes: u64,
     /// Compact in a background thread: when a commit leaves the head spanning more than 1.5
     /// block ranges, and every [`COMPACTION_INTERVAL`]. Default on; off, compaction runs only when
     /// called ([`DbCore::compact_head`]).
@@ -93,6 +97,7 @@ impl Default for Options {
             shards: rayon::current_num_threads(),
             read_only: false,
             retention_ms: DEFAULT_RETENTION_MS,
+            retention_bytes: 0,
             background_compaction: true,
         }
     }
@@ -117,6 +122,10 @@ impl Options {
     }
     pub fn retention_ms(mut self, ms: i64) -> Options {
         self.retention_ms = ms;
+        self
+    }
+    pub fn retention_bytes(mut self, bytes: u64) -> Options {
+        self.retention_bytes = bytes;
         self
     }
     pub fn background_compaction(mut self, on: bool) -> Options {
@@ -154,6 +163,8 @@ pub enum DbError {
     Block(#[from] BlockError),
     #[error("a WAL replay worker panicked")]
     ReplayWorker,
+    #[error("compaction: {0}")]
+    Compact(#[from] compact::CompactError),
     #[error("a WAL write failed earlier ({0}); reopen the database")]
     Poisoned(String),
 }
@@ -261,8 +272,30 @@ pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 pub struct CompactionStatus {
     pub runs: u64,
     pub failed: u64,
+    /// Blocks cut from the head.
     pub blocks_written: u64,
+    /// Block merges (leveled, vertical, tombstone rewrites).
+    pub blocks_merged: u64,
     pub last_error: Option<String>,
+}
+
+/// What one [`DbCore::compact`] did.
+#[derive(Clone, Debug, Default)]
+pub struct CompactReport {
+    /// Blocks cut from the head.
+    pub head_blocks: Vec<block::Ulid>,
+    /// Each merge: its inputs and the block written (`None` when nothing remained).
+    pub merged: Vec<(Vec<block::Ulid>, Option<block::Ulid>)>,
+    pub deleted_by_retention: usize,
+}
+
+/// Progress of a compaction, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub enum CompactProgress {
+    /// A merge starts: this many blocks holding this many series in all.
+    Merging { blocks: usize, series: u64 },
+    /// Input series merged so far out of the total.
+    Series { done: u64, total: u64 },
 }
 
 struct Wake {
@@ -410,13 +443,16 @@ impl DbCore {
         }
     }
 
-    /// Runs [`DbCore::compact_head`], recording the outcome in the compaction status.
+    /// Runs [`DbCore::compact`], recording the outcome in the compaction status.
     fn run_compaction(&self) {
-        let r = self.compact_head();
+        let r = self.compact(&mut |_| {});
         let mut st = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
         st.runs += 1;
         match r {
-            Ok(written) => st.blocks_written += written.len() as u64,
+            Ok(report) => {
+                st.blocks_written += report.head_blocks.len() as u64;
+                st.blocks_merged += report.merged.len() as u64;
+            }
             Err(e) => {
                 st.failed += 1;
                 st.last_error = Some(e.to_string());
@@ -498,6 +534,12 @@ impl DbCore {
     /// renamed; until the WAL is truncated a restart replays the WAL but skips what the block holds.
     /// Returns the blocks written.
     pub fn compact_head(&self) -> Result<Vec<block::Ulid>, DbError> {
+        let written = self.compact_head_only()?;
+        self.apply_retention()?;
+        Ok(written)
+    }
+
+    fn compact_head_only(&self) -> Result<Vec<block::Ulid>, DbError> {
         let Some(wal) = &self.wal else {
             return Err(DbError::ReadOnly);
         };
@@ -525,34 +567,143 @@ impl DbCore {
             self.truncate_head(maxt);
             self.truncate_wal(wal, maxt)?;
         }
-        self.apply_retention()?;
         Ok(written)
     }
 
+    /// Everything compaction does, as Prometheus' `db.Compact`: head compaction
+    /// ([`DbCore::compact_head`]), then block compaction — overlapping blocks merged (vertical),
+    /// blocks filling a larger range merged (leveled: 2h, 6h, 18h, ... up to 10% of retention or
+    /// 31 days), blocks with many deletions rewritten — until the planner finds nothing to do; then
+    /// retention. Merged inputs are deleted once their result is in place (a crash between the two
+    /// leaves parents that the next open deletes). `progress` hears of each merge.
+    pub fn compact(
+        &self,
+        progress: &mut dyn FnMut(CompactProgress),
+    ) -> Result<CompactReport, DbError> {
+        if self.wal.is_none() {
+            return Err(DbError::ReadOnly);
+        }
+        let mut report = CompactReport {
+            head_blocks: self.compact_head_only()?,
+            ..CompactReport::default()
+        };
+        let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let ranges = compact::default_block_ranges(self.opts.block_range_ms, self.opts.retention_ms);
+        loop {
+            let blocks = self.blocks();
+            let metas: Vec<block::BlockMeta> = blocks.iter().map(|b| b.meta().clone()).collect();
+            let chosen = compact::plan(&metas, &ranges);
+            if chosen.is_empty() {
+                break;
+            }
+            let inputs: Vec<Arc<Block>> = blocks
+                .into_iter()
+                .filter(|b| chosen.contains(&b.meta().ulid))
+                .collect();
+            progress(CompactProgress::Merging {
+                blocks: inputs.len(),
+                series: inputs.iter().map(|b| b.meta().stats.num_series).sum(),
+            });
+            let merged = compact::merge_blocks(&self.dir, &inputs, &mut |done, total| {
+                progress(CompactProgress::Series { done, total })
+            })?;
+            self.replace_blocks(&chosen, merged)?;
+            report.merged.push((chosen, merged));
+        }
+        drop(_one);
+        report.deleted_by_retention = self.apply_retention()?;
+        Ok(report)
+    }
+
+    /// Rewrites every block that has tombstones without its deleted data (Prometheus'
+    /// `CleanTombstones`); a block whose every sample was deleted is removed. Returns the
+    /// (old, new) pairs.
+    pub fn clean_tombstones(
+        &self,
+        progress: &mut dyn FnMut(CompactProgress),
+    ) -> Result<Vec<(block::Ulid, Option<block::Ulid>)>, DbError> {
+        if self.wal.is_none() {
+            return Err(DbError::ReadOnly);
+        }
+        let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for b in self.blocks() {
+            if b.tombstones().is_empty() {
+                continue;
+            }
+            progress(CompactProgress::Merging {
+                blocks: 1,
+                series: b.meta().stats.num_series,
+            });
+            let old = b.meta().ulid;
+            let new = compact::merge_blocks(&self.dir, std::slice::from_ref(&b), &mut |done, total| {
+                progress(CompactProgress::Series { done, total })
+            })?;
+            self.replace_blocks(&[old], new)?;
+            out.push((old, new));
+        }
+        Ok(out)
+    }
+
+    /// Puts block `new` (already written) in place of `old`: queriers from now on see the new
+    /// one; the old directories are deleted (queriers still holding them keep their mappings).
+    fn replace_blocks(&self, old: &[block::Ulid], new: Option<block::Ulid>) -> Result<(), DbError> {
+        let opened = match new {
+            Some(u) => Some(Arc::new(Block::open(&self.dir.join(u.to_string()))?)),
+            None => None,
+        };
+        let removed: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+            let (removed, kept): (Vec<_>, Vec<_>) = blocks
+                .drain(..)
+                .partition(|b| old.contains(&b.meta().ulid));
+            *blocks = kept;
+            blocks.extend(opened);
+            blocks.sort_by_key(|b| b.meta().min_time);
+            removed
+        };
+        for b in &removed {
+            delete_block_dir(b.dir())?;
+        }
+        Ok(())
+    }
+
     /// Deletes blocks beyond the retention time (Prometheus' `beyondTimeRetention`: blocks whose end
-    /// lies more than the retention before the newest block's end). A block is first renamed to
-    /// `ULID.tmp-for-deletion`, so a crash halfway leaves garbage that the next open removes, never
-    /// a half-deleted block. Returns how many were deleted.
+    /// lies more than the retention before the newest block's end), then, oldest first, blocks
+    /// while the directory (blocks, WAL, head chunks) is larger than the size retention
+    /// (`beyondSizeRetention`). A block is first renamed to `ULID.tmp-for-deletion`, so a crash
+    /// halfway leaves garbage that the next open removes, never a half-deleted block. Returns how
+    /// many were deleted.
     pub fn apply_retention(&self) -> Result<usize, DbError> {
-        if self.opts.retention_ms <= 0 || self.opts.read_only {
+        if self.opts.read_only {
             return Ok(0);
         }
         let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
-        let Some(newest) = blocks.iter().map(|b| b.meta().max_time).max() else {
-            return Ok(0);
-        };
-        let horizon = newest.saturating_sub(self.opts.retention_ms);
-        let (expired, kept): (Vec<_>, Vec<_>) =
-            blocks.drain(..).partition(|b| b.meta().max_time <= horizon);
-        *blocks = kept;
+        let mut expired = Vec::new();
+        if self.opts.retention_ms > 0 {
+            if let Some(newest) = blocks.iter().map(|b| b.meta().max_time).max() {
+                let horizon = newest.saturating_sub(self.opts.retention_ms);
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    blocks.drain(..).partition(|b| b.meta().max_time <= horizon);
+                *blocks = kept;
+                expired.extend(gone);
+            }
+        }
+        if self.opts.retention_bytes > 0 {
+            let mut total = dir_size(&self.dir.join("wal")) + dir_size(&self.dir.join("chunks_head"));
+            let sizes: Vec<u64> = blocks.iter().map(|b| dir_size(b.dir())).collect();
+            total += sizes.iter().sum::<u64>();
+            // Oldest first (the list is sorted by min time).
+            let mut n = 0;
+            while total > self.opts.retention_bytes && n < blocks.len() {
+                total -= sizes[n];
+                n += 1;
+            }
+            expired.extend(blocks.drain(..n));
+        }
         drop(blocks);
         for b in &expired {
-            let dir = b.dir().to_path_buf();
-            let mut doomed = dir.clone().into_os_string();
-            doomed.push(".tmp-for-deletion");
-            let doomed = PathBuf::from(doomed);
-            fs::rename(&dir, &doomed).map_err(io_err(&dir))?;
-            fs::remove_dir_all(&doomed).map_err(io_err(&doomed))?;
+            delete_block_dir(b.dir())?;
         }
         Ok(expired.len())
     }
@@ -731,6 +882,20 @@ fn open_blocks(
                 "{e} (block left in place and excluded from queries)"
             )),
         }
+    }
+    if !read_only {
+        // A crash after a merged block was written but before its inputs were deleted leaves
+        // both: the inputs (parents of a block that opened fine) go now, as do blocks compaction
+        // marked deletable.
+        let metas: Vec<block::BlockMeta> = blocks.iter().map(|b| b.meta().clone()).collect();
+        let parents = compact::deletable_parents(&metas);
+        let (doomed, kept): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| {
+            parents.contains(&b.meta().ulid) || b.meta().compaction.deletable
+        });
+        for b in &doomed {
+            delete_block_dir(b.dir())?;
+        }
+        blocks = kept;
     }
     blocks.sort_by_key(|b| b.meta().min_time);
     Ok(blocks)
@@ -1111,4 +1276,29 @@ mod tests {
         let db = Db::open(dir.path(), Options::default()).unwrap();
         assert_eq!(samples(&db), before);
     }
+}
+
+/// Deletes a block directory crash-safely: renamed to `ULID.tmp-for-deletion` first (which the next
+/// open removes), so a crash never leaves a half-deleted block under a block's name.
+fn delete_block_dir(dir: &Path) -> Result<(), DbError> {
+    let mut doomed = dir.to_path_buf().into_os_string();
+    doomed.push(".tmp-for-deletion");
+    let doomed = PathBuf::from(doomed);
+    fs::rename(dir, &doomed).map_err(io_err(dir))?;
+    fs::remove_dir_all(&doomed).map_err(io_err(&doomed))
+}
+
+/// Bytes of the files under `dir` (0 if it does not exist).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -13,6 +13,39 @@ use tsdb::promql::{QueryOptions, Value};
 use tsdb::wal::Compression;
 use tsdb::{Db, Options};
 
+/// Retention flags, with Prometheus' names and defaults.
+#[derive(clap::Args)]
+struct Retention {
+    /// Delete blocks whose data ends more than this before the newest data (0 keeps all).
+    #[arg(long = "retention.time", default_value = "15d", value_parser = parse_duration_ms)]
+    retention_time: i64,
+    /// Delete the oldest blocks while blocks, WAL and head chunks take more than this (e.g.
+    /// `512MB`, `10GB`; 0 = no limit).
+    #[arg(long = "retention.size", default_value = "0B", value_parser = parse_size)]
+    retention_size: u64,
+}
+
+impl Retention {
+    fn apply(&self, opts: Options) -> Options {
+        opts.retention_ms(self.retention_time)
+            .retention_bytes(self.retention_size)
+    }
+}
+
+fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    api::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    api::parse_size(s).map_err(|e| e.to_string())
+}
+
 #[derive(Parser)]
 #[command(
     name = "tsdbctl",
@@ -44,6 +77,8 @@ enum Cmd {
         /// is Prometheus' default, none is fastest).
         #[arg(long, value_enum, default_value_t = WalCompression::None)]
         wal_compression: WalCompression,
+        #[command(flatten)]
+        retention: Retention,
         /// Input files; `-` (or none) reads standard input.
         files: Vec<String>,
     },
@@ -79,9 +114,17 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
-    /// Compact the head: every range of it older than 1.5 block ranges becomes a block; then apply
-    /// retention.
+    /// Compact as Prometheus does: every range of the head older than 1.5 block ranges becomes a
+    /// block, overlapping blocks are merged, blocks filling a larger range (6h, 18h, ...) are merged;
+    /// then retention applies. (`tsdbctl ingest` and an open database do this in the background.)
     Compact {
+        #[arg(long, default_value = "./data")]
+        db: PathBuf,
+        #[command(flatten)]
+        retention: Retention,
+    },
+    /// Rewrite the blocks that have deletions (tombstones) without the deleted data.
+    CleanTombstones {
         #[arg(long, default_value = "./data")]
         db: PathBuf,
     },
@@ -125,8 +168,17 @@ fn main() -> ExitCode {
             timestamp,
             keep_going,
             wal_compression,
+            retention,
             files,
-        } => ingest(db, format, &timestamp, keep_going, wal_compression, files),
+        } => ingest(
+            db,
+            format,
+            &timestamp,
+            keep_going,
+            wal_compression,
+            &retention,
+            files,
+        ),
         Cmd::Query {
             db,
             time,
@@ -139,7 +191,8 @@ fn main() -> ExitCode {
         } => query(db, time, start.zip(end).zip(step), output, repeat, &expr),
         Cmd::Stats { db, output } => stats(db, output),
         Cmd::Inspect { db, limit } => inspect(db, limit),
-        Cmd::Compact { db } => compact(db),
+        Cmd::Compact { db, retention } => compact(db, &retention),
+        Cmd::CleanTombstones { db } => clean_tombstones(db),
     };
     match result {
         Ok(code) => code,
@@ -170,6 +223,7 @@ fn ingest(
     timestamp: &str,
     keep_going: bool,
     wal_compression: WalCompression,
+    retention: &Retention,
     mut files: Vec<String>,
 ) -> Result<ExitCode, String> {
     let ts = if timestamp == "now" {
@@ -187,7 +241,10 @@ fn ingest(
         WalCompression::Snappy => Compression::Snappy,
         WalCompression::Zstd => Compression::Zstd,
     };
-    let db = open(&dir, Options::default().wal_compression(compression))?;
+    let db = open(
+        &dir,
+        retention.apply(Options::default().wal_compression(compression)),
+    )?;
     let mut opts = IngestOptions::new(ts);
     opts.format = match format {
         FormatArg::Auto => None,
@@ -273,10 +330,16 @@ fn ingest(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    // Data older than 1.5 block ranges behind the newest sample goes into blocks now.
-    match db.compact_head() {
-        Ok(blocks) if !blocks.is_empty() => eprintln!("blocks written: {}", blocks.len()),
-        Ok(_) => {}
+    // Data older than 1.5 block ranges behind the newest sample goes into blocks now (the
+    // background compaction may have done part of it already), and blocks are merged.
+    match db.compact(&mut |_| {}) {
+        Ok(r) => {
+            let st = db.compaction_status();
+            let written = r.head_blocks.len() as u64 + st.blocks_written;
+            if written > 0 {
+                eprintln!("blocks written: {written}");
+            }
+        }
         Err(e) => {
             eprintln!("tsdbctl: error: compaction: {e}");
             failed += 1;
@@ -574,17 +637,100 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn compact(dir: PathBuf) -> Result<ExitCode, String> {
+fn compact(dir: PathBuf, retention: &Retention) -> Result<ExitCode, String> {
     require_db(&dir)?;
-    let db = open(&dir, Options::default().background_compaction(false))?;
-    let written = db.compact_head().map_err(|e| e.to_string())?;
-    for u in &written {
+    let db = open(
+        &dir,
+        retention.apply(Options::default().background_compaction(false)),
+    )?;
+    let mut bar = CompactBar::new();
+    let report = db
+        .compact(&mut |p| bar.update(p))
+        .map_err(|e| e.to_string())?;
+    bar.finish();
+    for u in &report.head_blocks {
         eprintln!("block written: {u}");
     }
+    for (from, to) in &report.merged {
+        let from: Vec<String> = from.iter().map(|u| u.to_string()).collect();
+        match to {
+            Some(u) => eprintln!("blocks merged: {} -> {u}", from.join(" + ")),
+            None => eprintln!("blocks merged: {} -> nothing left", from.join(" + ")),
+        }
+    }
     eprintln!(
-        "blocks written: {}; blocks now: {}",
-        written.len(),
+        "blocks written: {}; merges: {}; deleted by retention: {}; blocks now: {}",
+        report.head_blocks.len(),
+        report.merged.len(),
+        report.deleted_by_retention,
         db.blocks().len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn clean_tombstones(dir: PathBuf) -> Result<ExitCode, String> {
+    require_db(&dir)?;
+    let db = open(&dir, Options::default().background_compaction(false))?;
+    let mut bar = CompactBar::new();
+    let cleaned = db
+        .clean_tombstones(&mut |p| bar.update(p))
+        .map_err(|e| e.to_string())?;
+    bar.finish();
+    for (old, new) in &cleaned {
+        match new {
+            Some(n) => eprintln!("block rewritten: {old} -> {n}"),
+            None => eprintln!("block removed (everything in it was deleted): {old}"),
+        }
+    }
+    eprintln!("blocks with tombstones cleaned: {}", cleaned.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar over the series of each merge, on a terminal only.
+struct CompactBar {
+    bar: Option<indicatif::ProgressBar>,
+    tty: bool,
+}
+
+impl CompactBar {
+    fn new() -> CompactBar {
+        CompactBar {
+            bar: None,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, p: tsdb::db::CompactProgress) {
+        if !self.tty {
+            return;
+        }
+        match p {
+            tsdb::db::CompactProgress::Merging { blocks, series } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                let b = indicatif::ProgressBar::new(series);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} [{bar:40}] {pos}/{len} series ({eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b.set_message(format!("merging {blocks} blocks"));
+                self.bar = Some(b);
+            }
+            tsdb::db::CompactProgress::Series { done, total } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(total);
+                    b.set_position(done);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
 }
