@@ -45,8 +45,8 @@
 //! exceptions is coded as the XOR of consecutive values' bits instead. Every series' integers are
 //! split into byte planes (byte k of every integer), and all series' most significant planes are
 //! written before all other planes: zstd's Huffman tables are per 128 KiB block, and keeping the
-//! skewed top bytes apart from the near-uniform low bytes measured 6 % smaller on the standard
-//! dataset than series-major order.
+//! skewed top bytes apart from the near-uniform low bytes measured 2.8 % smaller on the standard
+//! dataset than series-major order (4,384,874 vs 4,511,327 bytes).
 //!
 //! Everything is lossless: values are bit-exact and the rebuilt XOR chunks are byte-identical to
 //! the originals (checked while encoding; a series whose chunk does not re-encode identically is
@@ -92,7 +92,7 @@ pub const ARCHIVE_VERSION: u8 = 1;
 /// Key of our extension object in meta.json (Prometheus ignores unknown keys).
 pub const META_KEY: &str = "tsdbctl";
 /// zstd level `tsdbctl archive` uses unless told otherwise.
-pub const DEFAULT_LEVEL: i32 = 19;
+pub const DEFAULT_LEVEL: i32 = 9;
 /// Suffix a block directory gets while it is being deleted.
 pub const TMP_FOR_DELETION_SUFFIX: &str = ".tmp-for-deletion";
 /// Name of the data directory's lock file (the one [`crate::Db::open`] locks).
@@ -300,7 +300,9 @@ fn decimal_at(v: f64, e: usize) -> Option<i64> {
     if !m.is_finite() || m.abs() > MAX_MANTISSA {
         return None;
     }
-    ((m / p).to_bits() == v.to_bits()).then_some(m as i64)
+    let m = m as i64;
+    // Checked through the decoder's own formula: it is what must give `v` back (-0.0 does not).
+    (decimal_value(m, e).to_bits() == v.to_bits()).then_some(m)
 }
 
 /// Smallest exponent at which `v` is a short decimal.
