@@ -1,6 +1,8 @@
 //! `tsdbctl`: the command-line shell over the `tsdb` library. Subcommands parse arguments, call the
 //! library, and format output; no storage or query logic lives here.
 
+mod archive;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -85,6 +87,11 @@ enum Cmd {
         #[arg(long, default_value = "./data")]
         db: PathBuf,
     },
+    /// Replace blocks by archive blocks: much smaller, but Prometheus cannot read them (an
+    /// extension, off by default; `unarchive` converts back).
+    Archive(archive::ArchiveArgs),
+    /// Turn archive blocks back into Prometheus-compatible blocks.
+    Unarchive(archive::UnarchiveArgs),
     /// Open the database (replaying its WAL) and report what is in it, how long the replay took and
     /// the memory it used.
     Stats {
@@ -140,6 +147,8 @@ fn main() -> ExitCode {
         Cmd::Stats { db, output } => stats(db, output),
         Cmd::Inspect { db, limit } => inspect(db, limit),
         Cmd::Compact { db } => compact(db),
+        Cmd::Archive(a) => archive::archive(a),
+        Cmd::Unarchive(a) => archive::unarchive(a),
     };
     match result {
         Ok(code) => code,
