@@ -11,10 +11,11 @@
 //! ```
 //!
 //! There is no `index` file and no `chunks/` directory. Prometheus (v2.42) reads meta.json, ignores
-//! the unknown `tsdbctl` key, then fails to open the block (`open chunk dir`/`open index file`: no
-//! such file); at startup it refuses to run ("opening storage failed ... unexpected corrupted
-//! block"), so it never misreads or deletes an archive. `promtool tsdb analyze/dump` fail the same
-//! way. Our [`super::Block::open`] recognises the `tsdbctl.archive` key and decodes the block.
+//! the unknown `tsdbctl` key, then fails to open the block; at startup it exits with "opening
+//! storage failed: reloadBlocks: corrupted block <ULID>: open <dir>/chunks: no such file or
+//! directory" and leaves the block alone, so it never misreads or deletes an archive (checked by
+//! `tests/archive.rs`). `promtool tsdb analyze/dump/list` fail with the same "corrupted block".
+//! Our [`super::Block::open`] recognises the `tsdbctl.archive` key and decodes the block.
 //!
 //! The `archive` file: magic [`ARCHIVE_MAGIC`], version [`ARCHIVE_VERSION`], the number of
 //! sections, then per section `uvarint raw_len, uvarint compressed_len, CRC32C(raw) (4 bytes BE),
