@@ -11,9 +11,9 @@
 //! ```
 //!
 //! There is no `index` file and no `chunks/` directory. Prometheus (v2.42) reads meta.json, ignores
-//! the unknown `tsdbctl` key, then fails to open the block; at startup it exits with "opening
-//! storage failed: reloadBlocks: corrupted block <ULID>: open <dir>/chunks: no such file or
-//! directory" and leaves the block alone, so it never misreads or deletes an archive (checked by
+//! the unknown `tsdbctl` key, then fails to open the block; at startup it exits with `opening
+//! storage failed: reloadBlocks: corrupted block ULID: open DIR/chunks: no such file or
+//! directory` and leaves the block alone, so it never misreads or deletes an archive (checked by
 //! `tests/archive.rs`). `promtool tsdb analyze/dump/list` fail with the same "corrupted block".
 //! Our [`super::Block::open`] recognises the `tsdbctl.archive` key and decodes the block.
 //!
