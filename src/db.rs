@@ -590,7 +590,10 @@ impl DbCore {
         let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
         let ranges = compact::default_block_ranges(self.opts.block_range_ms, self.opts.retention_ms);
         loop {
-            let blocks = self.blocks();
+            // Archive blocks were set aside on purpose: merging would write their data back in
+            // the compatible format.
+            let blocks: Vec<Arc<Block>> =
+                self.blocks().into_iter().filter(|b| !b.is_archive()).collect();
             let metas: Vec<block::BlockMeta> = blocks.iter().map(|b| b.meta().clone()).collect();
             let chosen = compact::plan(&metas, &ranges);
             if chosen.is_empty() {

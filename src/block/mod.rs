@@ -13,6 +13,7 @@
 //! block's name. [`Block::open`] maps the files and decodes lazily; every read checks its CRC and
 //! a damaged block is reported with its ULID and what failed. This module never deletes a block.
 
+pub mod archive;
 pub mod chunks;
 mod encoding;
 pub mod index;
@@ -88,6 +89,12 @@ pub enum BlockError {
         chunk_ref: u64,
         #[source]
         source: ChunkError,
+    },
+    #[error("block {block}: archive: {source}")]
+    Archive {
+        block: String,
+        #[source]
+        source: Box<archive::ArchiveError>,
     },
     #[error("block {block}: series {labels}: {what}")]
     BadInput {
@@ -420,11 +427,13 @@ pub struct Block {
     index: IndexFileReader,
     chunks: ChunkReader,
     tombstones: Tombstones,
+    archive: bool,
 }
 
 impl Block {
     /// Opens the block in `dir`, checking meta.json, the index's TOC, symbol table and postings
-    /// offset table, the chunk segment headers and the tombstones file.
+    /// offset table, the chunk segment headers and the tombstones file. An archive block
+    /// ([`archive`]) is decoded into memory and then reads like any other.
     pub fn open(dir: &Path) -> Result<Block, BlockError> {
         let name = dir
             .file_name()
@@ -444,17 +453,33 @@ impl Block {
             block: name.clone(),
             source,
         })?;
-        let index = IndexFileReader::open(&dir.join(index::INDEX_FILENAME)).map_err(|source| {
-            BlockError::Index {
-                block: name.clone(),
-                source,
-            }
+        let ext = archive::meta_extension(&raw).map_err(|source| BlockError::Meta {
+            block: name.clone(),
+            source,
         })?;
-        let chunks =
-            ChunkReader::open(&dir.join(CHUNKS_DIRNAME)).map_err(|source| BlockError::Chunks {
+        let archive = ext.is_some();
+        let (index, chunks) = if archive {
+            // An archive block (our extension): decoded whole into memory.
+            archive::open_in_memory(dir).map_err(|e| BlockError::Archive {
                 block: name.clone(),
-                source,
+                source: Box::new(e),
+            })?
+        } else {
+            let index =
+                IndexFileReader::open(&dir.join(index::INDEX_FILENAME)).map_err(|source| {
+                    BlockError::Index {
+                        block: name.clone(),
+                        source,
+                    }
+                })?;
+            let chunks = ChunkReader::open(&dir.join(CHUNKS_DIRNAME)).map_err(|source| {
+                BlockError::Chunks {
+                    block: name.clone(),
+                    source,
+                }
             })?;
+            (index, chunks)
+        };
         let tpath = dir.join(tombstones::TOMBSTONES_FILENAME);
         // Prometheus treats a missing tombstones file as no deletions.
         let tombstones = match fs::read(&tpath) {
@@ -473,7 +498,13 @@ impl Block {
             index,
             chunks,
             tombstones,
+            archive,
         })
+    }
+
+    /// Whether this is an archive block (our extension, see [`archive`]), held in memory.
+    pub fn is_archive(&self) -> bool {
+        self.archive
     }
 
     /// The block's directory.

@@ -1,6 +1,8 @@
 //! `tsdbctl`: the command-line shell over the `tsdb` library. Subcommands parse arguments, call the
 //! library, and format output; no storage or query logic lives here.
 
+mod archive;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -128,6 +130,11 @@ enum Cmd {
         #[arg(long, default_value = "./data")]
         db: PathBuf,
     },
+    /// Replace blocks by archive blocks: much smaller, but Prometheus cannot read them (an
+    /// extension, off by default; `unarchive` converts back).
+    Archive(archive::ArchiveArgs),
+    /// Turn archive blocks back into Prometheus-compatible blocks.
+    Unarchive(archive::UnarchiveArgs),
     /// Open the database (replaying its WAL) and report what is in it, how long the replay took and
     /// the memory it used.
     Stats {
@@ -193,6 +200,8 @@ fn main() -> ExitCode {
         Cmd::Inspect { db, limit } => inspect(db, limit),
         Cmd::Compact { db, retention } => compact(db, &retention),
         Cmd::CleanTombstones { db } => clean_tombstones(db),
+        Cmd::Archive(a) => archive::archive(a),
+        Cmd::Unarchive(a) => archive::unarchive(a),
     };
     match result {
         Ok(code) => code,
