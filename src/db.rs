@@ -588,12 +588,16 @@ impl DbCore {
             ..CompactReport::default()
         };
         let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
-        let ranges = compact::default_block_ranges(self.opts.block_range_ms, self.opts.retention_ms);
+        let ranges =
+            compact::default_block_ranges(self.opts.block_range_ms, self.opts.retention_ms);
         loop {
             // Archive blocks were set aside on purpose: merging would write their data back in
             // the compatible format.
-            let blocks: Vec<Arc<Block>> =
-                self.blocks().into_iter().filter(|b| !b.is_archive()).collect();
+            let blocks: Vec<Arc<Block>> = self
+                .blocks()
+                .into_iter()
+                .filter(|b| !b.is_archive())
+                .collect();
             let metas: Vec<block::BlockMeta> = blocks.iter().map(|b| b.meta().clone()).collect();
             let chosen = compact::plan(&metas, &ranges);
             if chosen.is_empty() {
@@ -631,7 +635,9 @@ impl DbCore {
         let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for b in self.blocks() {
-            if b.tombstones().is_empty() {
+            // An archive block keeps its tombstones (applied on read): rewriting it here would
+            // write it back in the compatible format.
+            if b.tombstones().is_empty() || b.is_archive() {
                 continue;
             }
             progress(CompactProgress::Merging {
@@ -639,9 +645,10 @@ impl DbCore {
                 series: b.meta().stats.num_series,
             });
             let old = b.meta().ulid;
-            let new = compact::merge_blocks(&self.dir, std::slice::from_ref(&b), &mut |done, total| {
-                progress(CompactProgress::Series { done, total })
-            })?;
+            let new =
+                compact::merge_blocks(&self.dir, std::slice::from_ref(&b), &mut |done, total| {
+                    progress(CompactProgress::Series { done, total })
+                })?;
             self.replace_blocks(&[old], new)?;
             out.push((old, new));
         }
@@ -657,9 +664,8 @@ impl DbCore {
         };
         let removed: Vec<Arc<Block>> = {
             let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
-            let (removed, kept): (Vec<_>, Vec<_>) = blocks
-                .drain(..)
-                .partition(|b| old.contains(&b.meta().ulid));
+            let (removed, kept): (Vec<_>, Vec<_>) =
+                blocks.drain(..).partition(|b| old.contains(&b.meta().ulid));
             *blocks = kept;
             blocks.extend(opened);
             blocks.sort_by_key(|b| b.meta().min_time);
@@ -693,7 +699,8 @@ impl DbCore {
             }
         }
         if self.opts.retention_bytes > 0 {
-            let mut total = dir_size(&self.dir.join("wal")) + dir_size(&self.dir.join("chunks_head"));
+            let mut total =
+                dir_size(&self.dir.join("wal")) + dir_size(&self.dir.join("chunks_head"));
             let sizes: Vec<u64> = blocks.iter().map(|b| dir_size(b.dir())).collect();
             total += sizes.iter().sum::<u64>();
             // Oldest first (the list is sorted by min time).
@@ -892,9 +899,9 @@ fn open_blocks(
         // marked deletable.
         let metas: Vec<block::BlockMeta> = blocks.iter().map(|b| b.meta().clone()).collect();
         let parents = compact::deletable_parents(&metas);
-        let (doomed, kept): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| {
-            parents.contains(&b.meta().ulid) || b.meta().compaction.deletable
-        });
+        let (doomed, kept): (Vec<_>, Vec<_>) = blocks
+            .into_iter()
+            .partition(|b| parents.contains(&b.meta().ulid) || b.meta().compaction.deletable);
         for b in &doomed {
             delete_block_dir(b.dir())?;
         }

@@ -130,6 +130,7 @@ fn retention_deletes_whole_blocks_beyond_it() {
         dir.path(),
         Options::default()
             .fsync(FsyncPolicy::Never)
+            .background_compaction(false)
             .retention_ms(2 * HOUR),
     )
     .unwrap();
@@ -220,4 +221,261 @@ fn background_compaction_cuts_blocks_while_appends_and_queries_go_on() {
     let seen: usize = all(&db).values().map(Vec::len).sum();
     assert_eq!(seen, total);
     assert!(db.head().time_range().unwrap().0 >= 4 * HOUR);
+}
+
+/// `hours` hours of `n` series at 15 s, one commit per hour.
+fn fill_hours(db: &Db, hours: i64, n: usize) -> usize {
+    let mut total = 0;
+    for hour in 0..hours {
+        let mut app = db.appender();
+        for step in 0..240i64 {
+            let t = hour * HOUR + step * 15_000 + 7;
+            for i in 0..n {
+                let l = Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]);
+                app.append(&l, t, (t / 1000) as f64 + i as f64 / 8.0)
+                    .unwrap();
+                total += 1;
+            }
+        }
+        app.commit().unwrap();
+    }
+    total
+}
+
+fn manual() -> Options {
+    Options::default()
+        .fsync(FsyncPolicy::Never)
+        .background_compaction(false)
+}
+
+fn ranges(db: &Db) -> Vec<(i64, i64, u32)> {
+    db.blocks()
+        .iter()
+        .map(|b| {
+            let m = b.meta();
+            (m.min_time / HOUR, m.max_time / HOUR, m.compaction.level)
+        })
+        .collect()
+}
+
+/// Prometheus' leveled compaction: three 2h blocks filling [0h,6h) become one level-2 block; the
+/// newest block is left alone; every sample is still there, once, also after a restart.
+#[test]
+fn leveled_compaction_merges_three_2h_blocks_into_a_6h_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let db = Db::open(dir.path(), manual()).unwrap();
+        let total = fill_hours(&db, 11, 20);
+        before = all(&db);
+        assert_eq!(before.values().map(Vec::len).sum::<usize>(), total);
+        let mut events = 0;
+        let report = db.compact(&mut |_| events += 1).unwrap();
+        assert_eq!(report.head_blocks.len(), 4, "{report:?}");
+        assert_eq!(report.merged.len(), 1, "{report:?}");
+        assert!(events >= 2);
+        assert_eq!(ranges(&db), vec![(0, 6, 2), (6, 8, 1)]);
+        assert_eq!(all(&db), before);
+        // The merged inputs are gone from the directory.
+        let dirs = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().join("meta.json").exists())
+            .count();
+        assert_eq!(dirs, 2);
+    }
+    let db = Db::open(dir.path(), manual()).unwrap();
+    assert_eq!(all(&db), before);
+    assert_eq!(ranges(&db), vec![(0, 6, 2), (6, 8, 1)]);
+}
+
+/// A crash after a merged block was written but before its inputs were deleted leaves both: the
+/// next open deletes the inputs (they are the merged block's parents), so nothing is doubled.
+#[test]
+fn a_crash_between_merge_and_deleting_its_inputs_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let db = Db::open(dir.path(), manual()).unwrap();
+        fill_hours(&db, 11, 5);
+        before = all(&db);
+        db.compact_head().unwrap();
+        let blocks = db.blocks();
+        assert_eq!(blocks.len(), 4);
+        // What compaction does up to the crash: the merged block is in place, inputs not deleted.
+        tsdb::compact::merge_blocks(dir.path(), &blocks[..3], &mut |_, _| {})
+            .unwrap()
+            .unwrap();
+    }
+    let db = Db::open(dir.path(), manual()).unwrap();
+    assert_eq!(ranges(&db), vec![(0, 6, 2), (6, 8, 1)]);
+    assert_eq!(all(&db), before);
+}
+
+/// Overlapping blocks (for example, one written by a backfill) are merged vertically.
+#[test]
+fn overlapping_blocks_are_merged_vertically() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let db = Db::open(dir.path(), manual()).unwrap();
+        fill_hours(&db, 5, 5);
+        db.compact_head().unwrap();
+        before = all(&db);
+    }
+    // A second copy of the first block: same data, overlapping range.
+    let src = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("meta.json").exists())
+        .unwrap();
+    let b = std::sync::Arc::new(tsdb::block::Block::open(&src).unwrap());
+    // A merge of one block is a rewrite under a new ULID; drop its parents so it stays.
+    let copy = tsdb::compact::merge_blocks(dir.path(), &[b], &mut |_, _| {})
+        .unwrap()
+        .unwrap();
+    let copy_dir = dir.path().join(copy.to_string());
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy_dir.join("meta.json")).unwrap()).unwrap();
+    meta["compaction"]["parents"] = serde_json::json!([]);
+    std::fs::write(copy_dir.join("meta.json"), meta.to_string()).unwrap();
+
+    let db = Db::open(dir.path(), manual()).unwrap();
+    assert_eq!(db.blocks().len(), 2);
+    assert_eq!(
+        all(&db),
+        before,
+        "overlapping blocks are deduplicated when read"
+    );
+    let report = db.compact(&mut |_| {}).unwrap();
+    assert_eq!(report.merged.len(), 1);
+    assert_eq!(db.blocks().len(), 1);
+    assert_eq!(all(&db), before);
+}
+
+/// `retention_bytes`: the oldest blocks go while blocks + WAL exceed the limit.
+#[test]
+fn size_retention_deletes_the_oldest_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), manual().retention_ms(0)).unwrap();
+    fill_hours(&db, 11, 50);
+    db.compact_head().unwrap();
+    assert_eq!(db.blocks().len(), 4);
+    let block_bytes: Vec<u64> = db.blocks().iter().map(|b| du(b.dir())).collect();
+    let wal = du(&dir.path().join("wal"));
+    drop(db);
+    // Room for the WAL and the two newest blocks, not three.
+    let limit = wal + block_bytes[2] + block_bytes[3] + block_bytes[1] / 2;
+    let db = Db::open(dir.path(), manual().retention_ms(0).retention_bytes(limit)).unwrap();
+    assert_eq!(db.apply_retention().unwrap(), 2);
+    assert_eq!(
+        ranges(&db).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![4, 6]
+    );
+}
+
+fn du(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                du(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+/// A damaged block is reported with its ULID and what failed, left in place, and excluded; the
+/// rest of the data stays queryable.
+#[test]
+fn a_damaged_block_is_reported_left_in_place_and_the_rest_is_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    let damaged;
+    {
+        let db = Db::open(dir.path(), manual()).unwrap();
+        fill_hours(&db, 7, 5);
+        db.compact_head().unwrap();
+        assert_eq!(db.blocks().len(), 2);
+        damaged = db.blocks()[0].dir().to_path_buf();
+        before = all(&db);
+    }
+    let index = damaged.join("index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0xff; // inside the TOC: its CRC fails
+    std::fs::write(&index, &bytes).unwrap();
+    let ulid = damaged.file_name().unwrap().to_string_lossy().into_owned();
+
+    let db = Db::open(dir.path(), manual()).unwrap();
+    let warnings = &db.open_report().warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&ulid) && w.contains("left in place")),
+        "{warnings:?}"
+    );
+    assert_eq!(db.blocks().len(), 1);
+    assert!(damaged.join("meta.json").exists(), "never deleted");
+    let after = all(&db);
+    let want: Model = before
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.iter().filter(|s| s.0 >= 2 * HOUR).copied().collect(),
+            )
+        })
+        .collect();
+    assert_eq!(after, want);
+    // Compaction neither touches nor deletes it.
+    db.compact(&mut |_| {}).unwrap();
+    assert!(damaged.join("meta.json").exists());
+}
+
+/// `clean_tombstones` rewrites blocks with deletions without the deleted samples.
+#[test]
+fn clean_tombstones_rewrites_blocks_without_deleted_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    let bdir;
+    {
+        let db = Db::open(dir.path(), manual()).unwrap();
+        fill_hours(&db, 7, 5);
+        db.compact_head().unwrap();
+        before = all(&db);
+        bdir = db.blocks()[0].dir().to_path_buf();
+    }
+    // Series 1 of the first block loses [0, 1h].
+    let b = tsdb::block::Block::open(&bdir).unwrap();
+    let refs = b
+        .series_refs(&[Matcher::new(MatchType::Equal, "i", "1").unwrap()])
+        .unwrap();
+    let mut t = tsdb::block::Tombstones::new();
+    t.add(
+        refs[0],
+        tsdb::block::Interval {
+            mint: 0,
+            maxt: HOUR,
+        },
+    );
+    std::fs::write(bdir.join("tombstones"), t.encode()).unwrap();
+    drop(b);
+
+    let db = Db::open(dir.path(), manual()).unwrap();
+    let mut want = before.clone();
+    let key = want.keys().find(|k| k.contains("i=\"1\"")).unwrap().clone();
+    want.get_mut(&key).unwrap().retain(|s| s.0 > HOUR);
+    assert_eq!(all(&db), want, "tombstones hide the samples");
+    let cleaned = db.clean_tombstones(&mut |_| {}).unwrap();
+    assert_eq!(cleaned.len(), 1);
+    assert!(db.blocks().iter().all(|b| b.tombstones().is_empty()));
+    assert!(!bdir.exists());
+    assert_eq!(all(&db), want);
+    drop(db);
+    let db = Db::open(dir.path(), manual()).unwrap();
+    assert_eq!(all(&db), want);
 }
