@@ -164,7 +164,7 @@ pub enum DbError {
     #[error("a WAL replay worker panicked")]
     ReplayWorker,
     #[error("compaction: {0}")]
-    Compact(#[from] compact::CompactError),
+    Compact(Box<compact::CompactError>),
     #[error("a WAL write failed earlier ({0}); reopen the database")]
     Poisoned(String),
 }
@@ -1125,6 +1125,37 @@ fn replay_worker(
     stats
 }
 
+/// Deletes a block directory crash-safely: renamed to `ULID.tmp-for-deletion` first (which the next
+/// open removes), so a crash never leaves a half-deleted block under a block's name.
+fn delete_block_dir(dir: &Path) -> Result<(), DbError> {
+    let mut doomed = dir.to_path_buf().into_os_string();
+    doomed.push(".tmp-for-deletion");
+    let doomed = PathBuf::from(doomed);
+    fs::rename(dir, &doomed).map_err(io_err(dir))?;
+    fs::remove_dir_all(&doomed).map_err(io_err(&doomed))
+}
+
+/// Bytes of the files under `dir` (0 if it does not exist).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl From<compact::CompactError> for DbError {
+    fn from(e: compact::CompactError) -> DbError {
+        DbError::Compact(Box::new(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1286,29 +1317,4 @@ mod tests {
         let db = Db::open(dir.path(), Options::default()).unwrap();
         assert_eq!(samples(&db), before);
     }
-}
-
-/// Deletes a block directory crash-safely: renamed to `ULID.tmp-for-deletion` first (which the next
-/// open removes), so a crash never leaves a half-deleted block under a block's name.
-fn delete_block_dir(dir: &Path) -> Result<(), DbError> {
-    let mut doomed = dir.to_path_buf().into_os_string();
-    doomed.push(".tmp-for-deletion");
-    let doomed = PathBuf::from(doomed);
-    fs::rename(dir, &doomed).map_err(io_err(dir))?;
-    fs::remove_dir_all(&doomed).map_err(io_err(&doomed))
-}
-
-/// Bytes of the files under `dir` (0 if it does not exist).
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
