@@ -7,138 +7,21 @@
 //! zstd is not checked here: Prometheus added zstd WAL records in 2.46; 2.42 cannot read them.
 //! Without the binary the tests print a skip notice, or fail if `TSDB_REQUIRE_PEERS=1`.
 
+mod common;
+
+use common::{available, url_encode, Prometheus, PROMETHEUS};
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tsdb::labels::Labels;
 use tsdb::wal::record::{self, RecordType, RefSample};
 use tsdb::wal::{recover, segments, Compression, Wal, WalOptions, WalReader, PAGE_SIZE};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 const STALE_NAN: u64 = 0x7ff0000000000002;
 
 fn prometheus_available() -> bool {
-    if Path::new(PROMETHEUS).exists() {
-        return true;
-    }
-    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{PROMETHEUS} is missing and TSDB_REQUIRE_PEERS=1");
-    }
-    eprintln!("SKIP: {PROMETHEUS} not installed; Prometheus cross-checks not run");
-    false
-}
-
-/// A running Prometheus, killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    fn start(data: &Path, config: &str) -> Prometheus {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cfg = data.join("prometheus.yml");
-        fs::write(&cfg, config.replace("PORT", &port.to_string())).unwrap();
-        let log = data.join("prometheus.log");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let p = Prometheus { child, port, log };
-        p.wait_ready();
-        p
-    }
-
-    fn logs(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = self.get("/-/ready") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("Prometheus not ready after 60 s; log:\n{}", self.logs());
-    }
-
-    fn get(&self, path: &str) -> std::io::Result<(u32, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        // HTTP/1.0: the server closes the connection and sends no chunked encoding.
-        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Ok((status, body.to_string()))
-    }
-
-    /// SIGTERM, then wait for a clean exit (Prometheus closes its WAL on the way out).
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM {pid}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "Prometheus exit {status}; log:\n{}",
-                    self.logs()
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("Prometheus did not stop after SIGTERM");
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    available(PROMETHEUS)
 }
 
 /// Prometheus prints timestamps as seconds with up to 3 decimals.

@@ -1,0 +1,173 @@
+//! Shared by the integration tests that run the real Prometheus 2.42 and promtool from Debian's
+//! package (`/usr/bin/prometheus`, `/usr/bin/promtool`) and the bench's dataset generator.
+//! Without a binary a test prints a skip notice, or fails when `TSDB_REQUIRE_PEERS=1` (CI).
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// Whether `path` exists; if not, a skip notice, or a panic under `TSDB_REQUIRE_PEERS=1`.
+pub fn available(path: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{path} is missing and TSDB_REQUIRE_PEERS=1");
+    }
+    eprintln!("SKIP: {path} not installed; cross-check not run");
+    false
+}
+
+/// The bench's deterministic dataset generator (`../shared/bench/gen_dataset.py` beside the
+/// repository, or `$TSDB_GEN_DATASET`), if present (else skip, or panic under
+/// `TSDB_REQUIRE_PEERS=1`).
+pub fn gen_dataset() -> Option<PathBuf> {
+    let p = std::env::var_os("TSDB_GEN_DATASET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_dataset.py")
+        });
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{} is missing and TSDB_REQUIRE_PEERS=1", p.display());
+    }
+    eprintln!("SKIP: {} not found", p.display());
+    None
+}
+
+/// Runs the generator with `args` into `out`; returns (start, end) in Unix seconds.
+pub fn generate(script: &Path, out: &Path, args: &[&str]) -> (i64, i64) {
+    let o = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let field = |k: &str| -> i64 {
+        err.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {err}"))
+    };
+    (field("start="), field("end="))
+}
+
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A running Prometheus, killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    pub fn start(data: &Path, config: &str) -> Prometheus {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = data.join("prometheus.yml");
+        fs::write(&cfg, config.replace("PORT", &port.to_string())).unwrap();
+        let log = data.join("prometheus.log");
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Prometheus { child, port, log };
+        p.wait_ready();
+        p
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = self.get("/-/ready") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("Prometheus not ready after 60 s; log:\n{}", self.logs());
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<(u32, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        // HTTP/1.0: the server closes the connection and sends no chunked encoding.
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Ok((status, body.to_string()))
+    }
+
+    /// SIGTERM, then wait for a clean exit (Prometheus closes its WAL on the way out).
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "Prometheus exit {status}; log:\n{}",
+                    self.logs()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Prometheus did not stop after SIGTERM");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
