@@ -1224,6 +1224,52 @@ mod tests {
     }
 
     #[test]
+    fn a_head_deletion_is_logged_as_a_prometheus_tombstones_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        for k in 0..10 {
+            commit_batch(&db, k);
+        }
+        let id = db.head().lookup(&labels(3)).unwrap().id;
+        // Clamped to the series' samples, 0..=9000; other series untouched.
+        let st = db
+            .delete(&[Matcher::equal("i", "3")], 4_000, i64::MAX)
+            .unwrap();
+        assert_eq!((st.series, st.head_series, st.blocks.len()), (1, 1, 0));
+        let got = samples(&db);
+        assert_eq!(got[0].1.len(), 10);
+        let s3 = got.iter().find(|(l, _)| l.contains("i=\"3\"")).unwrap();
+        assert_eq!(
+            s3.1.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [0, 1000, 2000, 3000]
+        );
+        // An inverted range or no matchers delete nothing and log nothing.
+        assert_eq!(db.delete(&[], 0, 10_000).unwrap(), DeleteStats::default());
+        let none = db.delete(&[Matcher::equal("i", "3")], 5, 4).unwrap();
+        assert_eq!(none, DeleteStats::default());
+        drop(db);
+
+        let mut r = WalReader::open(&dir.path().join("wal")).unwrap();
+        let mut stones = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            if record::record_type(rec) == RecordType::Tombstones {
+                record::decode_tombstones(rec, &mut stones).unwrap();
+            }
+        }
+        assert_eq!(
+            stones,
+            [Stone {
+                series: id,
+                mint: 4_000,
+                maxt: 9_000
+            }]
+        );
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(db.open_report().replayed_tombstones, 1);
+        assert_eq!(samples(&db), got);
+    }
+
+    #[test]
     fn replay_reads_the_checkpoint_then_the_later_segments() {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");

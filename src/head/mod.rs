@@ -569,6 +569,74 @@ mod tests {
     }
 
     #[test]
+    fn deletion_intervals_are_clamped_to_each_series() {
+        let h = Head::new(7_200_000, 1);
+        let a = Labels::from_pairs(&[("__name__", "m"), ("s", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "m"), ("s", "b")]);
+        let other = Labels::from_pairs(&[("__name__", "x")]);
+        let mut app = h.appender();
+        for t in 10..=20 {
+            app.append(&a, t * 1000, 1.0).unwrap();
+            app.append(&other, t * 1000, 1.0).unwrap();
+        }
+        for t in 50..=60 {
+            app.append(&b, t * 1000, 2.0).unwrap();
+        }
+        commit(app);
+        let (ia, ib) = (h.lookup(&a).unwrap().id, h.lookup(&b).unwrap().id);
+        let m = [Matcher::equal("__name__", "m")];
+        let iv = |mint, maxt| Interval { mint, maxt };
+        assert_eq!(
+            h.deletion_intervals(&m, i64::MIN, i64::MAX),
+            vec![(ia, iv(10_000, 20_000)), (ib, iv(50_000, 60_000))]
+        );
+        // Series b has nothing in range: no interval (Prometheus would log an empty one).
+        assert_eq!(
+            h.deletion_intervals(&m, 15_000, 30_000),
+            vec![(ia, iv(15_000, 20_000))]
+        );
+        assert!(h.deletion_intervals(&m, 30_000, 20_000).is_empty());
+        assert!(h.deletion_intervals(&[], i64::MIN, i64::MAX).is_empty());
+        // A series with only staged samples has nothing to delete.
+        let staged = Labels::from_pairs(&[("__name__", "m"), ("s", "c")]);
+        let mut app = h.appender();
+        app.append(&staged, 1000, 1.0).unwrap();
+        assert_eq!(h.deletion_intervals(&m, i64::MIN, i64::MAX).len(), 2);
+        app.rollback();
+    }
+
+    #[test]
+    fn truncation_drops_tombstones_of_removed_data() {
+        let h = Head::new(7_200_000, 1);
+        let old = Labels::from_pairs(&[("__name__", "m"), ("s", "old")]);
+        let live = Labels::from_pairs(&[("__name__", "m"), ("s", "live")]);
+        let mut app = h.appender();
+        for i in 0..1000i64 {
+            if i < 400 {
+                app.append(&old, i * 15_000, 1.0).unwrap();
+            }
+            app.append(&live, i * 15_000, 2.0).unwrap();
+        }
+        commit(app);
+        let (io, il) = (h.lookup(&old).unwrap().id, h.lookup(&live).unwrap().id);
+        let iv = |mint, maxt| Interval { mint, maxt };
+        h.add_tombstone(io, iv(0, 100_000));
+        h.add_tombstone(il, iv(0, 100_000));
+        h.add_tombstone(il, iv(7_000_000, 7_300_000));
+        h.add_tombstone(il, iv(8_000_000, 9_000_000));
+        assert_eq!(h.tombstones().total(), 4);
+        h.truncate(7_200_000);
+        // The removed series' tombstones go; of the live one's, those ending before the new
+        // minimum time go, one reaching past it stays whole.
+        let t = h.tombstones();
+        assert!(t.get(io).is_empty());
+        assert_eq!(
+            t.get(il),
+            [iv(7_000_000, 7_300_000), iv(8_000_000, 9_000_000)]
+        );
+    }
+
+    #[test]
     fn staged_samples_of_a_removed_series_move_to_its_successor() {
         let h = Head::new(7_200_000, 1);
         let l = Labels::from_pairs(&[("__name__", "m")]);
