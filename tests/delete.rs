@@ -260,6 +260,44 @@ fn compaction_after_delete_leaves_no_deleted_sample_in_the_block() {
     assert_eq!(all(&db), want);
 }
 
+/// Prometheus' head tombstones hide every sample in their interval, also one appended after the
+/// deletion; but the interval ends at the series' last sample, and appends cannot go back in
+/// time, so only a repeat of that last sample could land in it, and that is an ignored duplicate.
+#[test]
+fn samples_appended_after_a_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let l = labels(1);
+    let data = dataset(2, 0, 10 * MIN);
+    append(&db, &data);
+    let last = data[&l].last().unwrap().0;
+    let st = db
+        .delete(&[Matcher::equal("s", "1")], 5 * MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(st.head_series, 1);
+    assert_eq!(db.head().tombstones().total(), 1);
+    let mut app = db.appender();
+    app.append(&l, last, 1e6 + (last / 1000) as f64).unwrap();
+    assert!(app.append(&l, last, 7.0).is_err());
+    assert!(app.append(&l, last - STEP, 7.0).is_err());
+    let st = app.commit().unwrap();
+    assert_eq!((st.appended, st.no_ops), (0, 1));
+    let mut app = db.appender();
+    app.append(&l, last + STEP, 42.0).unwrap();
+    assert_eq!(app.commit().unwrap().appended, 1);
+    let got = all(&db);
+    let mut want: Vec<(i64, f64)> = data[&l]
+        .iter()
+        .copied()
+        .filter(|&(t, _)| t < 5 * MIN)
+        .collect();
+    want.push((last + STEP, 42.0));
+    assert_eq!(got[&l], want);
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(all(&db)[&l], want);
+}
+
 #[test]
 fn delete_waits_for_a_concurrent_compaction() {
     // Deletions race a background compaction thread that cuts blocks from the head: every
