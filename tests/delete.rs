@@ -317,9 +317,12 @@ fn delete_waits_for_a_concurrent_compaction() {
         want = without(&want, &sel, d0, d1);
         assert_eq!(all(&db), want, "after hour {h}");
     }
+    let status = db.compaction_status();
     drop(db);
     let db = Db::open(dir.path(), o.background_compaction(false)).unwrap();
     assert_eq!(all(&db), want);
+    eprintln!("compactions: {status:?}; blocks: {}", db.blocks().len());
+    assert!(!db.blocks().is_empty(), "{status:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
