@@ -26,9 +26,9 @@
 use crate::block::{self, Block, BlockError};
 use crate::compact;
 use crate::head::{self, CommitStats, Head, MemSeries};
-use crate::labels::Labels;
+use crate::labels::{Labels, Matcher};
 use crate::querier::{LiveBlocks, Querier};
-use crate::wal::record::{self, RecordType, RefSample};
+use crate::wal::record::{self, RecordType, RefSample, Stone};
 use crate::wal::{self, Compression, Wal, WalError, WalOptions, WalReader};
 use std::collections::HashMap;
 use std::fs::{self, File, TryLockError};
@@ -191,7 +191,21 @@ pub struct OpenReport {
     pub replay_in_blocks: u64,
     /// Blocks opened.
     pub blocks: usize,
+    /// Deletion intervals replayed into the head's tombstones.
+    pub replayed_tombstones: u64,
     pub replay_seconds: f64,
+}
+
+/// What [`DbCore::delete`] deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteStats {
+    /// Distinct series (label sets) that got a deletion interval in the head or a block.
+    pub series: u64,
+    /// Head series that got a deletion interval (logged to the WAL).
+    pub head_series: u64,
+    /// Blocks whose tombstones were rewritten, oldest first, with how many of their series got an
+    /// interval.
+    pub blocks: Vec<(block::Ulid, u64)>,
 }
 
 struct WalState {
@@ -718,6 +732,91 @@ impl DbCore {
         Ok(expired.len())
     }
 
+    /// Deletes the samples in the closed range `[mint, maxt]` of the series the matchers select
+    /// (Prometheus' `DB.Delete`; its admin API's `delete_series` calls it once per `match[]`, with
+    /// the range defaulting to all time). No matchers select nothing.
+    ///
+    /// Each block overlapping the range gets tombstones ([`Block::delete`]: the `tombstones` file
+    /// and meta.json replaced atomically) and is reopened in the block list. In the head, the
+    /// matching series get the range clamped to their first and last sample as head tombstones,
+    /// logged first to the WAL as a Prometheus tombstones record in a commit of its own, so a
+    /// restart (ours or Prometheus') replays the deletion. Reads leave deleted samples out at once;
+    /// compaction drops them for good (a head range becomes a block without them; merging blocks
+    /// applies their tombstones). Holds the compaction lock throughout, so no compaction cuts a
+    /// block from the head or merges blocks while intervals are being added.
+    ///
+    /// Not atomic across blocks and the head (neither is Prometheus'): an error or crash part-way
+    /// leaves the deletion done in some of them; repeating the call completes it.
+    pub fn delete(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<DeleteStats, DbError> {
+        let Some(wal) = &self.wal else {
+            return Err(DbError::ReadOnly);
+        };
+        let mut stats = DeleteStats::default();
+        if mint > maxt || matchers.is_empty() {
+            return Ok(stats);
+        }
+        let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut deleted: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+        for b in self.blocks() {
+            let Some(d) = b.delete(matchers, mint, maxt)? else {
+                continue;
+            };
+            stats
+                .blocks
+                .push((d.block.meta().ulid, d.series.len() as u64));
+            deleted.extend(d.series);
+            let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = blocks.iter_mut().find(|x| Arc::ptr_eq(x, &b)) {
+                *slot = Arc::new(d.block);
+            }
+        }
+
+        let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = &w.failed {
+            return Err(DbError::Poisoned(f.clone()));
+        }
+        // Under the WAL lock, so the clamping sees the head as the WAL has it.
+        let intervals = self.head.deletion_intervals(matchers, mint, maxt);
+        if !intervals.is_empty() {
+            let stones: Vec<Stone> = intervals
+                .iter()
+                .map(|&(series, iv)| Stone {
+                    series,
+                    mint: iv.mint,
+                    maxt: iv.maxt,
+                })
+                .collect();
+            let mut rec = Vec::new();
+            record::encode_tombstones(&stones, &mut rec);
+            let state = &mut *w;
+            let written = log_sync(
+                &mut state.wal,
+                &[&rec],
+                self.opts.fsync,
+                &mut state.last_sync,
+            );
+            if let Err(e) = written {
+                w.failed = Some(e.to_string());
+                return Err(e.into());
+            }
+            for &(id, iv) in &intervals {
+                self.head.add_tombstone(id, iv);
+                if let Some(s) = self.head.series(id) {
+                    deleted.insert(s.to_labels());
+                }
+            }
+            stats.head_series = intervals.len() as u64;
+        }
+        drop(w);
+        stats.series = deleted.len() as u64;
+        Ok(stats)
+    }
+
     /// Checkpoints the WAL segments before the current one, keeping series still in the head and
     /// samples from `mint` on, then deletes them (Prometheus' `truncateWAL`).
     fn truncate_wal(&self, wal: &Mutex<WalState>, mint: i64) -> Result<(), DbError> {
@@ -795,7 +894,17 @@ fn write_commit(
     last_sync: &mut Instant,
 ) -> Result<(), WalError> {
     app.encode_records(&mut |rec: &[u8]| wal.log(rec))?;
-    wal.log_commit(&[])?;
+    log_sync(wal, &[], fsync, last_sync)
+}
+
+/// Logs `records` as one commit and fsyncs as the policy says.
+fn log_sync(
+    wal: &mut Wal,
+    records: &[&[u8]],
+    fsync: FsyncPolicy,
+    last_sync: &mut Instant,
+) -> Result<(), WalError> {
+    wal.log_commit(records)?;
     let sync = match fsync {
         FsyncPolicy::Commit => true,
         FsyncPolicy::Interval(d) => last_sync.elapsed() >= d,
@@ -939,6 +1048,8 @@ fn replay(
     let mut aliases: HashMap<u64, u64> = HashMap::new();
     let mut skipped: HashMap<String, u64> = HashMap::new();
     let mut samples_buf: Vec<RefSample> = Vec::new();
+    let mut stones_buf: Vec<Stone> = Vec::new();
+    let mut unknown_stones = 0u64;
 
     let results = std::thread::scope(|scope| -> Result<Vec<ReplayStats>, DbError> {
         let mut senders = Vec::with_capacity(shards);
@@ -978,6 +1089,29 @@ fn replay(
                             })
                         }
                         RecordType::Samples => record::decode_samples(rec, &mut samples_buf),
+                        RecordType::Tombstones => {
+                            stones_buf.clear();
+                            let r = record::decode_tombstones(rec, &mut stones_buf);
+                            // As Prometheus' `loadWAL`: intervals wholly before the head's valid
+                            // range are moot, those of unknown series are counted and dropped.
+                            // Tombstones apply to whatever samples they cover, whenever those
+                            // were appended, so the workers' progress does not matter.
+                            let min_valid = head.min_valid_time();
+                            for st in stones_buf.iter().filter(|st| st.maxt >= min_valid) {
+                                let id = aliases.get(&st.series).copied().unwrap_or(st.series);
+                                if head.series(id).is_none() {
+                                    unknown_stones += 1;
+                                    continue;
+                                }
+                                let iv = block::Interval {
+                                    mint: st.mint,
+                                    maxt: st.maxt,
+                                };
+                                head.add_tombstone(id, iv);
+                                report.replayed_tombstones += 1;
+                            }
+                            r
+                        }
                         other => {
                             *skipped.entry(format!("{other:?}")).or_default() += 1;
                             Ok(())
@@ -1043,13 +1177,18 @@ fn replay(
         report.replay_in_blocks += r.in_blocks;
     }
     // Our commit markers and segment headers never get here (the reader skips them). What does is
-    // a Prometheus WAL's other records: deletions (tombstones), exemplars, metadata, histograms —
-    // not applied yet, so say so.
+    // a Prometheus WAL's other records: exemplars, metadata, histograms — not applied yet, so say
+    // so.
     let mut skipped: Vec<(String, u64)> = skipped.into_iter().collect();
     skipped.sort();
     for (kind, n) in skipped {
         report.warnings.push(format!(
             "WAL replay skipped {n} {kind} record(s) (not supported yet)"
+        ));
+    }
+    if unknown_stones > 0 {
+        report.warnings.push(format!(
+            "WAL replay dropped {unknown_stones} deletion interval(s) of series with no series record"
         ));
     }
     if report.unknown_series_samples > 0 {
@@ -1288,6 +1427,52 @@ mod tests {
         drop(db);
         let db = Db::open(dir.path(), Options::default()).unwrap();
         assert_eq!(db.open_report().replayed_samples, 4000);
+    }
+
+    #[test]
+    fn a_head_deletion_is_logged_as_a_prometheus_tombstones_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        for k in 0..10 {
+            commit_batch(&db, k);
+        }
+        let id = db.head().lookup(&labels(3)).unwrap().id;
+        // Clamped to the series' samples, 0..=9000; other series untouched.
+        let st = db
+            .delete(&[Matcher::equal("i", "3")], 4_000, i64::MAX)
+            .unwrap();
+        assert_eq!((st.series, st.head_series, st.blocks.len()), (1, 1, 0));
+        let got = samples(&db);
+        assert_eq!(got[0].1.len(), 10);
+        let s3 = got.iter().find(|(l, _)| l.contains("i=\"3\"")).unwrap();
+        assert_eq!(
+            s3.1.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [0, 1000, 2000, 3000]
+        );
+        // An inverted range or no matchers delete nothing and log nothing.
+        assert_eq!(db.delete(&[], 0, 10_000).unwrap(), DeleteStats::default());
+        let none = db.delete(&[Matcher::equal("i", "3")], 5, 4).unwrap();
+        assert_eq!(none, DeleteStats::default());
+        drop(db);
+
+        let mut r = WalReader::open(&dir.path().join("wal")).unwrap();
+        let mut stones = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            if record::record_type(rec) == RecordType::Tombstones {
+                record::decode_tombstones(rec, &mut stones).unwrap();
+            }
+        }
+        assert_eq!(
+            stones,
+            [Stone {
+                series: id,
+                mint: 4_000,
+                maxt: 9_000
+            }]
+        );
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(db.open_report().replayed_tombstones, 1);
+        assert_eq!(samples(&db), got);
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! set; each series' chunks are in time order. Should two sources overlap in time (they do not, by
 //! construction: the head rejects samples in a block's range), iteration keeps the first sample of
 //! a timestamp and skips any that would go back in time.
+//!
+//! Deleted samples (tombstones, of the head and of each block) are left out: a chunk a deletion
+//! interval overlaps is re-encoded without them, so consumers of [`Series::chunks`] never see them.
 
-use crate::block::Block;
+use crate::block::{self, Block, Interval};
 use crate::chunk::XorIterator;
 use crate::head::Head;
 use crate::labels::{Labels, Matcher};
@@ -245,6 +248,7 @@ impl<'a> Querier<'a> {
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, crate::db::DbError> {
         let mut merged: BTreeMap<Labels, Vec<ChunkMeta>> = BTreeMap::new();
         let ids = self.head.index().postings_for_matchers(matchers);
+        let tombstones = self.head.tombstones();
         for id in ids {
             let Some(s) = self.head.series(id) else {
                 continue;
@@ -272,10 +276,12 @@ impl<'a> Querier<'a> {
                 }
                 v
             };
+            let chunks = without_deleted(chunks, tombstones.get(id));
             if !chunks.is_empty() {
                 merged.entry(s.to_labels()).or_default().extend(chunks);
             }
         }
+        drop(tombstones);
         for b in &self.blocks_after_head_read() {
             for (labels, chunks) in b.select(matchers, self.mint, self.maxt)? {
                 merged.entry(labels).or_default().extend(chunks);
@@ -314,4 +320,27 @@ impl<'a> Querier<'a> {
         }
         values.into_iter().collect()
     }
+}
+
+/// `chunks` of a head series without the samples `deleted` covers (chunks no interval overlaps
+/// are passed through untouched). Head chunks are our own encoding; one that fails to decode is
+/// dropped, as [`SampleIter`] would end it.
+pub(crate) fn without_deleted(chunks: Vec<ChunkMeta>, deleted: &[Interval]) -> Vec<ChunkMeta> {
+    if deleted.is_empty() {
+        return chunks;
+    }
+    chunks
+        .into_iter()
+        .filter_map(|c| {
+            if !deleted
+                .iter()
+                .any(|d| d.mint <= c.max_t && c.min_t <= d.maxt)
+            {
+                return Some(c);
+            }
+            block::chunk_without_deleted(&c.data, deleted)
+                .ok()
+                .flatten()
+        })
+        .collect()
 }

@@ -418,6 +418,60 @@ pub fn write_block(
     w.finish()
 }
 
+/// Replaces `dir/name` with `data` atomically, as Prometheus' `fileutil.Replace` does: the bytes go
+/// to `name.tmp`, which is fsynced and renamed over `name`, then the directory is fsynced. A crash
+/// leaves the old file or the new one, never a mix (a leftover `.tmp` is ignored by readers).
+fn replace_file(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    write_synced(&tmp, data)?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Prometheus' `clampInterval`: `[a, b]` narrowed to `[mint, maxt]`.
+fn clamp_interval(a: i64, b: i64, mint: i64, maxt: i64) -> Interval {
+    Interval {
+        mint: a.max(mint),
+        maxt: b.min(maxt),
+    }
+}
+
+/// The outcome of [`Block::delete`] when it added intervals.
+#[derive(Debug)]
+pub struct BlockDeletion {
+    /// The block reopened with its new tombstones and meta.json.
+    pub block: Block,
+    /// The series that got a deletion interval, in index order.
+    pub series: Vec<Labels>,
+}
+
+/// Re-encodes an XOR chunk without the samples any of `deleted` covers; `None` if none remain.
+/// Used wherever tombstones apply: block reads, head reads, and head compaction.
+pub fn chunk_without_deleted(
+    data: &[u8],
+    deleted: &[Interval],
+) -> Result<Option<ChunkMeta>, ChunkError> {
+    let mut app = XorAppender::new();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for s in XorIterator::new(data)? {
+        let (t, v) = s?;
+        if deleted.iter().any(|d| d.contains(t)) {
+            continue;
+        }
+        app.append(t, v);
+        lo = lo.min(t);
+        hi = hi.max(t);
+    }
+    if app.num_samples() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(ChunkMeta {
+        min_t: lo,
+        max_t: hi,
+        data: Arc::from(app.into_bytes()),
+    }))
+}
+
 /// An opened block: its metadata, mapped index and chunk segments, and tombstones.
 #[derive(Debug)]
 pub struct Block {
@@ -616,29 +670,76 @@ impl Block {
         data: &[u8],
         deleted: &[Interval],
     ) -> Result<Option<ChunkMeta>, BlockError> {
-        let bad = |source| BlockError::ChunkData {
+        chunk_without_deleted(data, deleted).map_err(|source| BlockError::ChunkData {
             block: self.name.clone(),
             chunk_ref,
             source,
-        };
-        let mut app = XorAppender::new();
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        for s in XorIterator::new(data).map_err(bad)? {
-            let (t, v) = s.map_err(bad)?;
-            if deleted.iter().any(|d| d.contains(t)) {
-                continue;
-            }
-            app.append(t, v);
-            lo = lo.min(t);
-            hi = hi.max(t);
-        }
-        if app.num_samples() == 0 {
+        })
+    }
+
+    /// Whether the block's half-open range `[min_time, max_time)` overlaps the closed `[mint, maxt]`
+    /// (Prometheus' `Block.OverlapsClosedInterval`).
+    pub fn overlaps_closed(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.min_time <= maxt && mint < self.meta.max_time
+    }
+
+    /// Deletes the samples in the closed range `[mint, maxt]` of the series the matchers select, as
+    /// Prometheus' `Block.Delete` does: every such series with a chunk overlapping the range gets
+    /// the range clamped to its own first and last chunk times as a tombstone, merged with the
+    /// block's existing ones; the `tombstones` file and then meta.json (`numTombstones`, the number
+    /// of intervals) are replaced atomically. The chunks stay as they are until compaction rewrites
+    /// the block; reads leave the deleted samples out meanwhile.
+    ///
+    /// Returns the block reopened with its new tombstones and the series that got an interval.
+    /// Unlike Prometheus, which rewrites both files on every call, nothing is written (and `None`
+    /// returned) when the tombstones would not change.
+    pub fn delete(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<BlockDeletion>, BlockError> {
+        if mint > maxt || !self.overlaps_closed(mint, maxt) {
             return Ok(None);
         }
-        Ok(Some(ChunkMeta {
-            min_t: lo,
-            max_t: hi,
-            data: Arc::from(app.into_bytes()),
+        let mut stones = self.tombstones.clone();
+        let mut series = Vec::new();
+        let mut labels = Vec::new();
+        let mut metas = Vec::new();
+        for r in self.series_refs(matchers)? {
+            self.index
+                .series_into(r, &mut labels, &mut metas)
+                .map_err(|e| self.index_err(e))?;
+            let (Some(first), Some(last)) = (metas.first(), metas.last()) else {
+                continue;
+            };
+            if metas.iter().any(|m| m.min_t <= maxt && mint <= m.max_t) {
+                stones.add(r, clamp_interval(mint, maxt, first.min_t, last.max_t));
+                series.push(Labels::from_sorted_unchecked(labels.clone()));
+            }
+        }
+        if stones == self.tombstones {
+            return Ok(None);
+        }
+        let io = |path: PathBuf| {
+            let block = self.name.clone();
+            move |source| BlockError::Io {
+                block,
+                path,
+                source,
+            }
+        };
+        let tpath = self.dir.join(tombstones::TOMBSTONES_FILENAME);
+        replace_file(&self.dir, tombstones::TOMBSTONES_FILENAME, &stones.encode())
+            .map_err(io(tpath))?;
+        let mut meta = self.meta.clone();
+        meta.stats.num_tombstones = stones.total();
+        meta.version = meta::META_VERSION;
+        let mpath = self.dir.join(meta::META_FILENAME);
+        replace_file(&self.dir, meta::META_FILENAME, &meta.to_json()).map_err(io(mpath))?;
+        Ok(Some(BlockDeletion {
+            block: Block::open(&self.dir)?,
+            series,
         }))
     }
 }

@@ -290,6 +290,81 @@ fn select_applies_tombstones() {
 }
 
 #[test]
+fn delete_writes_clamped_merged_tombstones_and_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated();
+    let ulid = write_block(
+        dir.path(),
+        0,
+        7_200_000,
+        data.iter().map(|(l, s)| (l.clone(), chunks_of(s, 120))),
+    )
+    .unwrap();
+    let bdir = dir.path().join(ulid.to_string());
+    let b = Block::open(&bdir).unwrap();
+    let refs = collect_refs(&b);
+    let a = [Matcher::equal("__name__", "a")];
+    // Outside the block's half-open range: nothing to do.
+    assert!(b.delete(&a, 7_200_000, i64::MAX).unwrap().is_none());
+    assert!(b.delete(&a, 10, 5).unwrap().is_none());
+
+    // All time, clamped per series to its own first and last sample (Prometheus' clampInterval).
+    let d = b.delete(&a, i64::MIN, i64::MAX).unwrap().unwrap();
+    assert_eq!(d.series.len(), 10);
+    assert!(d.series.iter().all(|l| l.get("__name__") == Some("a")));
+    let (l0, s0) = &data[0];
+    assert_eq!(&d.series[0], l0);
+    assert_eq!(
+        d.block.tombstones().get(refs[0]),
+        [Interval {
+            mint: s0[0].0,
+            maxt: s0[s0.len() - 1].0
+        }]
+    );
+    assert_eq!(d.block.meta().stats.num_tombstones, 10);
+    assert!(d.block.select(&a, i64::MIN, i64::MAX).unwrap().is_empty());
+    // The files on disk say the same; no temporary file is left.
+    let on_disk = Block::open(&bdir).unwrap();
+    assert_eq!(on_disk.tombstones(), d.block.tombstones());
+    assert_eq!(on_disk.meta(), d.block.meta());
+    let names: Vec<String> = fs::read_dir(&bdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    // The same deletion again changes nothing and writes nothing.
+    assert!(d.block.delete(&a, 0, 100).unwrap().is_none());
+
+    // A range inside series "b": added to the existing (empty) tombstones of those series, and
+    // merged with earlier ones of the same series.
+    let bm = [Matcher::equal("__name__", "b")];
+    let d2 = d.block.delete(&bm, 30_000, 60_000).unwrap().unwrap();
+    assert_eq!(d2.series.len(), 10);
+    let d3 = d2.block.delete(&bm, 60_001, 90_000).unwrap().unwrap();
+    let b1 = refs
+        .iter()
+        .position(|&r| d3.block.series(r).unwrap().labels == data[10].0)
+        .unwrap();
+    assert_eq!(
+        d3.block.tombstones().get(refs[b1]),
+        [Interval {
+            mint: 30_000,
+            maxt: 90_000
+        }]
+    );
+    assert_eq!(d3.block.meta().stats.num_tombstones, 20);
+    let got = d3.block.select(&bm, i64::MIN, i64::MAX).unwrap();
+    let want: Vec<(i64, f64)> = data[10]
+        .1
+        .iter()
+        .copied()
+        .filter(|&(t, _)| !(30_000..=90_000).contains(&t))
+        .collect();
+    assert_eq!(got[0].0, data[10].0);
+    assert_eq!(decode(&got[0].1), want);
+}
+
+#[test]
 fn block_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Block>();
@@ -375,6 +450,38 @@ proptest::proptest! {
         for ((l, c), (wl, ws)) in got.iter().zip(&data) {
             proptest::prop_assert_eq!(l, wl);
             proptest::prop_assert_eq!(&decode(c), ws);
+        }
+    }
+}
+
+proptest::proptest! {
+    /// A chunk re-encoded without deleted samples holds exactly the others, and its time range is
+    /// theirs.
+    #[test]
+    fn chunk_without_deleted_keeps_exactly_the_rest(
+        steps in proptest::collection::vec((1i64..10_000, -1e6f64..1e6), 1..200),
+        ivs in proptest::collection::vec((0i64..1_000_000, 0i64..200_000), 0..5),
+    ) {
+        let mut t = 0;
+        let samples: Vec<(i64, f64)> = steps.into_iter().map(|(d, x)| { t += d; (t, x) }).collect();
+        let chunk = &chunks_of(&samples, samples.len())[0];
+        let mut stones = Tombstones::new();
+        for (a, l) in ivs {
+            stones.add(1, Interval { mint: a, maxt: a + l });
+        }
+        let deleted = stones.get(1);
+        let want: Vec<(i64, f64)> = samples
+            .iter()
+            .copied()
+            .filter(|(t, _)| !deleted.iter().any(|d| d.contains(*t)))
+            .collect();
+        match chunk_without_deleted(&chunk.data, deleted).unwrap() {
+            None => proptest::prop_assert!(want.is_empty()),
+            Some(c) => {
+                proptest::prop_assert_eq!(c.min_t, want[0].0);
+                proptest::prop_assert_eq!(c.max_t, want[want.len() - 1].0);
+                proptest::prop_assert_eq!(decode(&[c]), want);
+            }
         }
     }
 }

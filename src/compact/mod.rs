@@ -28,9 +28,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The head's series with their chunks in `[mint, maxt)`, sorted by labels, as the block writer
-/// takes them. Series without such chunks are left out.
+/// takes them. Samples the head's tombstones cover are left out (chunks they overlap are
+/// re-encoded), so a deletion in the head never reaches a block; series without chunks left are
+/// left out.
 pub fn head_range(head: &Head, mint: i64, maxt: i64) -> Vec<(Labels, Vec<ChunkMeta>)> {
     let mut out = Vec::new();
+    let tombstones = head.tombstones();
     for s in head.all_series() {
         let chunks: Vec<ChunkMeta> = {
             let c = s.lock();
@@ -55,10 +58,12 @@ pub fn head_range(head: &Head, mint: i64, maxt: i64) -> Vec<(Labels, Vec<ChunkMe
             }
             v
         };
+        let chunks = crate::querier::without_deleted(chunks, tombstones.get(s.id));
         if !chunks.is_empty() {
             out.push((s.to_labels(), chunks));
         }
     }
+    drop(tombstones);
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

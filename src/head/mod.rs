@@ -6,6 +6,10 @@
 //! not copies. The inverted index ([`crate::index::MemPostings`]) maps label name → value → sorted
 //! series ids. The head knows nothing of files: the WAL is written by [`crate::db`] around
 //! [`Appender`]'s two commit phases.
+//!
+//! Deletions are head tombstones (Prometheus' `Head.tombstones`): intervals by series id, applied
+//! when the head is read and when it is compacted into a block, dropped with the data they cover
+//! when the head is truncated. The chunks themselves are never rewritten.
 
 mod appender;
 mod series;
@@ -16,8 +20,9 @@ pub use series::{
     Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
 };
 
+use crate::block::{Interval, Tombstones};
 use crate::index::{IndexReader, MemPostings, Postings};
-use crate::labels::Labels;
+use crate::labels::{Labels, Matcher};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -52,6 +57,8 @@ pub struct Head {
     min_valid_time: AtomicI64,
     chunk_range: i64,
     shards: usize,
+    /// Deleted intervals by series id.
+    tombstones: RwLock<Tombstones>,
 }
 
 /// The hash of a label set that the head's map is keyed by.
@@ -81,6 +88,7 @@ impl Head {
             min_valid_time: AtomicI64::new(i64::MIN),
             chunk_range,
             shards: shards.max(1),
+            tombstones: RwLock::new(Tombstones::new()),
         }
     }
 
@@ -251,8 +259,78 @@ impl Head {
                 .fetch_sub(ids.len() as u64, Ordering::Relaxed);
         }
         stats.series_removed = removed.len() as u64;
+        self.truncate_tombstones(&removed, mint);
         self.min_time.fetch_max(mint, Ordering::Relaxed);
         stats
+    }
+
+    /// Prometheus' `DeleteTombstones` and `TruncateBefore` at head truncation: tombstones of removed
+    /// series, and intervals that end before `mint` (their data is gone), are dropped.
+    fn truncate_tombstones(&self, removed: &[Arc<MemSeries>], mint: i64) {
+        let mut t = self.tombstones.write().unwrap_or_else(|e| e.into_inner());
+        if t.is_empty() {
+            return;
+        }
+        let gone: HashSet<u64> = removed.iter().map(|s| s.id).collect();
+        let mut kept = Tombstones::new();
+        for (id, ivs) in t.iter() {
+            if gone.contains(&id) {
+                continue;
+            }
+            for iv in ivs.iter().filter(|iv| iv.maxt >= mint) {
+                kept.add(id, *iv);
+            }
+        }
+        *t = kept;
+    }
+
+    /// The deletion intervals for the closed range `[mint, maxt]` of the series the matchers select
+    /// (Prometheus' `Head.Delete` before it logs them): the range clamped to each series' first and
+    /// last committed sample. Series with no committed sample in the range get none. Adds nothing;
+    /// see [`Head::add_tombstone`].
+    pub fn deletion_intervals(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(u64, Interval)> {
+        let mut out = Vec::new();
+        if mint > maxt {
+            return out;
+        }
+        for id in self.index().postings_for_matchers(matchers) {
+            let Some(s) = self.series(id) else { continue };
+            let range = {
+                let c = s.lock();
+                c.min_time().zip(c.last().map(|l| l.0))
+            };
+            let Some((t0, t1)) = range else { continue };
+            let iv = Interval {
+                mint: mint.max(t0),
+                maxt: maxt.min(t1),
+            };
+            // Prometheus logs the clamped interval even when it is empty; it deletes nothing.
+            if iv.mint <= iv.maxt {
+                out.push((id, iv));
+            }
+        }
+        out
+    }
+
+    /// Hides the samples of series `id` in `iv` from reads and from blocks cut from the head. The
+    /// interval applies to every sample in it, also one appended later (though the intervals
+    /// [`Head::deletion_intervals`] gives end at the series' last sample, which in-order appends
+    /// cannot go back to).
+    pub fn add_tombstone(&self, id: u64, iv: Interval) {
+        self.tombstones
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(id, iv);
+    }
+
+    /// The head's tombstones, read-locked: hold the guard only while reading series.
+    pub fn tombstones(&self) -> RwLockReadGuard<'_, Tombstones> {
+        self.tombstones.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn num_series(&self) -> u64 {
@@ -488,6 +566,74 @@ mod tests {
         assert_eq!(stats.series_removed, 0);
         assert_eq!(commit(app).appended, 1);
         assert_eq!(h.lookup(&l).unwrap().lock().num_samples(), 1);
+    }
+
+    #[test]
+    fn deletion_intervals_are_clamped_to_each_series() {
+        let h = Head::new(7_200_000, 1);
+        let a = Labels::from_pairs(&[("__name__", "m"), ("s", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "m"), ("s", "b")]);
+        let other = Labels::from_pairs(&[("__name__", "x")]);
+        let mut app = h.appender();
+        for t in 10..=20 {
+            app.append(&a, t * 1000, 1.0).unwrap();
+            app.append(&other, t * 1000, 1.0).unwrap();
+        }
+        for t in 50..=60 {
+            app.append(&b, t * 1000, 2.0).unwrap();
+        }
+        commit(app);
+        let (ia, ib) = (h.lookup(&a).unwrap().id, h.lookup(&b).unwrap().id);
+        let m = [Matcher::equal("__name__", "m")];
+        let iv = |mint, maxt| Interval { mint, maxt };
+        assert_eq!(
+            h.deletion_intervals(&m, i64::MIN, i64::MAX),
+            vec![(ia, iv(10_000, 20_000)), (ib, iv(50_000, 60_000))]
+        );
+        // Series b has nothing in range: no interval (Prometheus would log an empty one).
+        assert_eq!(
+            h.deletion_intervals(&m, 15_000, 30_000),
+            vec![(ia, iv(15_000, 20_000))]
+        );
+        assert!(h.deletion_intervals(&m, 30_000, 20_000).is_empty());
+        assert!(h.deletion_intervals(&[], i64::MIN, i64::MAX).is_empty());
+        // A series with only staged samples has nothing to delete.
+        let staged = Labels::from_pairs(&[("__name__", "m"), ("s", "c")]);
+        let mut app = h.appender();
+        app.append(&staged, 1000, 1.0).unwrap();
+        assert_eq!(h.deletion_intervals(&m, i64::MIN, i64::MAX).len(), 2);
+        app.rollback();
+    }
+
+    #[test]
+    fn truncation_drops_tombstones_of_removed_data() {
+        let h = Head::new(7_200_000, 1);
+        let old = Labels::from_pairs(&[("__name__", "m"), ("s", "old")]);
+        let live = Labels::from_pairs(&[("__name__", "m"), ("s", "live")]);
+        let mut app = h.appender();
+        for i in 0..1000i64 {
+            if i < 400 {
+                app.append(&old, i * 15_000, 1.0).unwrap();
+            }
+            app.append(&live, i * 15_000, 2.0).unwrap();
+        }
+        commit(app);
+        let (io, il) = (h.lookup(&old).unwrap().id, h.lookup(&live).unwrap().id);
+        let iv = |mint, maxt| Interval { mint, maxt };
+        h.add_tombstone(io, iv(0, 100_000));
+        h.add_tombstone(il, iv(0, 100_000));
+        h.add_tombstone(il, iv(7_000_000, 7_300_000));
+        h.add_tombstone(il, iv(8_000_000, 9_000_000));
+        assert_eq!(h.tombstones().total(), 4);
+        h.truncate(7_200_000);
+        // The removed series' tombstones go; of the live one's, those ending before the new
+        // minimum time go, one reaching past it stays whole.
+        let t = h.tombstones();
+        assert!(t.get(io).is_empty());
+        assert_eq!(
+            t.get(il),
+            [iv(7_000_000, 7_300_000), iv(8_000_000, 9_000_000)]
+        );
     }
 
     #[test]

@@ -66,11 +66,16 @@ pub struct CheckpointStats {
     pub series_dropped: u64,
     pub samples_kept: u64,
     pub samples_dropped: u64,
+    /// Deletion intervals (tombstones record entries) kept and dropped.
+    pub tombstones_kept: u64,
+    pub tombstones_dropped: u64,
 }
 
 /// Writes `checkpoint.{to}` from the previous checkpoint (if any) and segments `..= to` of
-/// `wal_dir`, keeping series for which `keep(id)` holds and their samples at or after `mint`. Does not
-/// delete anything: see [`truncate`].
+/// `wal_dir`, keeping series for which `keep(id)` holds, their samples at or after `mint`, and
+/// their deletion intervals that reach `mint` (Prometheus keeps intervals with `maxt >= mint`;
+/// it does not check the series, whose intervals replay then drops as unknown). Does not delete
+/// anything: see [`truncate`].
 pub fn checkpoint(
     wal_dir: &Path,
     to: u64,
@@ -202,7 +207,10 @@ fn filter_record(
         RecordType::Tombstones => {
             b.stones.clear();
             record::decode_tombstones(rec, b.stones)?;
+            let before = b.stones.len();
             b.stones.retain(|s| s.maxt >= mint && keep(s.series));
+            stats.tombstones_kept += b.stones.len() as u64;
+            stats.tombstones_dropped += (before - b.stones.len()) as u64;
             if !b.stones.is_empty() {
                 record::encode_tombstones(b.stones, kept);
             }
@@ -328,6 +336,45 @@ mod tests {
         assert_eq!(idx, 1);
         assert_eq!(read_all(&cp, 0), (vec![3], vec![(3, 30)]));
         assert_eq!(checkpoints(wal).unwrap().len(), 1);
+    }
+
+    fn stones_in(dir: &Path) -> Vec<Stone> {
+        let mut r = WalReader::open(dir).unwrap();
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            if record::record_type(rec) == RecordType::Tombstones {
+                record::decode_tombstones(rec, &mut out).unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn checkpoint_keeps_tombstones_of_live_series_reaching_mint() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path();
+        let stone = |series, mint, maxt| Stone { series, mint, maxt };
+        let stones = [
+            stone(1, 0, 5),   // ends before mint: dropped
+            stone(1, 5, 20),  // reaches mint: kept whole
+            stone(2, 0, 100), // series gone: dropped
+            stone(3, 30, 40), // kept
+        ];
+        let mut tomb = Vec::new();
+        record::encode_tombstones(&stones, &mut tomb);
+        let mut only_dropped = Vec::new();
+        record::encode_tombstones(&[stone(2, 50, 60)], &mut only_dropped);
+        {
+            let mut w = Wal::open(wal, WalOptions::default()).unwrap();
+            w.log_commit(&[&series_rec(&[1, 2, 3]), &samples_rec(&[(1, 10), (3, 30)])])
+                .unwrap();
+            w.log_commit(&[&tomb]).unwrap();
+            w.log_commit(&[&only_dropped]).unwrap();
+        }
+        let stats = checkpoint(wal, 0, &|id| id != 2, 20, Compression::None).unwrap();
+        assert_eq!((stats.tombstones_kept, stats.tombstones_dropped), (2, 3));
+        let (cp, _) = last_checkpoint(wal).unwrap().unwrap();
+        assert_eq!(stones_in(&cp), vec![stone(1, 5, 20), stone(3, 30, 40)]);
     }
 
     #[test]

@@ -143,6 +143,22 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Delete the samples of the selected series in a time range (Prometheus' admin
+    /// `delete_series`): blocks get tombstones, the head logs the deletion to its WAL. Compaction
+    /// drops the samples for good.
+    Delete {
+        #[arg(long, default_value = "./data")]
+        db: PathBuf,
+        /// Series selector, e.g. `up{job="api"}`; repeat to delete several (each on its own).
+        #[arg(long = "match", required = true)]
+        matches: Vec<String>,
+        /// Start of the range, inclusive: Unix seconds or RFC 3339 (default: the beginning of time).
+        #[arg(long)]
+        start: Option<String>,
+        /// End of the range, inclusive: Unix seconds or RFC 3339 (default: the end of time).
+        #[arg(long)]
+        end: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -202,6 +218,12 @@ fn main() -> ExitCode {
         Cmd::CleanTombstones { db } => clean_tombstones(db),
         Cmd::Archive(a) => archive::archive(a),
         Cmd::Unarchive(a) => archive::unarchive(a),
+        Cmd::Delete {
+            db,
+            matches,
+            start,
+            end,
+        } => delete(db, &matches, start.as_deref(), end.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -556,12 +578,21 @@ fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A data directory has a WAL or at least one block (a directory `promtool tsdb
+/// create-blocks-from` wrote has only blocks); anything else is probably a wrong `--db`.
 fn require_db(dir: &std::path::Path) -> Result<(), String> {
-    if dir.join("wal").exists() {
+    let has_block = || {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().join("meta.json").exists())
+        })
+    };
+    if dir.join("wal").exists() || has_block() {
         Ok(())
     } else {
         Err(format!(
-            "{}: no database here (no wal/ directory)",
+            "{}: no database here (no wal/ directory and no block)",
             dir.display()
         ))
     }
@@ -742,4 +773,39 @@ impl CompactBar {
             b.finish_and_clear();
         }
     }
+}
+
+fn delete(
+    dir: PathBuf,
+    selectors: &[String],
+    start: Option<&str>,
+    end: Option<&str>,
+) -> Result<ExitCode, String> {
+    require_db(&dir)?;
+    let time = |t: Option<&str>, default: i64, flag: &str| match t {
+        Some(t) => api::parse_time(t).map_err(|e| format!("--{flag}: {e}")),
+        None => Ok(default),
+    };
+    let (mint, maxt) = (time(start, i64::MIN, "start")?, time(end, i64::MAX, "end")?);
+    if mint > maxt {
+        return Err(format!("--start ({mint} ms) is after --end ({maxt} ms)"));
+    }
+    let matchers = selectors
+        .iter()
+        .map(|s| tsdb::labels::parse_selector(s).map_err(|e| format!("--match {s:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let db = open(&dir, Options::default().background_compaction(false))?;
+    for (sel, m) in selectors.iter().zip(&matchers) {
+        let st = db.delete(m, mint, maxt).map_err(|e| e.to_string())?;
+        println!(
+            "{sel}: samples deleted from {} series (head: {} series; blocks touched: {})",
+            st.series,
+            st.head_series,
+            st.blocks.len()
+        );
+        for (ulid, n) in &st.blocks {
+            println!("  block {ulid}: {n} series");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
