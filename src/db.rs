@@ -548,12 +548,21 @@ impl DbCore {
     /// renamed; until the WAL is truncated a restart replays the WAL but skips what the block holds.
     /// Returns the blocks written.
     pub fn compact_head(&self) -> Result<Vec<block::Ulid>, DbError> {
-        let written = self.compact_head_only()?;
+        let written = self.compact_head_only(false)?;
         self.apply_retention()?;
         Ok(written)
     }
 
-    fn compact_head_only(&self) -> Result<Vec<block::Ulid>, DbError> {
+    /// Writes the whole head into blocks, every block range it touches, however recent (as a
+    /// Prometheus snapshot with its head, or `promtool tsdb create-blocks-from`, does), and
+    /// truncates the WAL. The head is then empty and its minimum valid time is the end of the last
+    /// range written: later samples before that time are out of bounds for the head (`tsdbctl
+    /// ingest` backfills them into blocks).
+    pub fn flush_head(&self) -> Result<Vec<block::Ulid>, DbError> {
+        self.compact_head_only(true)
+    }
+
+    fn compact_head_only(&self, everything: bool) -> Result<Vec<block::Ulid>, DbError> {
         let Some(wal) = &self.wal else {
             return Err(DbError::ReadOnly);
         };
@@ -562,7 +571,7 @@ impl DbCore {
         let mut written = Vec::new();
         while let Some((min, max)) = self.head.time_range() {
             let mint = min.max(self.head.min_valid_time()).div_euclid(range) * range;
-            if max - mint <= range / 2 * 3 {
+            if if everything { max < mint } else { max - mint <= range / 2 * 3 } {
                 break;
             }
             let maxt = mint + range;
@@ -598,7 +607,7 @@ impl DbCore {
             return Err(DbError::ReadOnly);
         }
         let mut report = CompactReport {
-            head_blocks: self.compact_head_only()?,
+            head_blocks: self.compact_head_only(false)?,
             ..CompactReport::default()
         };
         let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());

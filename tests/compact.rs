@@ -479,3 +479,24 @@ fn clean_tombstones_rewrites_blocks_without_deleted_data() {
     let db = Db::open(dir.path(), manual()).unwrap();
     assert_eq!(all(&db), want);
 }
+
+/// `flush_head` writes every range the head touches, however recent; the head is left empty and
+/// every sample is still there, once, also after a restart.
+#[test]
+fn flush_head_writes_the_whole_head_into_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let db = Db::open(dir.path(), manual()).unwrap();
+        fill_hours(&db, 3, 10);
+        before = all(&db);
+        assert!(db.compact_head().unwrap().is_empty(), "3 h: nothing due yet");
+        let written = db.flush_head().unwrap();
+        assert_eq!(written.len(), 2);
+        assert_eq!(ranges(&db), vec![(0, 2, 1), (2, 4, 1)]);
+        assert_eq!(db.head().num_series(), 0);
+        assert_eq!(all(&db), before);
+    }
+    let db = Db::open(dir.path(), manual()).unwrap();
+    assert_eq!(all(&db), before);
+}

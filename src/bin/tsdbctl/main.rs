@@ -122,6 +122,10 @@ enum Cmd {
     Compact {
         #[arg(long, default_value = "./data")]
         db: PathBuf,
+        /// First write the whole head into blocks, however recent (like a Prometheus snapshot
+        /// with its head); later samples in those ranges are then backfilled into blocks.
+        #[arg(long)]
+        flush_head: bool,
         #[command(flatten)]
         retention: Retention,
     },
@@ -214,7 +218,11 @@ fn main() -> ExitCode {
         } => query(db, time, start.zip(end).zip(step), output, repeat, &expr),
         Cmd::Stats { db, output } => stats(db, output),
         Cmd::Inspect { db, limit } => inspect(db, limit),
-        Cmd::Compact { db, retention } => compact(db, &retention),
+        Cmd::Compact {
+            db,
+            flush_head,
+            retention,
+        } => compact(db, flush_head, &retention),
         Cmd::CleanTombstones { db } => clean_tombstones(db),
         Cmd::Archive(a) => archive::archive(a),
         Cmd::Unarchive(a) => archive::unarchive(a),
@@ -677,12 +685,17 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn compact(dir: PathBuf, retention: &Retention) -> Result<ExitCode, String> {
+fn compact(dir: PathBuf, flush_head: bool, retention: &Retention) -> Result<ExitCode, String> {
     require_db(&dir)?;
     let db = open(
         &dir,
         retention.apply(Options::default().background_compaction(false)),
     )?;
+    if flush_head {
+        for u in db.flush_head().map_err(|e| e.to_string())? {
+            eprintln!("block written from the head: {u}");
+        }
+    }
     let mut bar = CompactBar::new();
     let report = db
         .compact(&mut |p| bar.update(p))
