@@ -85,6 +85,10 @@ enum Cmd {
         /// backfilling them into blocks.
         #[arg(long)]
         no_backfill: bool,
+        /// Memory budget of the backfill, in MiB: once its buffered samples exceed it, the time
+        /// ranges the input has passed are written as blocks (memory stays below twice this).
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        backfill_buffer: usize,
         /// Compression of the WAL records this run writes (Prometheus reads all three; snappy
         /// is Prometheus' default, none is fastest).
         #[arg(long, value_enum, default_value_t = WalCompression::None)]
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
             timestamp,
             keep_going,
             no_backfill,
+            backfill_buffer,
             wal_compression,
             retention,
             files,
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
             IngestFlags {
                 keep_going,
                 backfill: !no_backfill,
+                backfill_buffer_bytes: backfill_buffer.saturating_mul(1 << 20),
             },
             wal_compression,
             &retention,
@@ -244,6 +250,7 @@ fn now_ms() -> i64 {
 struct IngestFlags {
     keep_going: bool,
     backfill: bool,
+    backfill_buffer_bytes: usize,
 }
 
 fn ingest(
@@ -258,6 +265,7 @@ fn ingest(
     let IngestFlags {
         keep_going,
         backfill,
+        backfill_buffer_bytes,
     } = flags;
     let ts = if timestamp == "now" {
         now_ms()
@@ -280,6 +288,7 @@ fn ingest(
     )?;
     let mut opts = IngestOptions::new(ts);
     opts.backfill = backfill;
+    opts.backfill_buffer_bytes = backfill_buffer_bytes;
     opts.format = match format {
         FormatArg::Auto => None,
         FormatArg::Prometheus => Some(Format::Prometheus),
