@@ -192,12 +192,16 @@ pub struct Backfill {
     written: Vec<Ulid>,
     stats: BackfillStats,
     committed: bool,
+    /// The database was opened read-only: nothing may be written into its directory.
+    read_only: bool,
 }
 
 impl Backfill {
     /// A backfill into `db`'s data directory. Nothing touches the disk before the first block.
     pub fn new(db: &DbCore, opts: BackfillOptions) -> Backfill {
-        Backfill::in_dir(db.dir(), opts)
+        let mut b = Backfill::in_dir(db.dir(), opts);
+        b.read_only = db.options().read_only;
+        b
     }
 
     /// A backfill staging its blocks under `data_dir` (the database's directory).
@@ -220,6 +224,7 @@ impl Backfill {
             written: Vec::new(),
             stats: BackfillStats::default(),
             committed: false,
+            read_only: false,
         }
     }
 
@@ -319,6 +324,9 @@ impl Backfill {
     /// Writes every buffered range into the staging directory, moves the blocks into the data
     /// directory and adds them to `db`. Returns what the whole backfill did.
     pub fn commit(mut self, db: &DbCore) -> Result<BackfillStats, BackfillError> {
+        if db.options().read_only && !self.ranges.is_empty() {
+            return Err(DbError::ReadOnly.into());
+        }
         while let Some(&start) = self.ranges.keys().next() {
             self.flush_range(start)?;
         }
@@ -385,6 +393,9 @@ impl Backfill {
         }
         if series.is_empty() {
             return Ok(());
+        }
+        if self.read_only {
+            return Err(DbError::ReadOnly.into());
         }
         series.sort_by(|a, b| a.0.cmp(&b.0));
         // Two head series never share labels, but a series removed from the head and created
@@ -718,6 +729,23 @@ mod tests {
         let (ranges, samples) = read_blocks(dir.path());
         assert_eq!(ranges, vec![(0, 99_001)]);
         assert_eq!(samples.values().map(Vec::len).sum::<usize>(), 200);
+    }
+
+    #[test]
+    fn a_read_only_database_gets_no_block() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Db::open(dir.path(), Options::default()).unwrap());
+        let db = Db::open(dir.path(), Options::default().read_only(true)).unwrap();
+        let mut bf = Backfill::new(&db, BackfillOptions::new(RANGE).max_buffered_bytes(0));
+        let a = series(db.head(), 1);
+        bf.append(&a, 0, 1.0);
+        bf.append(&a, 10 * RANGE, 1.0);
+        assert!(matches!(
+            bf.flush_over_budget(),
+            Err(BackfillError::Db(DbError::ReadOnly))
+        ));
+        drop(bf);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2); // wal/ and lock
     }
 
     #[test]
