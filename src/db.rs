@@ -542,6 +542,19 @@ impl DbCore {
             .clone()
     }
 
+    /// Adds blocks already in the data directory (written by [`crate::backfill`]) to the block
+    /// list. Blocks overlapping others are merged by the next compaction.
+    pub fn add_blocks(&self, ulids: &[block::Ulid]) -> Result<(), DbError> {
+        let mut opened = Vec::with_capacity(ulids.len());
+        for u in ulids {
+            opened.push(Arc::new(Block::open(&self.dir.join(u.to_string()))?));
+        }
+        let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+        blocks.extend(opened);
+        blocks.sort_by_key(|b| b.meta().min_time);
+        Ok(())
+    }
+
     /// Head compaction, as Prometheus does it: while the head spans more than 1.5 block ranges,
     /// its oldest range becomes a block; then the head drops that range and the WAL is truncated
     /// behind a checkpoint. Each step is crash-safe: the block is written under a temporary name and

@@ -10,7 +10,16 @@
 //! Like Prometheus' scrape cache, each thread keeps a map from the raw series text (`name{labels}` as
 //! it appears in the input) to the series id: labels are parsed and the head consulted only for text
 //! not seen before, so a known series costs one hash of its text and nothing is allocated per sample.
+//!
+//! With [`IngestOptions::backfill`], samples older than the head (their range is in blocks
+//! already) are written into new blocks ([`crate::backfill`]) instead of being rejected: they are
+//! drained from the appender after each window is staged, buffered in bounded memory, and the
+//! blocks are handed to the database right after the document's head samples commit. Blocks
+//! written while the document is read sit in a staging directory, so a document that fails
+//! leaves none of them behind; a crash between the head commit and the blocks' publication keeps
+//! the head part only.
 
+use crate::backfill::{Backfill, BackfillError, BackfillOptions, BackfillStats};
 use crate::db::{Db, DbError};
 use crate::exposition::{self, Entry, Format, ParseError, Parser};
 use crate::head::{self, CommitStats};
@@ -23,6 +32,9 @@ use std::time::Instant;
 
 /// Target size of a block parsed by one task.
 const BLOCK_BYTES: usize = 1 << 20;
+/// An OpenMetrics document hands its samples older than the head to the backfill every this many
+/// samples, so that they wait as (slot, t, v) triples (24 bytes) no longer than that.
+const OPENMETRICS_DRAIN_EVERY: u64 = 64 * 1024;
 
 /// Options of an ingestion.
 #[derive(Clone, Debug)]
@@ -35,6 +47,11 @@ pub struct IngestOptions {
     pub window_bytes: usize,
     /// Bytes per block (one parallel task).
     pub block_bytes: usize,
+    /// Write samples older than the head into blocks instead of rejecting them as out of bounds
+    /// (see the module doc). Default off.
+    pub backfill: bool,
+    /// Buffer budget of the backfill ([`BackfillOptions::max_buffered_bytes`]).
+    pub backfill_buffer_bytes: usize,
 }
 
 impl IngestOptions {
@@ -44,6 +61,8 @@ impl IngestOptions {
             default_timestamp_ms,
             window_bytes: 8 * BLOCK_BYTES,
             block_bytes: BLOCK_BYTES,
+            backfill: false,
+            backfill_buffer_bytes: crate::backfill::DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -65,6 +84,11 @@ pub enum IngestError {
     },
     #[error("{source_name}: {error}")]
     Db { source_name: String, error: DbError },
+    #[error("{source_name}: {error}")]
+    Backfill {
+        source_name: String,
+        error: BackfillError,
+    },
 }
 
 /// What one stored document did.
@@ -76,6 +100,8 @@ pub struct DocumentStats {
     /// Series created by this document.
     pub new_series: u64,
     pub commit: CommitStats,
+    /// Samples older than the head written into blocks (with [`IngestOptions::backfill`]).
+    pub backfill: BackfillStats,
     pub seconds: f64,
 }
 
@@ -239,6 +265,19 @@ impl<'db> Ingester<'db> {
         }
     }
 
+    /// A backfill for one document, when on; the appender then sets old samples aside for it.
+    fn start_backfill(&self, app: &mut crate::db::Appender<'_>) -> Option<Backfill> {
+        if !self.opts.backfill {
+            return None;
+        }
+        app.head_appender().set_backfill(true);
+        Some(Backfill::new(
+            self.db,
+            BackfillOptions::new(self.db.options().block_range_ms)
+                .max_buffered_bytes(self.opts.backfill_buffer_bytes),
+        ))
+    }
+
     /// Loads every document of `input` (named `name` in errors). With `keep_going`, an invalid
     /// OpenMetrics document does not stop the ones after it. `progress` receives bytes consumed.
     pub fn ingest(
@@ -309,7 +348,12 @@ impl<'db> Ingester<'db> {
             source_name: name.to_string(),
             error,
         };
+        let backfill_err = |error| IngestError::Backfill {
+            source_name: name.to_string(),
+            error,
+        };
         let mut app = self.db.appender();
+        let mut backfill = self.start_backfill(&mut app);
         let mut stats = DocumentStats::default();
         let mut line = 1u64;
         // Parsed but not yet staged: staging window k overlaps parsing window k+1.
@@ -319,8 +363,8 @@ impl<'db> Ingester<'db> {
             let data = &w.buf[..w.len];
             let blocks = split_blocks(data, self.opts.block_bytes);
             let prev = std::mem::take(&mut parsed);
-            let (_, mut outs) = rayon::join(
-                || stage_blocks(app.head_appender(), &prev),
+            let (drained, mut outs) = rayon::join(
+                || stage_and_drain(app.head_appender(), &prev, backfill.as_mut()),
                 || {
                     blocks
                         .par_iter()
@@ -332,6 +376,7 @@ impl<'db> Ingester<'db> {
                         .collect::<Vec<BlockOut>>()
                 },
             );
+            drained.map_err(backfill_err)?;
             for o in &prev {
                 stats.samples += o.samples;
                 stats.new_series += o.new_series;
@@ -384,7 +429,7 @@ impl<'db> Ingester<'db> {
             parsed = outs;
             break;
         }
-        stage_blocks(app.head_appender(), &parsed);
+        stage_and_drain(app.head_appender(), &parsed, backfill.as_mut()).map_err(backfill_err)?;
         for o in &parsed {
             stats.samples += o.samples;
             stats.new_series += o.new_series;
@@ -394,6 +439,9 @@ impl<'db> Ingester<'db> {
             source_name: name.to_string(),
             error,
         })?;
+        if let Some(b) = backfill {
+            stats.backfill = b.commit(self.db).map_err(backfill_err)?;
+        }
         Ok(stats)
     }
 
@@ -526,6 +574,7 @@ impl<'db> Ingester<'db> {
     ) -> (DocumentResult, usize) {
         let started = Instant::now();
         let mut app = self.db.appender();
+        let mut backfill = self.start_backfill(&mut app);
         let mut stats = DocumentStats::default();
         let mut parser = Parser::with_first_line(doc, Format::OpenMetrics, first_line);
         let mut labels: Vec<Label> = Vec::new();
@@ -565,6 +614,18 @@ impl<'db> Ingester<'db> {
                     let ts = timestamp_ms.unwrap_or(self.opts.default_timestamp_ms);
                     // Rejections are counted by the appender and reported at commit.
                     let _ = app.append_id(id, ts, value);
+                    if let Some(b) = &mut backfill {
+                        if stats.samples % OPENMETRICS_DRAIN_EVERY == 0 {
+                            if let Err(error) = b.drain(app.head_appender()) {
+                                app.rollback();
+                                let e = IngestError::Backfill {
+                                    source_name: name.to_string(),
+                                    error,
+                                };
+                                return (Err(e), skip_to_next_doc(doc));
+                            }
+                        }
+                    }
                 }
                 Ok(Some(Entry::Eof { next_offset })) => break next_offset,
                 Ok(Some(_)) => {}
@@ -579,9 +640,31 @@ impl<'db> Ingester<'db> {
         };
         drop(cache);
         stats.bytes = consumed as u64;
+        if let Some(b) = &mut backfill {
+            if let Err(error) = b.drain(app.head_appender()) {
+                app.rollback();
+                let e = IngestError::Backfill {
+                    source_name: name.to_string(),
+                    error,
+                };
+                return (Err(e), consumed);
+            }
+        }
         match app.commit() {
             Ok(c) => {
                 stats.commit = c;
+                if let Some(b) = backfill {
+                    match b.commit(self.db) {
+                        Ok(bs) => stats.backfill = bs,
+                        Err(error) => {
+                            let e = IngestError::Backfill {
+                                source_name: name.to_string(),
+                                error,
+                            };
+                            return (Err(e), consumed);
+                        }
+                    }
+                }
                 stats.seconds = started.elapsed().as_secs_f64();
                 (Ok(stats), consumed)
             }
@@ -686,6 +769,19 @@ fn stage_blocks(app: &mut head::Appender<'_>, outs: &[BlockOut]) {
                 }
             }
         });
+}
+
+/// [`stage_blocks`], then the samples set aside as older than the head go to the backfill.
+fn stage_and_drain(
+    app: &mut head::Appender<'_>,
+    outs: &[BlockOut],
+    backfill: Option<&mut Backfill>,
+) -> Result<(), BackfillError> {
+    stage_blocks(app, outs);
+    match backfill {
+        Some(b) => b.drain(app),
+        None => Ok(()),
+    }
 }
 
 /// Cuts `data` (complete lines) into blocks of about `block` bytes at line boundaries.

@@ -8,6 +8,7 @@
 //! `Db` in parallel. Storage modules know nothing of the layers above them.
 
 pub mod api;
+pub mod backfill;
 pub mod block;
 pub mod chunk;
 pub mod compact;

@@ -165,6 +165,10 @@ pub struct AppenderShard {
     staged: usize,
     no_ops: u64,
     rejected: RejectCounts,
+    /// Set samples before `min_valid` aside in `out_of_bounds` instead of rejecting them.
+    backfill: bool,
+    /// (slot in `pending`, t, v) of samples set aside for backfill, until drained.
+    out_of_bounds: Vec<(u32, i64, f64)>,
 }
 
 impl AppenderShard {
@@ -179,6 +183,8 @@ impl AppenderShard {
             staged: 0,
             no_ops: 0,
             rejected: RejectCounts::default(),
+            backfill: false,
+            out_of_bounds: Vec::new(),
         }
     }
 
@@ -224,6 +230,11 @@ impl AppenderShard {
     #[inline]
     fn stage(&mut self, slot: usize, t: i64, v: f64) -> Result<(), Reject> {
         if t < self.min_valid {
+            if self.backfill {
+                // Off the hot path: only out-of-bounds samples pay for this branch.
+                self.out_of_bounds.push((slot as u32, t, v));
+                return Ok(());
+            }
             self.rejected.add(Reject::OutOfBounds);
             return Err(Reject::OutOfBounds);
         }
@@ -271,6 +282,15 @@ impl AppenderShard {
     /// Samples staged in this shard.
     pub fn staged(&self) -> usize {
         self.staged
+    }
+
+    /// Hands each sample set aside for backfill to `f` (in staging order) and forgets it.
+    fn drain_out_of_bounds(&mut self, f: &mut dyn FnMut(&Arc<MemSeries>, i64, f64)) {
+        for (slot, t, v) in self.out_of_bounds.drain(..) {
+            if let Some(p) = self.pending.get(slot as usize) {
+                f(&p.series, t, v);
+            }
+        }
     }
 
     fn apply(self, head: &Head) -> CommitStats {
@@ -371,6 +391,29 @@ impl<'h> Appender<'h> {
     /// `id % shards().len() == i`.
     pub fn shards_mut(&mut self) -> &mut [AppenderShard] {
         &mut self.shards
+    }
+
+    /// With backfill on, samples older than the head's minimum valid time (its range is in blocks
+    /// already) are set aside for [`Appender::drain_out_of_bounds`] (see [`crate::backfill`])
+    /// instead of being rejected as out of bounds. Off by default. Samples set aside and not
+    /// drained are dropped with the transaction; commit never writes them.
+    pub fn set_backfill(&mut self, on: bool) {
+        for s in &mut self.shards {
+            s.backfill = on;
+        }
+    }
+
+    /// Samples set aside for backfill and not yet drained.
+    pub fn out_of_bounds_pending(&self) -> usize {
+        self.shards.iter().map(|s| s.out_of_bounds.len()).sum()
+    }
+
+    /// Hands every sample set aside for backfill to `f` with its series, shard after shard (each
+    /// series' samples in staging order), and forgets them.
+    pub fn drain_out_of_bounds(&mut self, f: &mut dyn FnMut(&Arc<MemSeries>, i64, f64)) {
+        for s in &mut self.shards {
+            s.drain_out_of_bounds(f);
+        }
     }
 
     /// Samples staged (to be appended at commit).

@@ -63,6 +63,12 @@ struct Cli {
 enum Cmd {
     /// Load Prometheus text exposition (0.0.4 or OpenMetrics) into the database. Each document (a
     /// file, stdin, or an OpenMetrics block closed by `# EOF`) is one transaction.
+    ///
+    /// Samples older than the head (their time range is in blocks already) are backfilled: written
+    /// into new blocks, as `promtool tsdb create-blocks-from` does, which compaction then merges
+    /// with the blocks they overlap. A document's backfill blocks are published right after its
+    /// other samples commit; a document that fails leaves none of them (a crash in between keeps
+    /// the other samples only).
     Ingest {
         /// Data directory.
         #[arg(long, default_value = "./data")]
@@ -75,6 +81,14 @@ enum Cmd {
         /// Continue with the next documents after an invalid one.
         #[arg(long)]
         keep_going: bool,
+        /// Reject samples older than the head (counted as "older than the head") instead of
+        /// backfilling them into blocks.
+        #[arg(long)]
+        no_backfill: bool,
+        /// Memory budget of the backfill, in MiB: once its buffered samples exceed it, the time
+        /// ranges the input has passed are written as blocks (memory stays below twice this).
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        backfill_buffer: usize,
         /// Compression of the WAL records this run writes (Prometheus reads all three; snappy
         /// is Prometheus' default, none is fastest).
         #[arg(long, value_enum, default_value_t = WalCompression::None)]
@@ -194,6 +208,8 @@ fn main() -> ExitCode {
             format,
             timestamp,
             keep_going,
+            no_backfill,
+            backfill_buffer,
             wal_compression,
             retention,
             files,
@@ -201,7 +217,11 @@ fn main() -> ExitCode {
             db,
             format,
             &timestamp,
-            keep_going,
+            IngestFlags {
+                keep_going,
+                backfill: !no_backfill,
+                backfill_buffer_bytes: backfill_buffer.saturating_mul(1 << 20),
+            },
             wal_compression,
             &retention,
             files,
@@ -256,15 +276,27 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `tsdbctl ingest` switches.
+struct IngestFlags {
+    keep_going: bool,
+    backfill: bool,
+    backfill_buffer_bytes: usize,
+}
+
 fn ingest(
     dir: PathBuf,
     format: FormatArg,
     timestamp: &str,
-    keep_going: bool,
+    flags: IngestFlags,
     wal_compression: WalCompression,
     retention: &Retention,
     mut files: Vec<String>,
 ) -> Result<ExitCode, String> {
+    let IngestFlags {
+        keep_going,
+        backfill,
+        backfill_buffer_bytes,
+    } = flags;
     let ts = if timestamp == "now" {
         now_ms()
     } else {
@@ -285,6 +317,8 @@ fn ingest(
         retention.apply(Options::default().wal_compression(compression)),
     )?;
     let mut opts = IngestOptions::new(ts);
+    opts.backfill = backfill;
+    opts.backfill_buffer_bytes = backfill_buffer_bytes;
     opts.format = match format {
         FormatArg::Auto => None,
         FormatArg::Prometheus => Some(Format::Prometheus),
@@ -317,6 +351,7 @@ fn ingest(
     };
     let (mut docs, mut failed, mut new_series, mut appended, mut no_ops) = (0u64, 0u64, 0, 0, 0);
     let (mut ooo, mut dup, mut oob) = (0u64, 0u64, 0u64);
+    let mut backfilled = tsdb::backfill::BackfillStats::default();
     let mut stop = false;
     for f in &files {
         if stop {
@@ -350,6 +385,7 @@ fn ingest(
                     ooo += s.commit.rejected.out_of_order;
                     dup += s.commit.rejected.duplicate;
                     oob += s.commit.rejected.out_of_bounds;
+                    backfilled.merge(&s.backfill);
                 }
                 Err(e) => {
                     failed += 1;
@@ -389,6 +425,7 @@ fn ingest(
         "documents: {} ({} stored, {} rejected); new series: {}; samples appended: {}; \
          samples rejected: {} (out of order: {}, duplicate timestamp: {}, older than the head: {}); \
          identical duplicates ignored: {}; \
+         samples backfilled: {} into {} blocks ({} duplicate timestamps dropped); \
          {:.3} s; {:.0} samples/s",
         docs,
         docs.saturating_sub(failed),
@@ -400,8 +437,11 @@ fn ingest(
         dup,
         oob,
         no_ops,
+        backfilled.samples,
+        backfilled.blocks,
+        backfilled.duplicates,
         secs,
-        appended as f64 / secs.max(1e-9)
+        (appended + backfilled.samples) as f64 / secs.max(1e-9)
     );
     Ok(if failed > 0 {
         ExitCode::FAILURE
