@@ -4,16 +4,20 @@
 //! reference, one by label hash for lookups by label set, each behind its own lock, so that appenders
 //! on many threads do not serialize on one lock. Label strings are interned: a series costs pointers,
 //! not copies. The inverted index ([`crate::index::MemPostings`]) maps label name → value → sorted
-//! series ids. The head knows nothing of files: the WAL is written by [`crate::db`] around
-//! [`Appender`]'s two commit phases.
+//! series ids. The WAL is written by [`crate::db`] around [`Appender`]'s two commit phases; the one
+//! kind of file the head writes itself is `chunks_head/` ([`chunks_disk`]): given a chunk directory
+//! ([`Head::set_chunk_disk`]), every chunk a series completes is written there when the commit that
+//! completed it is applied, and the series keeps only its reference.
 
 mod appender;
+pub mod chunks_disk;
 mod series;
 
 pub use appender::{AppendError, Appender, AppenderShard, CommitStats, RejectCounts};
+pub use chunks_disk::{ChunkDiskMapper, HeadChunksError};
 pub use series::{
-    check_after, compute_chunk_end_time, range_for_timestamp, Check, ClosedChunk, MemSeries,
-    Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
+    check_after, compute_chunk_end_time, range_for_timestamp, Check, ChunkData, ClosedChunk,
+    MemSeries, Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
 };
 
 use crate::index::{IndexReader, MemPostings, Postings};
@@ -52,6 +56,12 @@ pub struct Head {
     min_valid_time: AtomicI64,
     chunk_range: i64,
     shards: usize,
+    /// `chunks_head/`, if the head writes completed chunks out.
+    disk: Option<ChunkDiskMapper>,
+    /// Chunk writes (and file deletions) that failed, and the last error: the chunks stay in
+    /// memory and are written at the series' next cut.
+    disk_errors: AtomicU64,
+    last_disk_error: Mutex<Option<String>>,
 }
 
 /// The hash of a label set that the head's map is keyed by.
@@ -81,7 +91,60 @@ impl Head {
             min_valid_time: AtomicI64::new(i64::MIN),
             chunk_range,
             shards: shards.max(1),
+            disk: None,
+            disk_errors: AtomicU64::new(0),
+            last_disk_error: Mutex::new(None),
         }
+    }
+
+    /// Gives the head its `chunks_head/` directory: completed chunks are written there from now on.
+    pub fn set_chunk_disk(&mut self, disk: ChunkDiskMapper) {
+        self.disk = Some(disk);
+    }
+
+    pub fn chunk_disk(&self) -> Option<&ChunkDiskMapper> {
+        self.disk.as_ref()
+    }
+
+    /// The bytes of a completed chunk (read from `chunks_head/` if it is there).
+    pub fn chunk_data(&self, data: &ChunkData) -> Result<Arc<[u8]>, HeadChunksError> {
+        match data {
+            ChunkData::Mem(d) => Ok(d.clone()),
+            ChunkData::Disk(r) => match &self.disk {
+                Some(d) => d.chunk(*r),
+                None => Err(HeadChunksError::NoFile(*r)),
+            },
+        }
+    }
+
+    /// Writes `series`' completed chunks still in memory to `chunks_head/` (a no-op without a
+    /// writable chunk directory). Called with the series locked, after every change that may cut.
+    pub fn persist(&self, series: u64, chunks: &mut SeriesChunks) {
+        let Some(disk) = self.disk.as_ref().filter(|d| d.writable()) else {
+            return;
+        };
+        if let Err(e) = chunks.persist(series, disk) {
+            self.disk_error(e);
+        }
+    }
+
+    fn disk_error(&self, e: HeadChunksError) {
+        self.disk_errors.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_disk_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+    }
+
+    /// Failed chunk writes and file deletions so far, and the last error.
+    pub fn chunk_disk_errors(&self) -> (u64, Option<String>) {
+        (
+            self.disk_errors.load(Ordering::Relaxed),
+            self.last_disk_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 
     pub fn chunk_range(&self) -> i64 {
@@ -252,6 +315,12 @@ impl Head {
         }
         stats.series_removed = removed.len() as u64;
         self.min_time.fetch_max(mint, Ordering::Relaxed);
+        if let Some(d) = &self.disk {
+            match d.truncate(mint) {
+                Ok(n) => stats.chunk_files_removed = n as u64,
+                Err(e) => self.disk_error(e),
+            }
+        }
         stats
     }
 
@@ -296,7 +365,10 @@ impl Head {
             let c = s.lock();
             m.series += 1;
             for cl in &c.closed {
-                m.chunk_bytes += cl.data.len() as u64;
+                match &cl.data {
+                    ChunkData::Mem(d) => m.chunk_bytes += d.len() as u64,
+                    ChunkData::Disk(_) => m.mapped_chunks += 1,
+                }
             }
             if let Some(h) = &c.head {
                 m.chunk_bytes += h.app.bytes().len() as u64;
@@ -312,6 +384,8 @@ impl Head {
 pub struct TruncateStats {
     pub chunks_removed: u64,
     pub series_removed: u64,
+    /// `chunks_head/` files deleted.
+    pub chunk_files_removed: u64,
 }
 
 /// Counts for `tsdbctl` and the memory figures.
@@ -319,7 +393,10 @@ pub struct TruncateStats {
 pub struct HeadMemory {
     pub series: u64,
     pub samples: u64,
+    /// Encoded bytes of the chunks held in memory (open chunks, chunks not written out).
     pub chunk_bytes: u64,
+    /// Completed chunks in `chunks_head/` (only their 32-byte descriptors are in memory).
+    pub mapped_chunks: u64,
 }
 
 fn intern(symbols: &mut HashSet<Sym, foldhash::fast::FixedState>, s: &str) -> Sym {
