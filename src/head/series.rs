@@ -467,4 +467,27 @@ mod tests {
         s.append(RANGE, 1.0, RANGE);
         assert_eq!(s.closed.len(), 1);
     }
+
+    #[test]
+    fn samples_up_to_the_last_mapped_chunk_are_out_of_order() {
+        let mut s = SeriesChunks::new();
+        s.attach_mapped(&[super::super::chunks_disk::MappedChunk {
+            chunk_ref: 8,
+            min_t: 0,
+            max_t: 1000,
+            num_samples: 5,
+        }]);
+        assert_eq!(s.num_samples(), 5);
+        assert_eq!(s.min_time(), Some(0));
+        let mut fork = s.fork();
+        assert_eq!(
+            fork.append(1000, 1.0, RANGE),
+            Check::Reject(Reject::OutOfOrder)
+        );
+        assert_eq!(s.append(500, 1.0, RANGE), Check::Reject(Reject::OutOfOrder));
+        assert_eq!(fork.append(1001, 1.0, RANGE), Check::Append);
+        s.absorb(fork);
+        assert_eq!(s.num_samples(), 6);
+        assert_eq!(s.closed.len(), 1);
+    }
 }
