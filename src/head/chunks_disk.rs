@@ -477,6 +477,10 @@ impl ChunkDiskMapper {
             max_t.insert(seq, file_max);
             match bad {
                 None => {
+                    // A fresh map: the scan paged the whole file into this one, and pages of a
+                    // map count in the process' resident memory until it is dropped.
+                    drop(map);
+                    let map = Mapped::open(path).map_err(io_at(path))?;
                     files.insert(seq, Arc::new(FileMap { bytes: map }));
                 }
                 Some((at, why)) => {

@@ -312,6 +312,11 @@ proptest! {
         prop_assert_eq!(loaded.chunks, want);
     }
 
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
     #[test]
     fn fuzz_head_chunks_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         fuzz_head_chunks(&bytes);
