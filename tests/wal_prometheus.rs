@@ -416,16 +416,17 @@ fn we_read_the_wal_prometheus_wrote() {
     assert_eq!(got, want);
 }
 
-/// Writes `HC_SERIES` series of 400 samples at 15 s (100 min, ending a minute ago: Prometheus does
-/// not compact it) through our `Db`, so the head cuts chunks and writes them to `chunks_head/`.
+/// Writes `HC_SERIES` series of 400 samples at 15 s (100 min from the start of a 2 h range a few
+/// hours ago: Prometheus does not compact it) through our `Db`, so the head cuts chunks and writes
+/// them to `chunks_head/`.
 /// Returns what a range query at the last timestamp should answer, that timestamp, and the number
 /// of completed chunks.
 const HC_SERIES: u64 = 40;
 
 fn write_our_head_chunks(data: &Path) -> (SeriesSamples, i64, u64) {
     let steps = 400i64;
-    let t0 = now_ms() - 60_000 - (steps - 1) * 15_000;
-    let t0 = t0 - t0 % 1000 + 3;
+    let range = 2 * 3_600_000;
+    let t0 = (now_ms() - 3 * 3_600_000).div_euclid(range) * range + 3;
     let mut want: SeriesSamples = BTreeMap::new();
     let db = tsdb::Db::open(data, tsdb::Options::default().background_compaction(false)).unwrap();
     let names: Vec<Labels> = (0..HC_SERIES)
@@ -454,12 +455,9 @@ fn write_our_head_chunks(data: &Path) -> (SeriesSamples, i64, u64) {
         }
         app.commit().unwrap();
     }
-    // Three completed chunks a series, a fourth where a 2 h boundary falls inside the data.
+    // 120-sample chunks from the start of the range: three completed, the fourth open.
     let completed = db.head().memory_stats().mapped_chunks;
-    assert!(
-        (HC_SERIES * 3..=HC_SERIES * 4).contains(&completed),
-        "{completed} completed chunks in chunks_head/"
-    );
+    assert_eq!(completed, HC_SERIES * 3, "completed chunks in chunks_head/");
     (want, t0 + (steps - 1) * 15_000, completed)
 }
 
