@@ -365,7 +365,11 @@ fn list_files(dir: &Path) -> Result<BTreeMap<u32, PathBuf>, HeadChunksError> {
     for e in fs::read_dir(dir).map_err(io_at(dir))? {
         let e = e.map_err(io_at(dir))?;
         let name = e.file_name();
-        let Some(seq) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
+        let Some(seq) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
             continue;
         };
         let Ok(seq) = u32::try_from(seq) else {
@@ -433,6 +437,10 @@ impl ChunkDiskMapper {
                 if bad_order.is_some() {
                     return;
                 }
+                let Ok(offset) = u32::try_from(at) else {
+                    bad_order = Some((at, "chunk beyond the 4 GiB a reference can address".into()));
+                    return;
+                };
                 if rec.encoding != ENCODING_XOR {
                     skipped_encodings += 1;
                     return;
@@ -463,7 +471,7 @@ impl ChunkDiskMapper {
                     .entry(rec.series)
                     .or_default()
                     .push(MappedChunk {
-                        chunk_ref: chunk_ref(seq, at as u32),
+                        chunk_ref: chunk_ref(seq, offset),
                         min_t: rec.min_t,
                         max_t: rec.max_t,
                         num_samples: n,
@@ -496,7 +504,10 @@ impl ChunkDiskMapper {
             }
         }
         if let Some((seq, at, why)) = broken {
-            let later: Vec<u32> = paths.range(seq + 1..).map(|(&s, _)| s).collect();
+            let later: Vec<u32> = paths
+                .range((std::ops::Bound::Excluded(seq), std::ops::Bound::Unbounded))
+                .map(|(&s, _)| s)
+                .collect();
             let path = file_path(dir, seq);
             loaded.warnings.push(format!(
                 "{}: offset {at}: {why}; head chunks from there on {} (their samples are replayed from the WAL)",
@@ -632,7 +643,11 @@ impl ChunkDiskMapper {
             .map_err(io_at(&path))?;
         let mut header = Vec::with_capacity(FILE_HEADER_LEN);
         encode_header(&mut header);
-        f.write_all(&header).map_err(io_at(&path))?;
+        if let Err(e) = f.write_all(&header) {
+            // Gone, so that the next cut can create it again.
+            let _ = fs::remove_file(&path);
+            return Err(io_at(&path)(e));
+        }
         // The name must survive a crash before a chunk of the file is read back as the head's.
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
