@@ -581,4 +581,56 @@ mod tests {
         assert_ne!(fresh.id, s.id);
         assert_eq!(fresh.lock().last().map(|x| x.0), Some(5000));
     }
+
+    #[test]
+    fn completed_chunks_go_to_disk_and_failed_writes_are_retried_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("chunks_head");
+        let (disk, _) = ChunkDiskMapper::open(&cdir, true, i64::MIN).unwrap();
+        let mut h = Head::new(7_200_000, 1);
+        h.set_chunk_disk(disk);
+        let l = Labels::from_pairs(&[("__name__", "m")]);
+        let add = |h: &Head, from: i64, to: i64| {
+            let mut app = h.appender();
+            for i in from..to {
+                app.append(&l, i * 15_000, i as f64).unwrap();
+            }
+            commit(app);
+        };
+        add(&h, 0, 130);
+        let on_disk = |h: &Head| {
+            let s = h.lookup(&l).unwrap();
+            let c = s.lock();
+            c.closed
+                .iter()
+                .map(|c| matches!(c.data, ChunkData::Disk(_)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on_disk(&h), vec![true]);
+        assert_eq!(h.memory_stats().mapped_chunks, 1);
+        // The directory vanishes: the next cut cannot start a file (the active one was finished
+        // by truncation), so the chunk stays in memory.
+        assert_eq!(h.truncate(0).chunk_files_removed, 0);
+        std::fs::remove_dir_all(&cdir).unwrap();
+        add(&h, 130, 250);
+        assert_eq!(on_disk(&h), vec![true, false]);
+        assert_eq!(h.chunk_disk_errors().0, 1);
+        // Back: the next cut writes both, oldest first.
+        std::fs::create_dir_all(&cdir).unwrap();
+        add(&h, 250, 370);
+        assert_eq!(on_disk(&h), vec![true, true, true]);
+        let s = h.lookup(&l).unwrap();
+        let chunks: Vec<ClosedChunk> = s.lock().closed.clone();
+        let mut t = Vec::new();
+        for c in chunks.iter().skip(1) {
+            let data = h.chunk_data(&c.data).unwrap();
+            for x in crate::chunk::XorIterator::new(&data).unwrap() {
+                t.push(x.unwrap().0);
+            }
+        }
+        assert_eq!(t.first(), Some(&(120 * 15_000)));
+        assert!(t.windows(2).all(|w| w[1] == w[0] + 15_000));
+        // The first chunk's file was unlinked with the directory; its map still reads it.
+        assert!(h.chunk_data(&chunks[0].data).is_ok());
+    }
 }
