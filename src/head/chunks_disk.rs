@@ -687,6 +687,16 @@ impl ChunkDiskMapper {
         let mut w = self.lock_writer();
         if let Some(a) = &mut w.active {
             if a.seq == seq {
+                let mapped = self
+                    .files
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&seq)
+                    .map_or(0, |f| f.bytes.len() as u64);
+                // Another reader may have mapped everything written already.
+                if mapped >= a.len {
+                    return Ok(());
+                }
                 let path = file_path(&self.dir, seq);
                 a.out.flush().map_err(io_at(&path))?;
                 return self.remap(seq);
