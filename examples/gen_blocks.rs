@@ -33,7 +33,10 @@ fn usage() -> ! {
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11
     }
 }
@@ -86,14 +89,16 @@ fn main() {
     let mut mint = START;
     while mint < START + hours * HOUR {
         let maxt = (mint + range).min(START + hours * HOUR);
-        let mut w = BlockWriter::with_symbols(&dir, mint, mint + range, symbols.iter().map(String::as_str))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w =
+            BlockWriter::with_symbols(&dir, mint, mint + range, symbols.iter().map(String::as_str))
+                .unwrap_or_else(|e| panic!("{e}"));
         for (labels, seed) in &series {
             let m = (seed & 0xff) as usize;
             let mut rng = Rng(*seed ^ 0x9e37_79b9_7f4a_7c15);
             // The series' state at `mint`, as if it had run since START.
             let steps_before = (mint - START) / STEP_MS;
-            let mut v = if m % 3 == 0 {
+            let kind = m % 3;
+            let mut v = if kind == 0 {
                 (rng.next() % 10_000) as f64 / 4.0
             } else {
                 (steps_before as f64) * ((m % 7 + 1) as f64)
@@ -116,10 +121,10 @@ fn main() {
                 }
                 app.append(t, v);
                 samples += 1;
-                v = if m % 3 == 0 {
+                v = if kind == 0 {
                     // A gauge: a random walk at a precision of 0.25.
                     (v + ((rng.next() % 9) as f64 - 4.0) * 0.25).max(0.0)
-                } else if m % 3 == 1 {
+                } else if kind == 1 {
                     v + (rng.next() % 50) as f64
                 } else {
                     v + (rng.next() % 1000) as f64 / 100.0

@@ -26,7 +26,8 @@ fn main() {
     }
     let runs: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(21);
     let matchers = parse_selector(&args[1]).unwrap_or_else(|e| panic!("{e}"));
-    let db = Db::open(&args[0], Options::default().read_only(true)).unwrap_or_else(|e| panic!("{e}"));
+    let db =
+        Db::open(&args[0], Options::default().read_only(true)).unwrap_or_else(|e| panic!("{e}"));
     let blocks = db.blocks();
     let mut postings = Vec::new();
     let mut refs = 0;
@@ -34,7 +35,10 @@ fn main() {
         let t = Instant::now();
         refs = 0;
         for b in &blocks {
-            refs += b.series_refs(&matchers).unwrap_or_else(|e| panic!("{e}")).len();
+            refs += b
+                .series_refs(&matchers)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .len();
         }
         postings.push(t.elapsed().as_secs_f64());
     }

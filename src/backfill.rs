@@ -257,7 +257,7 @@ impl Backfill {
         match sb.chunks.append(t, v, width) {
             Check::Append => {
                 while let Some(c) = sb.chunks.closed.get(sb.closed_counted) {
-                    range.bytes += c.data.len() + CHUNK_OVERHEAD_BYTES;
+                    range.bytes += c.data.in_memory().map_or(0, |d| d.len()) + CHUNK_OVERHEAD_BYTES;
                     sb.closed_counted += 1;
                     // The completed chunk's bytes were counted as the open chunk's until now.
                     range.bytes -= std::mem::take(&mut sb.open_counted);
@@ -436,10 +436,13 @@ fn chunk_metas(chunks: SeriesChunks) -> Vec<ChunkMeta> {
     let mut out: Vec<ChunkMeta> = chunks
         .closed
         .into_iter()
-        .map(|c| ChunkMeta {
-            min_t: c.min_t,
-            max_t: c.max_t,
-            data: c.data,
+        // Backfill buffers are never given a chunk directory: every chunk is in memory.
+        .filter_map(|c| {
+            c.data.in_memory().map(|d| ChunkMeta {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data: d.clone(),
+            })
         })
         .collect();
     if let Some(h) = chunks.head {
@@ -476,7 +479,7 @@ fn for_each_sample(chunks: &SeriesChunks, mut f: impl FnMut(i64, f64)) {
     let data = chunks
         .closed
         .iter()
-        .map(|c| &*c.data)
+        .filter_map(|c| c.data.in_memory().map(|d| &**d))
         .chain(chunks.head.as_ref().map(|h| h.app.bytes()));
     for d in data {
         // Our own encoding of valid samples: decoding cannot fail.

@@ -161,6 +161,8 @@ pub enum DbError {
     ReadOnly,
     #[error("{0}")]
     Block(#[from] BlockError),
+    #[error("head chunks: {0}")]
+    HeadChunks(#[from] head::HeadChunksError),
     #[error("a WAL replay worker panicked")]
     ReplayWorker,
     #[error("compaction: {0}")]
@@ -193,6 +195,12 @@ pub struct OpenReport {
     pub blocks: usize,
     /// Deletion intervals replayed into the head's tombstones.
     pub replayed_tombstones: u64,
+    /// Completed chunks mapped back from `chunks_head/` and attached to their series.
+    pub mapped_chunks: u64,
+    /// Chunks in `chunks_head/` of series no WAL series record defined (dropped).
+    pub mapped_chunks_dropped: u64,
+    /// WAL samples skipped because a mapped chunk of their series holds them.
+    pub replay_in_mapped_chunks: u64,
     pub replay_seconds: f64,
 }
 
@@ -388,7 +396,7 @@ impl DbCore {
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
 
-        let head = Head::new(opts.block_range_ms, opts.shards);
+        let mut head = Head::new(opts.block_range_ms, opts.shards);
         let mut report = OpenReport::default();
         let blocks = open_blocks(&dir, opts.read_only, &mut report)?;
         // WAL samples in a block's range were compacted already (a crash came before the WAL
@@ -398,6 +406,15 @@ impl DbCore {
         }
         report.blocks = blocks.len();
         let started = Instant::now();
+        // Completed head chunks are mapped back first: replay attaches them to their series as the
+        // WAL defines the series, and re-encodes only the samples after them.
+        let (disk, loaded) = head::ChunkDiskMapper::open(
+            &dir.join("chunks_head"),
+            !opts.read_only,
+            head.min_valid_time(),
+        )?;
+        report.warnings.extend(loaded.warnings);
+        head.set_chunk_disk(disk);
         let recovered = wal::recover(&wal_dir)?;
         if let Some(t) = recovered.truncated {
             report.warnings.push(format!(
@@ -405,7 +422,7 @@ impl DbCore {
                 t.segment, t.offset, t.bytes_dropped
             ));
         }
-        replay(&wal_dir, &head, opts.shards, &mut report)?;
+        replay(&wal_dir, &head, opts.shards, loaded.chunks, &mut report)?;
         report.replay_seconds = started.elapsed().as_secs_f64();
 
         let wal = if opts.read_only {
@@ -584,7 +601,11 @@ impl DbCore {
         let mut written = Vec::new();
         while let Some((min, max)) = self.head.time_range() {
             let mint = min.max(self.head.min_valid_time()).div_euclid(range) * range;
-            if if everything { max < mint } else { max - mint <= range / 2 * 3 } {
+            if if everything {
+                max < mint
+            } else {
+                max - mint <= range / 2 * 3
+            } {
                 break;
             }
             let maxt = mint + range;
@@ -1052,6 +1073,7 @@ fn replay(
     wal_dir: &Path,
     head: &Head,
     shards: usize,
+    mut mapped: HashMap<u64, Vec<head::chunks_disk::MappedChunk>>,
     report: &mut OpenReport,
 ) -> Result<(), DbError> {
     // The latest checkpoint first, then the segments after it.
@@ -1106,6 +1128,13 @@ fn replay(
                                 };
                                 if s.id != id {
                                     aliases.insert(id, s.id);
+                                } else if let Some(chunks) = mapped.remove(&id) {
+                                    // Before any of the series' samples reach a worker.
+                                    s.lock().attach_mapped(&chunks);
+                                    if let (Some(f), Some(l)) = (chunks.first(), chunks.last()) {
+                                        head.update_time_range(f.min_t, l.max_t);
+                                    }
+                                    report.mapped_chunks += chunks.len() as u64;
                                 }
                                 report.replayed_series += 1;
                             })
@@ -1192,7 +1221,9 @@ fn replay(
             h.app.shrink_to_fit();
         }
     }
+    report.mapped_chunks_dropped = mapped.values().map(|c| c.len() as u64).sum();
     for r in results {
+        report.replay_in_mapped_chunks += r.in_mapped;
         report.replayed_samples += r.appended;
         report.replay_rejected += r.rejected;
         report.unknown_series_samples += r.unknown;
@@ -1225,6 +1256,7 @@ fn replay(
 #[derive(Default)]
 struct ReplayStats {
     appended: u64,
+    in_mapped: u64,
     rejected: u64,
     unknown: u64,
     in_blocks: u64,
@@ -1261,8 +1293,15 @@ fn replay_worker(
             // Hold the series lock over the run of samples for the same series (our WAL writes
             // a transaction's samples series by series).
             let mut chunks = series.lock();
+            let mapped_max = chunks.mapped_max_t();
             while i < batch.len() && batch[i].series == id {
                 let s = batch[i];
+                if s.t <= mapped_max {
+                    // In a chunk mapped from chunks_head/ (Prometheus' mmMaxTime rule).
+                    stats.in_mapped += 1;
+                    i += 1;
+                    continue;
+                }
                 match chunks.append_valid(s.t, s.v, range, min_valid) {
                     head::Check::Append => {
                         stats.appended += 1;
@@ -1276,6 +1315,7 @@ fn replay_worker(
                 }
                 i += 1;
             }
+            head.persist(id, &mut chunks);
         }
         batch.clear();
         let _ = recycle.send(batch);

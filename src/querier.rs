@@ -14,7 +14,7 @@
 
 use crate::block::{self, Block, Interval};
 use crate::chunk::XorIterator;
-use crate::head::Head;
+use crate::head::{ClosedChunk, Head, HeadChunksError};
 use crate::labels::{Labels, Matcher};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,29 +253,42 @@ impl<'a> Querier<'a> {
             let Some(s) = self.head.series(id) else {
                 continue;
             };
-            let chunks: Vec<ChunkMeta> = {
+            let (closed, open): (Vec<ClosedChunk>, Option<ChunkMeta>) = {
                 let c = s.lock();
-                let mut v: Vec<ChunkMeta> = c
+                let closed = c
                     .closed
                     .iter()
                     .filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt)
-                    .map(|c| ChunkMeta {
-                        min_t: c.min_t,
-                        max_t: c.max_t,
-                        data: c.data.clone(),
-                    })
+                    .cloned()
                     .collect();
-                if let Some(h) = &c.head {
-                    if h.app.num_samples() > 0 && h.max_t >= self.mint && h.min_t <= self.maxt {
-                        v.push(ChunkMeta {
+                let open = c.head.as_ref().and_then(|h| {
+                    (h.app.num_samples() > 0 && h.max_t >= self.mint && h.min_t <= self.maxt).then(
+                        || ChunkMeta {
                             min_t: h.min_t,
                             max_t: h.max_t,
                             data: Arc::from(h.app.bytes()),
-                        });
-                    }
-                }
-                v
+                        },
+                    )
+                });
+                (closed, open)
             };
+            // Chunks in `chunks_head/` are read after the series lock is released.
+            let mut chunks = Vec::with_capacity(closed.len() + 1);
+            for c in closed {
+                let data = match self.head.chunk_data(&c.data) {
+                    Ok(d) => d,
+                    // Head truncation deleted the file meanwhile: the chunk is in a block now,
+                    // which `blocks_after_head_read` returns.
+                    Err(HeadChunksError::NoFile(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                chunks.push(ChunkMeta {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    data,
+                });
+            }
+            chunks.extend(open);
             let chunks = without_deleted(chunks, tombstones.get(id));
             if !chunks.is_empty() {
                 merged.entry(s.to_labels()).or_default().extend(chunks);

@@ -490,7 +490,10 @@ fn flush_head_writes_the_whole_head_into_blocks() {
         let db = Db::open(dir.path(), manual()).unwrap();
         fill_hours(&db, 3, 10);
         before = all(&db);
-        assert!(db.compact_head().unwrap().is_empty(), "3 h: nothing due yet");
+        assert!(
+            db.compact_head().unwrap().is_empty(),
+            "3 h: nothing due yet"
+        );
         let written = db.flush_head().unwrap();
         assert_eq!(written.len(), 2);
         assert_eq!(ranges(&db), vec![(0, 2, 1), (2, 4, 1)]);

@@ -11,6 +11,7 @@ mod common;
 
 use common::{available, url_encode, Prometheus, PROMETHEUS};
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -296,5 +297,161 @@ fn we_read_the_wal_prometheus_wrote() {
     assert_eq!(sel[0].labels().get("job"), Some("self"));
     let got: Vec<(i64, f64)> = sel[0].samples().collect();
     let want: Vec<(i64, f64)> = up_samples.iter().map(|s| (s.t, s.v)).collect();
+    assert_eq!(got, want);
+}
+
+/// Writes `HC_SERIES` series of 400 samples at 15 s (100 min from the start of a 2 h range a few
+/// hours ago: Prometheus does not compact it) through our `Db`, so the head cuts chunks and writes
+/// them to `chunks_head/`.
+/// Returns what a range query at the last timestamp should answer, that timestamp, and the number
+/// of completed chunks.
+const HC_SERIES: u64 = 40;
+
+fn write_our_head_chunks(data: &Path) -> (SeriesSamples, i64, u64) {
+    let steps = 400i64;
+    let range = 2 * 3_600_000;
+    let t0 = (now_ms() - 3 * 3_600_000).div_euclid(range) * range + 3;
+    let mut want: SeriesSamples = BTreeMap::new();
+    let db = tsdb::Db::open(data, tsdb::Options::default().background_compaction(false)).unwrap();
+    let names: Vec<Labels> = (0..HC_SERIES)
+        .map(|i| {
+            Labels::from_pairs(&[
+                ("__name__", "hc_test_metric"),
+                ("instance", &format!("host-{i}")),
+            ])
+        })
+        .collect();
+    for batch in 0..steps / 25 {
+        let mut app = db.appender();
+        for k in batch * 25..(batch + 1) * 25 {
+            let t = t0 + k * 15_000;
+            for (i, l) in names.iter().enumerate() {
+                let v = match (i, k % 50) {
+                    (0, 7) => f64::NAN,
+                    (1, _) => -(k as f64) * 1e-3,
+                    _ => (i * 1000) as f64 + (k as f64).sqrt(),
+                };
+                app.append(l, t, v).unwrap();
+                want.entry(l.to_string())
+                    .or_default()
+                    .push((t, canonical_bits(v)));
+            }
+        }
+        app.commit().unwrap();
+    }
+    // 120-sample chunks from the start of the range: three completed, the fourth open.
+    let completed = db.head().memory_stats().mapped_chunks;
+    assert_eq!(completed, HC_SERIES * 3, "completed chunks in chunks_head/");
+    (want, t0 + (steps - 1) * 15_000, completed)
+}
+
+/// The value of a counter or gauge on Prometheus' own /metrics page.
+fn own_metric(p: &Prometheus, name: &str) -> Option<f64> {
+    let (_, body) = p.get("/metrics").ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Prometheus opens a directory whose head has chunks_head/ files we wrote: it maps them without
+/// finding corruption (no repair, the files stay) and answers exactly our samples.
+#[test]
+fn prometheus_reads_our_chunks_head() {
+    if !prometheus_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let (want, last_t, _) = write_our_head_chunks(data);
+    let ours = fs::read(data.join("chunks_head/000001")).unwrap();
+    assert!(ours.len() > 8);
+
+    let p = Prometheus::start(data, EMPTY_CONFIG);
+    let got = query_matrix(&p, "hc_test_metric[3h]", last_t);
+    assert_eq!(got.len(), want.len(), "series; log:\n{}", p.logs());
+    for (k, w) in &want {
+        assert_eq!(got.get(k), Some(w), "series {k}");
+    }
+    assert_eq!(
+        own_metric(&p, "prometheus_tsdb_mmap_chunk_corruptions_total"),
+        Some(0.0)
+    );
+    let log = p.logs();
+    for bad in [
+        "corruption",
+        "Deleting mmapped chunk files",
+        "out of sequence",
+        "discarding chunk files",
+    ] {
+        assert!(!log.contains(bad), "Prometheus logged {bad:?}:\n{log}");
+    }
+    p.stop();
+    // Our file is still there, unchanged (Prometheus writes new chunks to a new file).
+    assert_eq!(fs::read(data.join("chunks_head/000001")).unwrap(), ours);
+    // And Prometheus used it: had it ignored our chunks, replaying the WAL would have cut them
+    // again and written them to a file of its own.
+    for e in fs::read_dir(data.join("chunks_head")).unwrap() {
+        let path = e.unwrap().path();
+        if path.ends_with("000001") {
+            continue;
+        }
+        let mut n = 0;
+        let bytes = fs::read(&path).unwrap();
+        let _ = tsdb::head::chunks_disk::scan_file(&bytes, |_, _| n += 1);
+        assert_eq!(
+            n,
+            0,
+            "{} holds {n} chunks Prometheus cut again",
+            path.display()
+        );
+    }
+}
+
+/// We open a chunks_head/ that Prometheus wrote: it replays our WAL (without our chunks_head/),
+/// m-maps the chunks it completes on the way and leaves them on shutdown; we map those back, skip
+/// their samples in the WAL and answer the same samples.
+#[test]
+fn we_read_the_chunks_head_prometheus_wrote() {
+    if !prometheus_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let (want, _, completed) = write_our_head_chunks(data);
+    fs::remove_dir_all(data.join("chunks_head")).unwrap();
+
+    let p = Prometheus::start(data, EMPTY_CONFIG);
+    p.stop();
+    let files: Vec<_> = fs::read_dir(data.join("chunks_head"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!files.is_empty(), "Prometheus wrote no chunks_head/ file");
+
+    let db = tsdb::Db::open(data, tsdb::Options::default().background_compaction(false)).unwrap();
+    let r = db.open_report();
+    assert!(
+        r.warnings.iter().all(|w| !w.contains("chunks_head")),
+        "{:?}",
+        r.warnings
+    );
+    // Prometheus cuts chunks by the same rules from the same samples.
+    assert_eq!(r.mapped_chunks, completed, "{r:?}");
+    let total: usize = want.values().map(Vec::len).sum();
+    assert_eq!(
+        r.replay_in_mapped_chunks as usize + r.replayed_samples as usize,
+        total
+    );
+    let q = db.querier(i64::MIN, i64::MAX);
+    let got: SeriesSamples = q
+        .select(&[tsdb::labels::Matcher::equal("__name__", "hc_test_metric")])
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s.labels().to_string(),
+                s.samples().map(|(t, v)| (t, canonical_bits(v))).collect(),
+            )
+        })
+        .collect();
     assert_eq!(got, want);
 }

@@ -1,4 +1,5 @@
-//! Read-only memory maps of block files: the one place in the crate that uses `unsafe`.
+//! Read-only memory maps of block files and head chunk files: the one place in the crate that uses
+//! `unsafe`.
 //!
 //! Block readers decode lazily straight out of the mapped bytes, so the resident memory of an
 //! opened block is what the kernel pages in, not a copy (issue 3, point 2). Everything above this
@@ -34,6 +35,10 @@ impl Mapped {
         // and never reopen them for writing), and deletion only unlinks the name, which leaves an
         // existing mapping valid. A file changed behind our back by another program is outside
         // what this database supports, as it is for Prometheus.
+        // Head chunk files (`chunks_head/`, see `crate::head::chunks_disk`) are the one kind of
+        // file mapped while it is still written: they are only ever appended to, so the bytes
+        // within this mapping's length never change; a mapped file is never truncated (a torn
+        // tail is cut off on open before the file is mapped again) and deleting it only unlinks.
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Mapped {
             inner: Inner::Map(map),

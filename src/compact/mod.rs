@@ -5,7 +5,8 @@
 //!
 //! Head chunks never straddle a block-range boundary (they are cut at the end of their range, see
 //! [`crate::head`]), so the block for `[mint, maxt)` is exactly the head chunks whose samples all lie
-//! in it: completed chunks are shared with the block writer without copying.
+//! in it: chunks in memory are shared with the block writer without copying, chunks in
+//! `chunks_head/` are read from their map.
 //!
 //! This module decides and writes; it never deletes a block. Deleting merged inputs (and the
 //! leftovers of a crash, [`deletable_parents`]) is the database's job, after the merged block is in
@@ -21,7 +22,7 @@ pub use plan::{
 
 use crate::block::{self, BlockError, IndexError, Ulid};
 use crate::chunk::ChunkError;
-use crate::head::Head;
+use crate::head::{ClosedChunk, Head, HeadChunksError};
 use crate::labels::Labels;
 use crate::querier::ChunkMeta;
 use std::path::Path;
@@ -31,33 +32,41 @@ use std::sync::Arc;
 /// takes them. Samples the head's tombstones cover are left out (chunks they overlap are
 /// re-encoded), so a deletion in the head never reaches a block; series without chunks left are
 /// left out.
-pub fn head_range(head: &Head, mint: i64, maxt: i64) -> Vec<(Labels, Vec<ChunkMeta>)> {
+pub fn head_range(
+    head: &Head,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, HeadChunksError> {
     let mut out = Vec::new();
     let tombstones = head.tombstones();
     for s in head.all_series() {
-        let chunks: Vec<ChunkMeta> = {
+        let (closed, open): (Vec<ClosedChunk>, Option<ChunkMeta>) = {
             let c = s.lock();
-            let mut v: Vec<ChunkMeta> = c
+            let closed = c
                 .closed
                 .iter()
                 .filter(|c| c.min_t >= mint && c.max_t < maxt)
-                .map(|c| ChunkMeta {
-                    min_t: c.min_t,
-                    max_t: c.max_t,
-                    data: c.data.clone(),
-                })
+                .cloned()
                 .collect();
-            if let Some(h) = &c.head {
-                if h.app.num_samples() > 0 && h.min_t >= mint && h.max_t < maxt {
-                    v.push(ChunkMeta {
-                        min_t: h.min_t,
-                        max_t: h.max_t,
-                        data: Arc::from(h.app.bytes()),
-                    });
-                }
-            }
-            v
+            let open = c.head.as_ref().and_then(|h| {
+                (h.app.num_samples() > 0 && h.min_t >= mint && h.max_t < maxt).then(|| ChunkMeta {
+                    min_t: h.min_t,
+                    max_t: h.max_t,
+                    data: Arc::from(h.app.bytes()),
+                })
+            });
+            (closed, open)
         };
+        // Completed chunks are read from `chunks_head/` after the series lock is released.
+        let mut chunks = Vec::with_capacity(closed.len() + 1);
+        for c in closed {
+            chunks.push(ChunkMeta {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data: head.chunk_data(&c.data)?,
+            });
+        }
+        chunks.extend(open);
         let chunks = crate::querier::without_deleted(chunks, tombstones.get(s.id));
         if !chunks.is_empty() {
             out.push((s.to_labels(), chunks));
@@ -65,7 +74,7 @@ pub fn head_range(head: &Head, mint: i64, maxt: i64) -> Vec<(Labels, Vec<ChunkMe
     }
     drop(tombstones);
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    Ok(out)
 }
 
 /// Writes the head's `[mint, maxt)` as a level-1 block in `dir`; `None` if the head holds no sample
@@ -76,7 +85,13 @@ pub fn write_head_block(
     mint: i64,
     maxt: i64,
 ) -> Result<Option<Ulid>, BlockError> {
-    let series = head_range(head, mint, maxt);
+    let series = head_range(head, mint, maxt).map_err(|e| BlockError::Io {
+        block: "head".to_string(),
+        path: head
+            .chunk_disk()
+            .map_or_else(Default::default, |d| d.dir().to_path_buf()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
     if series.is_empty() {
         return Ok(None);
     }

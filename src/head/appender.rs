@@ -122,11 +122,15 @@ impl Pending {
     /// The staged samples (not those the fork started with), in order.
     fn for_each_sample(&self, mut f: impl FnMut(i64, f64)) {
         let after = self.base.2;
+        // A fork's completed chunks are in memory until its commit writes them out.
         let chunks = self
             .staged
             .closed
             .iter()
-            .map(|c| &*c.data)
+            .filter_map(|c| match &c.data {
+                super::series::ChunkData::Mem(d) => Some(&**d),
+                super::series::ChunkData::Disk(_) => None,
+            })
             .chain(self.staged.head.as_ref().map(|h| h.app.bytes()));
         for data in chunks {
             // Staged chunks are our own encoding of valid samples: decoding cannot fail.
@@ -313,6 +317,7 @@ impl AppenderShard {
                 min = min.min(p.min_t);
                 max = max.max(p.max_t);
                 chunks.absorb(std::mem::replace(&mut p.staged, SeriesChunks::empty()));
+                head.persist(p.series.id, &mut chunks);
                 continue;
             }
             // Another transaction committed to this series meanwhile: append one by one, with
@@ -326,6 +331,7 @@ impl AppenderShard {
                 Check::NoOp => stats.no_ops += 1,
                 Check::Reject(r) => stats.rejected.add(r),
             });
+            head.persist(p.series.id, &mut chunks);
         }
         if min <= max {
             head.update_time_range(min, max);

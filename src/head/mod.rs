@@ -4,20 +4,24 @@
 //! reference, one by label hash for lookups by label set, each behind its own lock, so that appenders
 //! on many threads do not serialize on one lock. Label strings are interned: a series costs pointers,
 //! not copies. The inverted index ([`crate::index::MemPostings`]) maps label name → value → sorted
-//! series ids. The head knows nothing of files: the WAL is written by [`crate::db`] around
-//! [`Appender`]'s two commit phases.
+//! series ids. The WAL is written by [`crate::db`] around [`Appender`]'s two commit phases; the one
+//! kind of file the head writes itself is `chunks_head/` ([`chunks_disk`]): given a chunk directory
+//! ([`Head::set_chunk_disk`]), every chunk a series completes is written there when the commit that
+//! completed it is applied, and the series keeps only its reference.
 //!
 //! Deletions are head tombstones (Prometheus' `Head.tombstones`): intervals by series id, applied
 //! when the head is read and when it is compacted into a block, dropped with the data they cover
 //! when the head is truncated. The chunks themselves are never rewritten.
 
 mod appender;
+pub mod chunks_disk;
 mod series;
 
 pub use appender::{AppendError, Appender, AppenderShard, CommitStats, RejectCounts};
+pub use chunks_disk::{ChunkDiskMapper, HeadChunksError};
 pub use series::{
-    check_after, compute_chunk_end_time, range_for_timestamp, Check, ClosedChunk, MemSeries,
-    Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
+    check_after, compute_chunk_end_time, range_for_timestamp, Check, ChunkData, ClosedChunk,
+    MemSeries, Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
 };
 
 use crate::block::{Interval, Tombstones};
@@ -59,6 +63,12 @@ pub struct Head {
     shards: usize,
     /// Deleted intervals by series id.
     tombstones: RwLock<Tombstones>,
+    /// `chunks_head/`, if the head writes completed chunks out.
+    disk: Option<ChunkDiskMapper>,
+    /// Chunk writes (and file deletions) that failed, and the last error: the chunks stay in
+    /// memory and are written at the series' next cut.
+    disk_errors: AtomicU64,
+    last_disk_error: Mutex<Option<String>>,
 }
 
 /// The hash of a label set that the head's map is keyed by.
@@ -89,7 +99,60 @@ impl Head {
             chunk_range,
             shards: shards.max(1),
             tombstones: RwLock::new(Tombstones::new()),
+            disk: None,
+            disk_errors: AtomicU64::new(0),
+            last_disk_error: Mutex::new(None),
         }
+    }
+
+    /// Gives the head its `chunks_head/` directory: completed chunks are written there from now on.
+    pub fn set_chunk_disk(&mut self, disk: ChunkDiskMapper) {
+        self.disk = Some(disk);
+    }
+
+    pub fn chunk_disk(&self) -> Option<&ChunkDiskMapper> {
+        self.disk.as_ref()
+    }
+
+    /// The bytes of a completed chunk (read from `chunks_head/` if it is there).
+    pub fn chunk_data(&self, data: &ChunkData) -> Result<Arc<[u8]>, HeadChunksError> {
+        match data {
+            ChunkData::Mem(d) => Ok(d.clone()),
+            ChunkData::Disk(r) => match &self.disk {
+                Some(d) => d.chunk(*r),
+                None => Err(HeadChunksError::NoFile(*r)),
+            },
+        }
+    }
+
+    /// Writes `series`' completed chunks still in memory to `chunks_head/` (a no-op without a
+    /// writable chunk directory). Called with the series locked, after every change that may cut.
+    pub fn persist(&self, series: u64, chunks: &mut SeriesChunks) {
+        let Some(disk) = self.disk.as_ref().filter(|d| d.writable()) else {
+            return;
+        };
+        if let Err(e) = chunks.persist(series, disk) {
+            self.disk_error(e);
+        }
+    }
+
+    fn disk_error(&self, e: HeadChunksError) {
+        self.disk_errors.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_disk_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+    }
+
+    /// Failed chunk writes and file deletions so far, and the last error.
+    pub fn chunk_disk_errors(&self) -> (u64, Option<String>) {
+        (
+            self.disk_errors.load(Ordering::Relaxed),
+            self.last_disk_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 
     pub fn chunk_range(&self) -> i64 {
@@ -261,6 +324,12 @@ impl Head {
         stats.series_removed = removed.len() as u64;
         self.truncate_tombstones(&removed, mint);
         self.min_time.fetch_max(mint, Ordering::Relaxed);
+        if let Some(d) = &self.disk {
+            match d.truncate(mint) {
+                Ok(n) => stats.chunk_files_removed = n as u64,
+                Err(e) => self.disk_error(e),
+            }
+        }
         stats
     }
 
@@ -374,7 +443,10 @@ impl Head {
             let c = s.lock();
             m.series += 1;
             for cl in &c.closed {
-                m.chunk_bytes += cl.data.len() as u64;
+                match &cl.data {
+                    ChunkData::Mem(d) => m.chunk_bytes += d.len() as u64,
+                    ChunkData::Disk(_) => m.mapped_chunks += 1,
+                }
             }
             if let Some(h) = &c.head {
                 m.chunk_bytes += h.app.bytes().len() as u64;
@@ -390,6 +462,8 @@ impl Head {
 pub struct TruncateStats {
     pub chunks_removed: u64,
     pub series_removed: u64,
+    /// `chunks_head/` files deleted.
+    pub chunk_files_removed: u64,
 }
 
 /// Counts for `tsdbctl` and the memory figures.
@@ -397,7 +471,10 @@ pub struct TruncateStats {
 pub struct HeadMemory {
     pub series: u64,
     pub samples: u64,
+    /// Encoded bytes of the chunks held in memory (open chunks, chunks not written out).
     pub chunk_bytes: u64,
+    /// Completed chunks in `chunks_head/` (only their 32-byte descriptors are in memory).
+    pub mapped_chunks: u64,
 }
 
 fn intern(symbols: &mut HashSet<Sym, foldhash::fast::FixedState>, s: &str) -> Sym {
@@ -649,5 +726,57 @@ mod tests {
         let fresh = h.lookup(&l).unwrap();
         assert_ne!(fresh.id, s.id);
         assert_eq!(fresh.lock().last().map(|x| x.0), Some(5000));
+    }
+
+    #[test]
+    fn completed_chunks_go_to_disk_and_failed_writes_are_retried_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("chunks_head");
+        let (disk, _) = ChunkDiskMapper::open(&cdir, true, i64::MIN).unwrap();
+        let mut h = Head::new(7_200_000, 1);
+        h.set_chunk_disk(disk);
+        let l = Labels::from_pairs(&[("__name__", "m")]);
+        let add = |h: &Head, from: i64, to: i64| {
+            let mut app = h.appender();
+            for i in from..to {
+                app.append(&l, i * 15_000, i as f64).unwrap();
+            }
+            commit(app);
+        };
+        add(&h, 0, 130);
+        let on_disk = |h: &Head| {
+            let s = h.lookup(&l).unwrap();
+            let c = s.lock();
+            c.closed
+                .iter()
+                .map(|c| matches!(c.data, ChunkData::Disk(_)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on_disk(&h), vec![true]);
+        assert_eq!(h.memory_stats().mapped_chunks, 1);
+        // The directory vanishes: the next cut cannot start a file (the active one was finished
+        // by truncation), so the chunk stays in memory.
+        assert_eq!(h.truncate(0).chunk_files_removed, 0);
+        std::fs::remove_dir_all(&cdir).unwrap();
+        add(&h, 130, 250);
+        assert_eq!(on_disk(&h), vec![true, false]);
+        assert_eq!(h.chunk_disk_errors().0, 1);
+        // Back: the next cut writes both, oldest first.
+        std::fs::create_dir_all(&cdir).unwrap();
+        add(&h, 250, 370);
+        assert_eq!(on_disk(&h), vec![true, true, true]);
+        let s = h.lookup(&l).unwrap();
+        let chunks: Vec<ClosedChunk> = s.lock().closed.clone();
+        let mut t = Vec::new();
+        for c in chunks.iter().skip(1) {
+            let data = h.chunk_data(&c.data).unwrap();
+            for x in crate::chunk::XorIterator::new(&data).unwrap() {
+                t.push(x.unwrap().0);
+            }
+        }
+        assert_eq!(t.first(), Some(&(120 * 15_000)));
+        assert!(t.windows(2).all(|w| w[1] == w[0] + 15_000));
+        // The first chunk's file was unlinked with the directory; its map still reads it.
+        assert!(h.chunk_data(&chunks[0].data).is_ok());
     }
 }
