@@ -674,17 +674,21 @@ fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
     }
     let h = db.head().memory_stats();
     let range = db.head().time_range();
-    let wal_bytes = dir_size(&dir.join("wal"));
+    let head_bytes = dir_size(&dir.join("wal")) + dir_size(&dir.join("chunks_head"));
     println!(
-        "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8.3}",
-        "head (WAL)",
+        "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8}",
+        "head (WAL + chunks_head)",
         range.map_or("-".into(), |r| time_str(r.0)),
         range.map_or("-".into(), |r| time_str(r.1)),
         h.series,
         h.samples,
         "-",
-        wal_bytes,
-        wal_bytes as f64 / (h.samples.max(1)) as f64
+        head_bytes,
+        if h.samples == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3}", head_bytes as f64 / h.samples as f64)
+        }
     );
     let q = db.querier(i64::MIN, i64::MAX);
     let mut labels: Vec<(usize, String)> = q
