@@ -1300,6 +1300,12 @@ impl Ev<'_> {
         let mut keep: Vec<Vec<Option<f64>>> = vec![vec![None; n]; cols.len()];
         let mut order: Vec<usize> = Vec::new();
         let mut heap: Vec<(usize, f64)> = Vec::new();
+        // A series' sampling offset depends on its labels only: hash once, not per step.
+        let offsets: Vec<f64> = if op == T_LIMIT_RATIO {
+            cols.iter().map(|c| ratio_offset(&c.labels)).collect()
+        } else {
+            Vec::new()
+        };
         for i in 0..n {
             let p = param(i);
             let k = if op == T_LIMIT_RATIO {
@@ -1324,7 +1330,7 @@ impl Ev<'_> {
                         }
                         _ => {
                             let r = p.clamp(-1.0, 1.0);
-                            if ratio_sample(&cols[ci].labels, r) {
+                            if ratio_keeps(r, offsets[ci]) {
                                 heap.push((ci, v));
                             }
                         }
@@ -1808,18 +1814,37 @@ fn heap_push_k(heap: &mut Vec<(usize, f64)>, s: (usize, f64), k: usize, bottom: 
     }
 }
 
-/// limit_ratio's deterministic sampling: a series is kept when its label hash, scaled to
-/// [0, 1), falls within the ratio (from the start for positive ratios, the end for negative).
-fn ratio_sample(labels: &Labels, r: f64) -> bool {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
-    let off = (h.finish() as f64) / (u64::MAX as f64 + 1.0);
-    if r >= 0.0 {
-        off < r
-    } else {
-        off >= 1.0 + r
+/// Prometheus' `labels.Hash()` in its default build (stringlabels, the default since 3.5): xxhash64
+/// (seed 0) of the labels' internal encoding, each name and value preceded by its length — one
+/// byte below 255, else the byte 255 and the length in 3 bytes little-endian.
+pub(crate) fn prometheus_labels_hash(labels: &Labels) -> u64 {
+    fn put(h: &mut xxhash_rust::xxh64::Xxh64, s: &str) {
+        let n = s.len();
+        if n < 255 {
+            h.update(&[n as u8]);
+        } else {
+            h.update(&[255, n as u8, (n >> 8) as u8, (n >> 16) as u8]);
+        }
+        h.update(s.as_bytes());
     }
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for l in labels.iter() {
+        put(&mut h, &l.name);
+        put(&mut h, &l.value);
+    }
+    h.digest()
+}
+
+/// limit_ratio's sampling offset of a series (Prometheus' `HashRatioSampler.SampleOffset`): its
+/// label hash as a fraction of `MaxUint64`, in `[0, 1]`.
+pub(crate) fn ratio_offset(labels: &Labels) -> f64 {
+    prometheus_labels_hash(labels) as f64 / u64::MAX as f64
+}
+
+/// limit_ratio's choice (`AddRatioSampleWithOffset`): a positive ratio keeps offsets below it, a
+/// negative one offsets at or above `1 + ratio`, so `r` and `r - 1` choose complementary sets.
+pub(crate) fn ratio_keeps(ratio: f64, offset: f64) -> bool {
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
 #[allow(clippy::too_many_arguments)]

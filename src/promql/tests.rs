@@ -54,6 +54,81 @@ fn bits(v: &Value) -> String {
     }
 }
 
+/// Expected hashes computed outside this crate: the stringlabels encoding written out by hand and
+/// hashed with the reference C xxHash library (`XXH64(data, len, 0)`).
+#[test]
+fn limit_ratio_hash_is_prometheus_labels_hash() {
+    use super::eval::{prometheus_labels_hash, ratio_keeps, ratio_offset};
+    let cases: [(Labels, u64); 5] = [
+        (Labels::default(), 0xef46_db37_51d8_e999),
+        (
+            Labels::from_pairs(&[("__name__", "up")]),
+            0xecd7_5f13_400a_bdf5,
+        ),
+        (
+            Labels::from_pairs(&[
+                ("__name__", "http_requests_total"),
+                ("instance", "0"),
+                ("job", "api"),
+            ]),
+            0xbc01_6d7e_754a_406f,
+        ),
+        (
+            Labels::from_pairs(&[
+                ("__name__", "http_requests_total"),
+                ("instance", "1"),
+                ("job", "api"),
+            ]),
+            0xc5e5_55f0_6da9_da8d,
+        ),
+        // A value of 300 bytes takes the 4-byte length form.
+        (
+            Labels::from_pairs(&[("a", &"x".repeat(300))]),
+            0x7334_729f_4d20_ea0b,
+        ),
+    ];
+    for (l, want) in &cases {
+        assert_eq!(prometheus_labels_hash(l), *want, "{l}");
+    }
+    // Offsets 0.7344 and 0.7730: a ratio of 0.75 keeps the first, -0.25 the second.
+    let (a, b) = (ratio_offset(&cases[2].0), ratio_offset(&cases[3].0));
+    assert!((a - 0.734_396_785_138_678_8).abs() < 1e-12);
+    assert!(ratio_keeps(0.75, a) && !ratio_keeps(0.75, b));
+    assert!(!ratio_keeps(-0.25, a) && ratio_keeps(-0.25, b));
+
+    let (_d, db) = db_with(&[
+        (
+            &[
+                ("__name__", "http_requests_total"),
+                ("instance", "0"),
+                ("job", "api"),
+            ],
+            &[(0, 1.0)],
+        ),
+        (
+            &[
+                ("__name__", "http_requests_total"),
+                ("instance", "1"),
+                ("job", "api"),
+            ],
+            &[(0, 2.0)],
+        ),
+    ]);
+    let pick = |q: &str| -> Vec<f64> {
+        let Value::Vector(v) = db.query(q, 10_000).unwrap() else {
+            panic!()
+        };
+        v.iter().map(|s| s.v).collect()
+    };
+    assert_eq!(pick("limit_ratio(0.75, http_requests_total)"), vec![1.0]);
+    assert_eq!(pick("limit_ratio(-0.25, http_requests_total)"), vec![2.0]);
+    assert_eq!(
+        pick("limit_ratio(0.7, http_requests_total)"),
+        Vec::<f64>::new()
+    );
+    assert_eq!(pick("limit_ratio(1, http_requests_total)"), vec![1.0, 2.0]);
+}
+
 fn many_series_db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default().fsync(FsyncPolicy::Never)).unwrap();
