@@ -4,8 +4,11 @@
 //! Scalars are one value per step. Range vectors (matrix selectors, subqueries) are raw samples
 //! plus the window rule, consumed by range-vector functions window by window.
 
+use super::annotations::{self, node_key, Anno, Collector};
 use super::functions::{self as f, Bucket};
-use super::{QueryError, QueryOptions, RangeSeries, Sample, Value, MAX_POINTS_PER_SERIES};
+use super::{
+    QueryError, QueryOptions, QueryResult, RangeSeries, Sample, Value, MAX_POINTS_PER_SERIES,
+};
 use crate::chunk::{XorIterator, STALE_NAN_BITS};
 use crate::db::Db;
 use crate::labels::{Label, Labels, MatchType, Matcher, METRIC_NAME};
@@ -89,6 +92,9 @@ struct Ev<'a> {
     qstep: i64,
     samples: AtomicUsize,
     deadline: Option<Instant>,
+    /// Start offsets in the query of the AST's nodes, for the annotations' positions.
+    positions: HashMap<usize, usize>,
+    annos: Collector,
 }
 
 /// Formats labels as Go's `labels.Labels.String()` does (used in Prometheus' error messages).
@@ -133,7 +139,7 @@ pub(crate) fn run(
     step: i64,
     is_range: bool,
     opts: &QueryOptions,
-) -> R<Value> {
+) -> R<QueryResult> {
     let ast = super::parse_error::parse(expr)
         .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
     if is_range {
@@ -158,9 +164,21 @@ pub(crate) fn run(
         qstep: if is_range { step } else { 0 },
         samples: AtomicUsize::new(0),
         deadline: opts.timeout.map(|d| Instant::now() + d),
+        positions: annotations::positions(expr, &ast),
+        annos: Collector::default(),
     };
     let grid = Grid { start, end, step };
     let v = ev.eval(&ast, grid)?;
+    let value = finish_value(v, grid, is_range)?;
+    Ok(QueryResult {
+        value,
+        annotations: ev.annos.finish(expr),
+    })
+}
+
+/// The evaluator's value as the query's result: name removal, and a range query's matrix.
+fn finish_value(v: Val, grid: Grid, is_range: bool) -> R<Value> {
+    let start = grid.start;
     match v {
         Val::Scalar(s) => {
             if is_range {
@@ -426,6 +444,30 @@ impl Ev<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Start offset in the query of an AST node (of an `Expr`, or a `Call` inside one).
+    fn pos<T>(&self, node: &T) -> usize {
+        self.positions.get(&node_key(node)).copied().unwrap_or(0)
+    }
+
+    fn annotate(&self, a: Anno, pos: usize) {
+        self.annos.add(a, pos);
+    }
+
+    /// The invalid-quantile warnings of `quantile(q, ...)` (Prometheus checks the parameter's
+    /// NaN, maximum and minimum over all steps, once).
+    fn check_quantile_param(&self, qs: &[f64], pos: usize) {
+        let (min, max) = param_min_max(qs);
+        if qs.iter().any(|q| q.is_nan()) {
+            self.annotate(Anno::InvalidQuantile(f64::NAN), pos);
+        }
+        if max > 1.0 {
+            self.annotate(Anno::InvalidQuantile(max), pos);
+        }
+        if min < 0.0 {
+            self.annotate(Anno::InvalidQuantile(min), pos);
+        }
     }
 
     fn add_samples(&self, n: usize) -> R<()> {
@@ -846,6 +888,9 @@ impl Ev<'_> {
             }
             "sort" | "sort_desc" => {
                 let mut cols = self.eval_vector(arg(0)?, g)?;
+                if g.start != g.end {
+                    self.annotate(Anno::SortInRangeQuery, self.pos(c));
+                }
                 if n == 1 {
                     let desc = name == "sort_desc";
                     cols.sort_by(|a, b| {
@@ -863,6 +908,9 @@ impl Ev<'_> {
             }
             "sort_by_label" | "sort_by_label_desc" => {
                 let mut cols = self.eval_vector(arg(0)?, g)?;
+                if g.start != g.end {
+                    self.annotate(Anno::SortInRangeQuery, self.pos(c));
+                }
                 let mut names = Vec::new();
                 for a in &args[1..] {
                     names.push(string_arg(a)?);
@@ -996,11 +1044,33 @@ impl Ev<'_> {
                     }
                 };
                 let cols = self.eval_vector(vec_arg, g)?;
+                let vec_pos = self.pos(vec_arg);
+                // Quantile parameters: checked at every step, as Prometheus calls the function
+                // at every step (the warning's text deduplicates them).
+                let quantile_args: &[Box<Expr>] = match kind {
+                    0 => &args[..1],
+                    2 => &args[2..],
+                    _ => &[],
+                };
+                for (qa, qs) in quantile_args.iter().zip(&params) {
+                    for &q in qs {
+                        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                            self.annotate(Anno::InvalidQuantile(q), self.pos(&**qa));
+                        }
+                    }
+                }
                 // Group bucket series by their labels without `le` (fixed over the steps).
                 let mut groups: Vec<(Labels, Vec<(usize, f64)>)> = Vec::new();
                 let mut index: HashMap<Labels, usize> = HashMap::new();
                 for (ci, c) in cols.iter().enumerate() {
                     let Some(le) = c.labels.get("le").and_then(parse_go_float) else {
+                        if c.vals.iter().any(|v| v.is_some()) {
+                            let bad = Anno::BadBucketLabel {
+                                metric: c.labels.get(METRIC_NAME).unwrap_or("").to_string(),
+                                le: c.labels.get("le").unwrap_or("").to_string(),
+                            };
+                            self.annotate(bad, vec_pos);
+                        }
                         continue;
                     };
                     let key = without_labels(&c.labels, &["le"]);
@@ -1036,13 +1106,27 @@ impl Ev<'_> {
                                 if buckets.is_empty() {
                                     return None;
                                 }
-                                Some(match (kind, q) {
-                                    (1, _) => {
-                                        f::bucket_fraction(params[0][i], params[1][i], &mut buckets)
-                                    }
-                                    (_, Some(q)) => f::bucket_quantile(params[q][i], &mut buckets),
-                                    _ => f::bucket_quantile(params[0][i], &mut buckets),
-                                })
+                                if kind == 1 {
+                                    return Some(f::bucket_fraction(
+                                        params[0][i],
+                                        params[1][i],
+                                        &mut buckets,
+                                    ));
+                                }
+                                let (v, forced) = f::bucket_quantile_checked(
+                                    params[q.unwrap_or(0)][i],
+                                    &mut buckets,
+                                );
+                                if let Some(fix) = forced {
+                                    let metric = labels.get(METRIC_NAME).unwrap_or("").to_string();
+                                    let a = Anno::ForcedMonotonicity {
+                                        metric,
+                                        ts: g.t(i),
+                                        fix,
+                                    };
+                                    self.annotate(a, vec_pos);
+                                }
+                                Some(v)
                             })
                             .collect();
                         let labels = match (&qlabel, q) {
@@ -1106,6 +1190,9 @@ impl Ev<'_> {
             .ok_or_else(|| QueryError::Eval(format!("unknown function {name}")))?;
         let keep_name = matches!(func, RangeFn::LastOverTime | RangeFn::FirstOverTime);
         let range = rv.range;
+        let counter_check = matches!(name, "rate" | "increase");
+        let marg_pos = self.pos(&**marg);
+        let q_pos = args.first().map_or(0, |a| self.pos(&**a));
         let cols: Vec<Col> = rv
             .series
             .par_iter()
@@ -1134,7 +1221,26 @@ impl Ev<'_> {
                         continue;
                     }
                     let sc = |k: usize| scalars[k][i];
+                    if matches!(func, RangeFn::QuantileOverTime) {
+                        let q = sc(0);
+                        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                            self.annotate(Anno::InvalidQuantile(q), q_pos);
+                        }
+                    }
                     *v = func.apply(w, start, r, range, t, &sc);
+                }
+                if counter_check && vals.iter().any(|v| v.is_some()) {
+                    if let Some(metric) = s.labels.get(METRIC_NAME) {
+                        let counter_like = ["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|suffix| metric.ends_with(suffix));
+                        if !metric.is_empty() && !counter_like {
+                            let a = Anno::PossibleNonCounter {
+                                metric: metric.to_string(),
+                            };
+                            self.annotate(a, marg_pos);
+                        }
+                    }
                 }
                 Col {
                     labels: s.labels.clone(),
@@ -1230,6 +1336,35 @@ impl Ev<'_> {
         ) && !matches!(param, Some(Val::Scalar(_)))
         {
             return err("expected scalar parameter");
+        }
+        if let (Some(Val::Scalar(ps)), Some(pe)) = (&param, a.param.as_deref()) {
+            let pos = self.pos(pe);
+            if op == T_QUANTILE {
+                self.check_quantile_param(ps, pos);
+            }
+            if op == T_LIMIT_RATIO && !ps.iter().any(|r| r.is_nan()) {
+                let (min, max) = param_min_max(ps);
+                if !(max == 0.0 && min == 0.0) {
+                    if max > 1.0 {
+                        self.annotate(
+                            Anno::InvalidRatio {
+                                ratio: max,
+                                to: 1.0,
+                            },
+                            pos,
+                        );
+                    }
+                    if min < -1.0 {
+                        self.annotate(
+                            Anno::InvalidRatio {
+                                ratio: min,
+                                to: -1.0,
+                            },
+                            pos,
+                        );
+                    }
+                }
+            }
         }
         if op == T_TOPK || op == T_BOTTOMK || op == T_LIMITK || op == T_LIMIT_RATIO {
             for i in 0..n {
@@ -1987,6 +2122,14 @@ fn go_min_max(x: f64, y: f64, max: bool) -> f64 {
     } else {
         x.min(y)
     }
+}
+
+/// Prometheus' `fParams` minimum and maximum of a parameter over the steps (Go's `math.Min`/`Max`
+/// from `±MaxFloat64`, so a NaN makes both NaN).
+fn param_min_max(ps: &[f64]) -> (f64, f64) {
+    ps.iter().fold((f64::MAX, -f64::MAX), |(lo, hi), &p| {
+        (go_min_max(lo, p, false), go_min_max(hi, p, true))
+    })
 }
 
 /// Go's `math.Mod`: the result has the sign of `x`.
