@@ -324,3 +324,70 @@ mod fuzz {
         }
     }
 }
+
+fn annotations_of(db: &Db, q: &str, range: bool) -> Annotations {
+    let opts = QueryOptions::default();
+    let r = if range {
+        db.query_range_annotated(q, 0, 600_000, 60_000, &opts)
+    } else {
+        db.query_annotated(q, 600_000, &opts)
+    };
+    r.unwrap().annotations
+}
+
+#[test]
+fn annotations_have_prometheus_texts_and_positions() {
+    let pts: Vec<(i64, f64)> = (0..=40).map(|i| (i * 15_000, i as f64)).collect();
+    let (_d, db) = db_with(&[
+        (&[("__name__", "foo"), ("a", "1")], &pts),
+        (&[("__name__", "foo_total"), ("a", "1")], &pts),
+        (&[("__name__", "h_bucket"), ("le", "1")], &[(600_000, 10.0)]),
+        (&[("__name__", "h_bucket"), ("le", "2")], &[(600_000, 7.0)]),
+        (
+            &[("__name__", "h_bucket"), ("le", "+Inf")],
+            &[(600_000, 12.0)],
+        ),
+        (&[("__name__", "h_bucket"), ("le", "x")], &[(600_000, 1.0)]),
+    ]);
+    let a = annotations_of(&db, "sum(rate(foo[5m]))", false);
+    assert_eq!(
+        a.infos,
+        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"foo\" (1:10)"]
+    );
+    assert!(a.warnings.is_empty());
+    assert!(annotations_of(&db, "rate(foo_total[5m]) + irate(foo[5m])", false).is_empty());
+
+    let a = annotations_of(&db, "quantile(1.5, foo)", false);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: quantile value should be between 0 and 1, got 1.5 (1:10)"]
+    );
+    let a = annotations_of(&db, "count(limit_ratio(-1.1, foo))", false);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: ratio value should be between -1 and 1, got -1.1, capping to -1 (1:19)"]
+    );
+
+    let a = annotations_of(&db, "sort(foo)", true);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)"]
+    );
+    assert!(annotations_of(&db, "sort(foo)", false).is_empty());
+
+    let a = annotations_of(&db, "histogram_quantile(0.5,\n  h_bucket)", false);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: bucket label \"le\" is missing or has a malformed value of \"x\" for metric name \"h_bucket\" (2:3)"]
+    );
+    assert_eq!(
+        a.infos,
+        ["PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"h_bucket\", from buckets 2 to 2, with a max diff of 3, over 1 samples from 1970-01-01T00:10:00Z to 1970-01-01T00:10:00Z (2:3)"]
+    );
+    // The same annotation at several steps is reported once.
+    let a = annotations_of(&db, "histogram_quantile(2, h_bucket)", true);
+    assert_eq!(
+        a.warnings[0],
+        "PromQL warning: quantile value should be between 0 and 1, got 2 (1:20)"
+    );
+}

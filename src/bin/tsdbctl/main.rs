@@ -1,6 +1,8 @@
 //! `tsdbctl`: the command-line shell over the `tsdb` library. Subcommands parse arguments, call the
 //! library, and format output; no storage or query logic lives here.
 
+mod plot;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use std::time::Instant;
 use tsdb::api;
 use tsdb::exposition::Format;
 use tsdb::ingest::{IngestOptions, Ingester};
-use tsdb::promql::{QueryOptions, Value};
+use tsdb::promql::{QueryOptions, QueryResult, Value};
 use tsdb::wal::Compression;
 use tsdb::{Db, Options};
 
@@ -63,6 +65,15 @@ enum Cmd {
         step: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// Draw the range query as a chart in the terminal instead of printing it.
+        #[arg(long, conflicts_with = "output")]
+        plot: bool,
+        /// Chart width in columns (default: `COLUMNS`, else 100).
+        #[arg(long)]
+        plot_width: Option<usize>,
+        /// Chart height in rows.
+        #[arg(long, default_value_t = plot::DEFAULT_HEIGHT)]
+        plot_height: usize,
         /// Evaluate the query N more times in this process and print `{"median_s": S}` as the last
         /// line of stderr (query latency without the cost of opening the database).
         #[arg(long, default_value_t = 0)]
@@ -134,9 +145,26 @@ fn main() -> ExitCode {
             end,
             step,
             output,
+            plot,
+            plot_width,
+            plot_height,
             repeat,
             expr,
-        } => query(db, time, start.zip(end).zip(step), output, repeat, &expr),
+        } => {
+            let plot = plot.then_some(PlotSize {
+                width: plot_width,
+                height: plot_height,
+            });
+            query(
+                db,
+                time,
+                start.zip(end).zip(step),
+                output,
+                plot,
+                repeat,
+                &expr,
+            )
+        }
         Cmd::Stats { db, output } => stats(db, output),
         Cmd::Inspect { db, limit } => inspect(db, limit),
         Cmd::Compact { db } => compact(db),
@@ -310,14 +338,26 @@ fn ingest(
 
 type Range = ((String, String), String);
 
+/// `--plot` with its `--plot-width` and `--plot-height`.
+struct PlotSize {
+    width: Option<usize>,
+    height: usize,
+}
+
 fn query(
     dir: PathBuf,
     time: Option<String>,
     range: Option<Range>,
     output: Output,
+    plot: Option<PlotSize>,
     repeat: usize,
     expr: &str,
 ) -> Result<ExitCode, String> {
+    if plot.is_some() && range.is_none() {
+        return Err(
+            "--plot draws a range query: give --start, --end and --step (not --time)".into(),
+        );
+    }
     if !dir.join("wal").exists() {
         return Err(format!(
             "{}: no database here (no wal/ directory)",
@@ -326,27 +366,58 @@ fn query(
     }
     let db = open(&dir, Options::default().read_only(true))?;
     let opts = QueryOptions::default();
-    let eval = || -> Result<Value, String> {
-        match &range {
-            Some(((start, end), step)) => {
-                let s = api::parse_time(start).map_err(|e| e.to_string())?;
-                let e = api::parse_time(end).map_err(|e| e.to_string())?;
-                let st = api::parse_duration(step).map_err(|e| e.to_string())?;
-                api::query_range(&db, expr, s, e, st, &opts).map_err(|e| e.to_string())
+    let range_ms = match &range {
+        Some(((start, end), step)) => Some((
+            api::parse_time(start).map_err(|e| e.to_string())?,
+            api::parse_time(end).map_err(|e| e.to_string())?,
+            api::parse_duration(step).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let eval = || -> Result<QueryResult, String> {
+        match range_ms {
+            Some((s, e, st)) => {
+                api::query_range_annotated(&db, expr, s, e, st, &opts).map_err(|e| e.to_string())
             }
             None => {
                 let t = match &time {
                     Some(t) => api::parse_time(t).map_err(|e| e.to_string())?,
                     None => now_ms(),
                 };
-                api::query(&db, expr, t, &opts).map_err(|e| e.to_string())
+                api::query_annotated(&db, expr, t, &opts).map_err(|e| e.to_string())
             }
         }
     };
-    let result = eval()?;
-    match output {
-        Output::Json => println!("{}", api::value_json(&result)),
-        Output::Table | Output::Csv => print_rows(&result, output == Output::Csv),
+    let QueryResult {
+        value: result,
+        annotations,
+    } = eval()?;
+    if output != Output::Json || plot.is_some() {
+        // The JSON body carries them; elsewhere they go to stderr, apart from the data.
+        for a in annotations.warnings.iter().chain(&annotations.infos) {
+            eprintln!("tsdbctl: {a}");
+        }
+    }
+    match (&plot, range_ms, &result) {
+        (Some(size), Some((s, e, st)), Value::Matrix(m)) => {
+            let opts = plot::PlotOptions {
+                width: size.width.unwrap_or_else(terminal_width),
+                height: size.height,
+                color: std::io::stdout().is_terminal(),
+                max_legend: plot::DEFAULT_MAX_LEGEND,
+            };
+            print!("{}", plot::render(m, s, e, st, &opts));
+        }
+        (Some(_), _, v) => {
+            return Err(format!(
+                "--plot draws a range query's matrix, not a {}",
+                v.type_name()
+            ))
+        }
+        (None, ..) => match output {
+            Output::Json => println!("{}", api::response_json(&result, &annotations)),
+            Output::Table | Output::Csv => print_rows(&result, output == Output::Csv),
+        },
     }
     if repeat > 0 {
         let mut times = Vec::with_capacity(repeat);
@@ -360,6 +431,15 @@ fn query(
         eprintln!("{{\"median_s\": {}}}", times[times.len() / 2]);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The terminal's width for `--plot`: `COLUMNS` (set by shells), else the default.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&w: &usize| w > 0)
+        .unwrap_or(plot::DEFAULT_WIDTH)
 }
 
 /// One line per point: series, value, time (tab-separated, or CSV with a header).
