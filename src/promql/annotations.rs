@@ -49,11 +49,14 @@ pub(crate) enum Anno {
     PossibleNonCounter { metric: String },
     /// `sort`, `sort_desc`, `sort_by_label(_desc)` evaluated over more than one step.
     SortInRangeQuery,
-    /// `histogram_quantile` had to raise bucket counts that decreased (at `ts`, milliseconds).
+    /// `histogram_quantile` had to raise bucket counts that decreased, for `samples` samples
+    /// (steps of one group) between `min_ts` and `max_ts` (milliseconds); `fix` spans them all.
     ForcedMonotonicity {
         metric: String,
-        ts: i64,
+        min_ts: i64,
+        max_ts: i64,
         fix: ForcedMonotonicity,
+        samples: usize,
     },
 }
 
@@ -118,6 +121,32 @@ impl Anno {
     }
 }
 
+/// Merges the monotonicity details of one more sample into `acc` (the evaluator gathers them per
+/// group before raising one annotation, instead of one per step).
+pub(crate) fn merge_forced(
+    acc: &mut Option<(i64, i64, ForcedMonotonicity, usize)>,
+    ts: i64,
+    fix: ForcedMonotonicity,
+) {
+    match acc {
+        None => *acc = Some((ts, ts, fix, 1)),
+        Some((lo, hi, f, n)) => {
+            *lo = (*lo).min(ts);
+            *hi = (*hi).max(ts);
+            if fix.min_bucket < f.min_bucket {
+                f.min_bucket = fix.min_bucket;
+            }
+            if fix.max_bucket > f.max_bucket {
+                f.max_bucket = fix.max_bucket;
+            }
+            if fix.max_diff > f.max_diff {
+                f.max_diff = fix.max_diff;
+            }
+            *n += 1;
+        }
+    }
+}
+
 /// The monotonicity details merged over every sample the info was raised for.
 #[derive(Clone, Copy, Debug)]
 struct Merged {
@@ -142,7 +171,14 @@ struct Entry {
 /// annotation is rare, so one lock is cheap).
 #[derive(Debug, Default)]
 pub(crate) struct Collector {
-    entries: Mutex<Vec<Entry>>,
+    entries: Mutex<Entries>,
+}
+
+/// Annotations in the order first raised, indexed by text.
+#[derive(Debug, Default)]
+struct Entries {
+    list: Vec<Entry>,
+    index: HashMap<String, usize>,
 }
 
 impl Collector {
@@ -150,13 +186,19 @@ impl Collector {
     pub(crate) fn add(&self, a: Anno, pos: usize) {
         let (key, warning) = a.key();
         let merged = match a {
-            Anno::ForcedMonotonicity { ts, fix, .. } => Some(Merged {
-                min_ts: ts,
-                max_ts: ts,
+            Anno::ForcedMonotonicity {
+                min_ts,
+                max_ts,
+                fix,
+                samples,
+                ..
+            } => Some(Merged {
+                min_ts,
+                max_ts,
                 min_bucket: fix.min_bucket,
                 max_bucket: fix.max_bucket,
                 max_diff: fix.max_diff,
-                count: 0,
+                count: samples.saturating_sub(1),
             }),
             _ => None,
         };
@@ -164,7 +206,12 @@ impl Collector {
             Ok(e) => e,
             Err(p) => p.into_inner(),
         };
-        if let Some(e) = entries.iter_mut().find(|e| e.key == key) {
+        if let Some(e) = entries
+            .index
+            .get(&key)
+            .copied()
+            .and_then(|i| entries.list.get_mut(i))
+        {
             match (&mut e.merged, merged) {
                 (Some(o), Some(n)) => {
                     o.min_ts = o.min_ts.min(n.min_ts);
@@ -185,7 +232,9 @@ impl Collector {
             }
             return;
         }
-        entries.push(Entry {
+        let i = entries.list.len();
+        entries.index.insert(key.clone(), i);
+        entries.list.push(Entry {
             key,
             warning,
             pos,
@@ -200,7 +249,7 @@ impl Collector {
             Err(p) => p.into_inner(),
         };
         let mut out = Annotations::default();
-        for e in entries {
+        for e in entries.list {
             let pos = line_col(query, e.pos);
             let text = match e.merged {
                 None => format!("{} ({pos})", e.key),
@@ -672,16 +721,20 @@ mod tests {
         c.add(
             Anno::ForcedMonotonicity {
                 metric: metric.clone(),
-                ts: 60_000,
+                min_ts: 60_000,
+                max_ts: 60_000,
                 fix: fix(1.0, 2.0, 0.5),
+                samples: 1,
             },
             2,
         );
         c.add(
             Anno::ForcedMonotonicity {
                 metric,
-                ts: 120_000,
+                min_ts: 120_000,
+                max_ts: 180_000,
                 fix: fix(0.5, 1.0, 3.0),
+                samples: 2,
             },
             2,
         );
@@ -690,6 +743,6 @@ mod tests {
             a.warnings,
             ["PromQL warning: quantile value should be between 0 and 1, got 2 (1:5)"]
         );
-        assert_eq!(a.infos, ["PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"x_bucket\", from buckets 0.5 to 2, with a max diff of 3, over 2 samples from 1970-01-01T00:01:00Z to 1970-01-01T00:02:00Z (1:3)"]);
+        assert_eq!(a.infos, ["PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"x_bucket\", from buckets 0.5 to 2, with a max diff of 3, over 3 samples from 1970-01-01T00:01:00Z to 1970-01-01T00:03:00Z (1:3)"]);
     }
 }

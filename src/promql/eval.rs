@@ -20,7 +20,7 @@ use promql_parser::parser::{
 };
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 type R<T> = Result<T, QueryError>;
@@ -1053,8 +1053,11 @@ impl Ev<'_> {
                     _ => &[],
                 };
                 for (qa, qs) in quantile_args.iter().zip(&params) {
+                    let mut prev: Option<u64> = None;
                     for &q in qs {
-                        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        let repeat = prev == Some(q.to_bits());
+                        prev = Some(q.to_bits());
+                        if !repeat && (q.is_nan() || !(0.0..=1.0).contains(&q)) {
                             self.annotate(Anno::InvalidQuantile(q), self.pos(&**qa));
                         }
                     }
@@ -1092,6 +1095,7 @@ impl Ev<'_> {
                     .map(|(gi, q)| {
                         let (labels, members) = &groups[gi];
                         let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
+                        let mut forced_acc = None;
                         let vals = (0..n)
                             .map(|i| {
                                 buckets.clear();
@@ -1118,17 +1122,21 @@ impl Ev<'_> {
                                     &mut buckets,
                                 );
                                 if let Some(fix) = forced {
-                                    let metric = labels.get(METRIC_NAME).unwrap_or("").to_string();
-                                    let a = Anno::ForcedMonotonicity {
-                                        metric,
-                                        ts: g.t(i),
-                                        fix,
-                                    };
-                                    self.annotate(a, vec_pos);
+                                    annotations::merge_forced(&mut forced_acc, g.t(i), fix);
                                 }
                                 Some(v)
                             })
                             .collect();
+                        if let Some((min_ts, max_ts, fix, samples)) = forced_acc {
+                            let a = Anno::ForcedMonotonicity {
+                                metric: labels.get(METRIC_NAME).unwrap_or("").to_string(),
+                                min_ts,
+                                max_ts,
+                                fix,
+                                samples,
+                            };
+                            self.annotate(a, vec_pos);
+                        }
                         let labels = match (&qlabel, q) {
                             (Some(l), Some(q)) => {
                                 let qv = params[q].first().copied().unwrap_or(f64::NAN);
@@ -1193,6 +1201,16 @@ impl Ev<'_> {
         let counter_check = matches!(name, "rate" | "increase");
         let marg_pos = self.pos(&**marg);
         let q_pos = args.first().map_or(0, |a| self.pos(&**a));
+        // quantile_over_time warns at the steps where q is invalid and some window has samples:
+        // flagged here, raised once per step after the parallel loop.
+        let q_invalid: Vec<bool> = match (&func, scalars.first()) {
+            (RangeFn::QuantileOverTime, Some(qs)) => qs
+                .iter()
+                .map(|q| q.is_nan() || !(0.0..=1.0).contains(q))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let q_warn: Vec<AtomicBool> = q_invalid.iter().map(|_| AtomicBool::new(false)).collect();
         let cols: Vec<Col> = rv
             .series
             .par_iter()
@@ -1221,11 +1239,8 @@ impl Ev<'_> {
                         continue;
                     }
                     let sc = |k: usize| scalars[k][i];
-                    if matches!(func, RangeFn::QuantileOverTime) {
-                        let q = sc(0);
-                        if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                            self.annotate(Anno::InvalidQuantile(q), q_pos);
-                        }
+                    if q_invalid.get(i) == Some(&true) {
+                        q_warn[i].store(true, Ordering::Relaxed);
                     }
                     *v = func.apply(w, start, r, range, t, &sc);
                 }
@@ -1249,6 +1264,11 @@ impl Ev<'_> {
                 }
             })
             .collect();
+        for (i, w) in q_warn.iter().enumerate() {
+            if w.load(Ordering::Relaxed) {
+                self.annotate(Anno::InvalidQuantile(scalars[0][i]), q_pos);
+            }
+        }
         if name == "absent_over_time" {
             let labels = match unwrap_parens(marg) {
                 Expr::MatrixSelector(ms) => absent_labels(&Expr::VectorSelector(ms.vs.clone()))?,
