@@ -72,7 +72,9 @@ pub fn render(
     } else {
         1.0
     };
-    let labels: Vec<String> = ticks.iter().map(|&t| humanize(t, step_size)).collect();
+    // One unit for the whole axis, chosen by its largest tick.
+    let mag = ticks.iter().fold(step_size.abs(), |m, t| m.max(t.abs()));
+    let labels: Vec<String> = ticks.iter().map(|&t| humanize(t, step_size, mag)).collect();
     let label_w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1);
     let cols = opts.width.saturating_sub(label_w + 2).max(MIN_PLOT_COLS);
     let rows = opts.height.max(MIN_PLOT_ROWS);
@@ -230,8 +232,9 @@ fn y_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     (0..=n).map(|i| (first + i as f64) * step).collect()
 }
 
-/// A tick value with an SI suffix and as many decimals as the tick step needs.
-fn humanize(v: f64, step: f64) -> String {
+/// A tick value with the SI suffix that suits `mag` (the axis' largest magnitude) and as many
+/// decimals as the tick step needs.
+fn humanize(v: f64, step: f64, mag: f64) -> String {
     // (smallest magnitude, scale, suffix): plain decimals from 0.01 up to 1000.
     const UNITS: &[(f64, f64, &str)] = &[
         (1e12, 1e12, "T"),
@@ -242,7 +245,6 @@ fn humanize(v: f64, step: f64) -> String {
         (1e-5, 1e-3, "m"),
         (1e-8, 1e-6, "µ"),
     ];
-    let mag = step.abs().max(v.abs());
     let &(_, scale, suffix) = UNITS
         .iter()
         .find(|(m, _, _)| mag >= *m)
@@ -463,14 +465,17 @@ mod tests {
         // A flat series gets a range around its value; no tick from float noise.
         assert_eq!(y_ticks(7.0, 7.0, 2), vec![6.0, 7.0, 8.0]);
         assert_eq!(y_ticks(1.0, 1.0, 2).len(), 3);
-        assert_eq!(humanize(2.5, 2.5), "2.5");
-        assert_eq!(humanize(75.0, 25.0), "75");
-        assert_eq!(humanize(0.30000000000000004, 0.1), "0.3");
-        assert_eq!(humanize(2_500_000.0, 500_000.0), "2.5M");
-        assert_eq!(humanize(1500.0, 500.0), "1.5k");
-        assert_eq!(humanize(0.002, 0.001), "2m");
-        assert_eq!(humanize(0.05, 0.01), "0.05");
-        assert_eq!(humanize(-0.0, 1.0), "0");
+        assert_eq!(humanize(2.5, 2.5, 5.0), "2.5");
+        assert_eq!(humanize(75.0, 25.0, 100.0), "75");
+        assert_eq!(humanize(0.30000000000000004, 0.1, 0.5), "0.3");
+        assert_eq!(humanize(2_500_000.0, 500_000.0, 3e6), "2.5M");
+        assert_eq!(humanize(1500.0, 500.0, 2000.0), "1.5k");
+        // The axis' unit applies to every tick, small or zero.
+        assert_eq!(humanize(500.0, 500.0, 2000.0), "0.5k");
+        assert_eq!(humanize(0.0, 0.0002, 0.0006), "0.0m");
+        assert_eq!(humanize(0.002, 0.001, 0.004), "2m");
+        assert_eq!(humanize(0.05, 0.01, 0.1), "0.05");
+        assert_eq!(humanize(-0.0, 1.0, 2.0), "0");
         let t = 1_795_168_800_000;
         assert_eq!(time_label(t, 300, 30), "10:00:00");
         assert_eq!(time_label(t, 3600, 600), "10:00");
