@@ -35,6 +35,9 @@ pub const DEFAULT_MAX_LEGEND: usize = 10;
 
 const MIN_PLOT_COLS: usize = 10;
 const MIN_PLOT_ROWS: usize = 2;
+/// Bounds on the requested size, so a typo cannot ask for gigabytes of cells.
+const MAX_PLOT_COLS: usize = 4000;
+const MAX_PLOT_ROWS: usize = 1000;
 /// ANSI foreground colours, in the order series get them.
 const COLORS: &[u8] = &[34, 31, 32, 33, 35, 36, 94, 91, 92, 93, 95, 96];
 /// Markers of series when there is no colour.
@@ -76,22 +79,28 @@ pub fn render(
     let mag = ticks.iter().fold(step_size.abs(), |m, t| m.max(t.abs()));
     let labels: Vec<String> = ticks.iter().map(|&t| humanize(t, step_size, mag)).collect();
     let label_w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1);
-    let cols = opts.width.saturating_sub(label_w + 2).max(MIN_PLOT_COLS);
-    let rows = opts.height.max(MIN_PLOT_ROWS);
+    let cols = opts
+        .width
+        .saturating_sub(label_w + 2)
+        .clamp(MIN_PLOT_COLS, MAX_PLOT_COLS);
+    let rows = opts.height.clamp(MIN_PLOT_ROWS, MAX_PLOT_ROWS);
 
     let braille = opts.color || series.len() == 1;
     let (dx, dy) = if braille { (2, 4) } else { (1, 1) };
     let mut canvas = Canvas::new(cols, rows, dx, dy);
     let xmax = (cols * dx - 1) as f64;
     let ymax = (rows * dy - 1) as f64;
+    // In floats, so that no range overflows; clamped, so that points outside the range (not
+    // from a range query) cannot make a line walk far outside the canvas.
     let x_of = |t: i64| -> i64 {
-        if end == start {
+        if end <= start {
             (xmax / 2.0).round() as i64
         } else {
-            ((t - start) as f64 / (end - start) as f64 * xmax).round() as i64
+            let f = (t as f64 - start as f64) / (end as f64 - start as f64);
+            (f * xmax).round().clamp(0.0, xmax) as i64
         }
     };
-    let y_of = |v: f64| -> i64 { ((yhi - v) / (yhi - ylo) * ymax).round() as i64 };
+    let y_of = |v: f64| -> i64 { ((yhi - v) / (yhi - ylo) * ymax).round().clamp(0.0, ymax) as i64 };
     for (si, s) in series.iter().enumerate() {
         let mut prev: Option<(i64, i64, i64)> = None; // (t, x, y)
         for &(t, v) in &s.points {
@@ -101,7 +110,7 @@ pub fn render(
             }
             let (x, y) = (x_of(t), y_of(v));
             match prev {
-                Some((pt, px, py)) if t - pt <= step => canvas.line(px, py, x, y, si),
+                Some((pt, px, py)) if t.saturating_sub(pt) <= step => canvas.line(px, py, x, y, si),
                 _ => canvas.line(x, y, x, y, si),
             }
             prev = Some((t, x, y));
@@ -212,6 +221,10 @@ impl Canvas {
 /// Tick values: a round step (1, 2, 2.5 or 5 times a power of ten) giving about `target` intervals,
 /// from the multiple at or below `lo` to the one at or above `hi`.
 fn y_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    if !(hi - lo).is_finite() {
+        // Beyond f64's range (values near ±1.8e308): the extremes are the ticks.
+        return vec![lo, hi];
+    }
     let (lo, hi) = if lo == hi {
         let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
         (lo - pad, hi + pad)
@@ -282,7 +295,7 @@ fn x_axis(
     end: i64,
     x_of: &dyn Fn(i64) -> i64,
 ) {
-    let span_s = (end - start) / 1000;
+    let span_s = end.saturating_sub(start) / 1000;
     // The smallest round step whose labels fit side by side.
     let fits = |step_s: i64| {
         let label_len = time_label(start, span_s, step_s).chars().count() + 2;
@@ -300,13 +313,16 @@ fn x_axis(
     let label_len = fmt_t(start).chars().count() + 2;
     let step_ms = step_s * 1000;
     let mut ticks = Vec::new();
-    let mut t = start.div_euclid(step_ms) * step_ms;
+    let mut t = start.div_euclid(step_ms).saturating_mul(step_ms);
     if t < start {
-        t += step_ms;
+        t = t.saturating_add(step_ms);
     }
     while t <= end && ticks.len() < 1000 {
         ticks.push(t);
-        t += step_ms;
+        match t.checked_add(step_ms) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     if ticks.is_empty() {
         ticks.push(start);
@@ -518,6 +534,29 @@ mod tests {
         assert!(got.ends_with("⠤⠤ {}\n"), "{got}");
         let empty = render(&[series(&[], &[(0, f64::NAN)])], 0, m, m, &plain(40, 4));
         assert!(empty.starts_with("no data points"));
+    }
+
+    #[test]
+    fn extreme_inputs_do_not_panic() {
+        let huge = series(&[], &[(0, -f64::MAX), (60_000, f64::MAX)]);
+        let tiny = series(&[], &[(0, 5e-324), (60_000, 1e-320)]);
+        // A point outside the query range, and a range reaching both ends of time.
+        let outside = series(&[], &[(-1_000_000_000_000, 1.0), (0, 2.0)]);
+        for (s, start, end) in [
+            (huge, 0, 60_000),
+            (tiny, 0, 60_000),
+            (outside, 0, 60_000),
+            (
+                series(&[], &[(0, 1.0)]),
+                -9_200_000_000_000_000_000,
+                9_200_000_000_000_000_000,
+            ),
+        ] {
+            let got = render(&[s], start, end, 60_000, &plain(usize::MAX, usize::MAX));
+            assert!(got.lines().count() <= MAX_PLOT_ROWS + 3, "{}", got.len());
+        }
+        let got = render(&[], 0, 0, 1, &plain(0, 0));
+        assert!(got.starts_with("no data points"));
     }
 
     #[test]
