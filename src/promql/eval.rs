@@ -1199,7 +1199,12 @@ impl Ev<'_> {
         let keep_name = matches!(func, RangeFn::LastOverTime | RangeFn::FirstOverTime);
         let range = rv.range;
         let counter_check = matches!(name, "rate" | "increase");
-        let marg_pos = self.pos(&**marg);
+        // Prometheus evaluates a subquery argument into a new matrix selector without a position,
+        // so annotations about it point at the query's start (1:1).
+        let marg_pos = match &**marg {
+            Expr::Subquery(_) => 0,
+            m => self.pos(m),
+        };
         let q_pos = args.first().map_or(0, |a| self.pos(&**a));
         // quantile_over_time warns at the steps where q is invalid and some window has samples:
         // flagged here, raised once per step after the parallel loop.

@@ -356,6 +356,12 @@ fn annotations_have_prometheus_texts_and_positions() {
     );
     assert!(a.warnings.is_empty());
     assert!(annotations_of(&db, "rate(foo_total[5m]) + irate(foo[5m])", false).is_empty());
+    // Over a subquery Prometheus has no position for the argument: 1:1.
+    let a = annotations_of(&db, "1 + increase(foo[5m:1m])", false);
+    assert_eq!(
+        a.infos,
+        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"foo\" (1:1)"]
+    );
 
     let a = annotations_of(&db, "quantile(1.5, foo)", false);
     assert_eq!(
