@@ -5,7 +5,7 @@
 
 use crate::db::Db;
 use crate::labels::Labels;
-use crate::promql::{civil_from_days, QueryError, QueryOptions, Value};
+use crate::promql::{civil_from_days, Annotations, QueryError, QueryOptions, QueryResult, Value};
 use std::fmt::Write;
 
 /// Prometheus' default lookback delta (5 minutes).
@@ -195,9 +195,23 @@ pub struct ResultSeries {
 /// Maximum points per series of a range query, as Prometheus' API enforces.
 pub const MAX_RANGE_POINTS: i64 = 11_000;
 
+/// Prometheus' API returns at most this many warnings and as many infos, then says how many it
+/// left out (`annotations.AsStrings(query, 10, 10)` in `web/api/v1/api.go`).
+pub const MAX_ANNOTATIONS: usize = 10;
+
 /// Evaluates `expr` at instant `t` (milliseconds) with the PromQL engine.
 pub fn query(db: &Db, expr: &str, t: i64, opts: &QueryOptions) -> Result<Value, QueryError> {
-    db.query_with(expr, t, opts)
+    Ok(query_annotated(db, expr, t, opts)?.value)
+}
+
+/// [`query`], with the warnings and infos of the evaluation.
+pub fn query_annotated(
+    db: &Db,
+    expr: &str,
+    t: i64,
+    opts: &QueryOptions,
+) -> Result<QueryResult, QueryError> {
+    db.query_annotated(expr, t, opts)
 }
 
 /// Evaluates `expr` over `[start, end]` every `step` with the checks of Prometheus'
@@ -210,6 +224,18 @@ pub fn query_range(
     step: i64,
     opts: &QueryOptions,
 ) -> Result<Value, QueryError> {
+    Ok(query_range_annotated(db, expr, start, end, step, opts)?.value)
+}
+
+/// [`query_range`], with the warnings and infos of the evaluation.
+pub fn query_range_annotated(
+    db: &Db,
+    expr: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &QueryOptions,
+) -> Result<QueryResult, QueryError> {
     if end < start {
         return Err(QueryError::Eval(
             "end timestamp must not be before start time".into(),
@@ -226,7 +252,7 @@ pub fn query_range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
         ));
     }
-    db.query_range_with(expr, start, end, step, opts)
+    db.query_range_annotated(expr, start, end, step, opts)
 }
 
 /// The series of a result as [`ResultSeries`] (a vector's samples become one-point series; a
@@ -264,6 +290,42 @@ pub fn value_json(v: &Value) -> String {
         Value::Scalar { t, v } => scalar_json(*t, *v),
         Value::String { t, s } => string_json(*t, s),
     }
+}
+
+/// The whole body of `/api/v1/query(_range)`: [`value_json`] with `"warnings"` and `"infos"`
+/// beside `"data"`, each left out when empty and capped at [`MAX_ANNOTATIONS`] as Prometheus does.
+pub fn response_json(v: &Value, a: &Annotations) -> String {
+    let mut out = value_json(v);
+    if a.is_empty() {
+        return out;
+    }
+    out.pop(); // the body's closing brace
+    for (field, list, kind) in [
+        ("warnings", &a.warnings, "warning"),
+        ("infos", &a.infos, "info"),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(out, ",\"{field}\":[");
+        for (i, s) in list.iter().take(MAX_ANNOTATIONS).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(&mut out, s);
+        }
+        if list.len() > MAX_ANNOTATIONS {
+            let more = format!(
+                "{} more {kind} annotations omitted",
+                list.len() - MAX_ANNOTATIONS
+            );
+            out.push(',');
+            write_json_string(&mut out, &more);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
 }
 
 /// The body of `/api/v1/query` for a scalar: `"result":[time,"value"]`.
@@ -450,6 +512,25 @@ mod tests {
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_time(1_795_169_700_018), "1795169700.018");
         assert_eq!(format_time(1_795_169_700_000), "1795169700");
+    }
+
+    #[test]
+    fn annotations_sit_beside_data() {
+        let v = Value::Scalar { t: 1000, v: 1.0 };
+        assert_eq!(
+            response_json(&v, &Annotations::default()),
+            scalar_json(1000, 1.0)
+        );
+        let a = Annotations {
+            warnings: vec!["PromQL warning: w (1:1)".into()],
+            infos: (0..12).map(|i| format!("PromQL info: \"{i}\"")).collect(),
+        };
+        let body = response_json(&v, &a);
+        assert!(body.starts_with(
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]},"warnings":["PromQL warning: w (1:1)"],"infos":["PromQL info: \"0\"","#
+        ));
+        assert!(body.ends_with(r#""PromQL info: \"9\"","2 more info annotations omitted"]}"#));
+        serde_json::from_str::<serde_json::Value>(&body).unwrap();
     }
 
     #[test]

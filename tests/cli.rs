@@ -189,3 +189,115 @@ fn a_second_process_gets_a_clear_lock_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn query_plot_draws_a_range_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data");
+    let db = db.to_str().unwrap();
+    let out = tsdbctl(&["ingest", "--db", db, &example()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let range = [
+        "--start",
+        "2026-11-20T10:00:00Z",
+        "--end",
+        "2026-11-20T10:15:00Z",
+        "--step",
+        "15s",
+    ];
+    let plot = |extra: &[&str], columns: Option<&str>| -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsdbctl"));
+        cmd.args(["query", "--db", db]).args(range).arg("--plot");
+        cmd.args(extra).arg("rate(function_calls_total[1m])");
+        match columns {
+            Some(c) => cmd.env("COLUMNS", c),
+            None => cmd.env_remove("COLUMNS"),
+        };
+        cmd.output().unwrap()
+    };
+
+    let out = plot(&[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let chart = text(&out.stdout);
+    let lines: Vec<&str> = chart.lines().collect();
+    // 16 plot rows (default height), the x axis, the times, one legend line.
+    assert_eq!(lines.len(), 16 + 3, "{chart}");
+    assert!(
+        lines[..16]
+            .iter()
+            .all(|l| l.contains('┤') || l.contains('│')),
+        "{chart}"
+    );
+    assert!(lines[..16]
+        .iter()
+        .any(|l| l.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))));
+    assert!(
+        lines[16].contains('└') && lines[16].contains('┬'),
+        "{chart}"
+    );
+    assert!(
+        lines[17].contains("10:00") && lines[17].contains("10:14"),
+        "{chart}"
+    );
+    assert_eq!(
+        lines[18],
+        r#"⠤⠤ {instance="localhost:8001", job="prometheus_demo", module="counter_demo"}"#
+    );
+    // Default width 100 without COLUMNS; no colour when stdout is not a terminal.
+    assert_eq!(lines[0].chars().count(), 100, "{chart}");
+    assert!(!chart.contains('\x1b'));
+
+    let out = plot(&[], Some("72"));
+    assert_eq!(
+        text(&out.stdout).lines().next().unwrap().chars().count(),
+        72
+    );
+    let out = plot(&["--plot-width", "50", "--plot-height", "6"], Some("72"));
+    let small = text(&out.stdout);
+    assert_eq!(small.lines().count(), 6 + 3, "{small}");
+    assert_eq!(small.lines().next().unwrap().chars().count(), 50, "{small}");
+
+    // An instant query cannot be plotted.
+    let out = tsdbctl(&[
+        "query",
+        "--db",
+        db,
+        "--time",
+        "2026-11-20T10:15:00Z",
+        "--plot",
+        "up",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--plot draws a range query: give --start, --end and --step"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn query_annotations_in_json_and_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data");
+    let db = db.to_str().unwrap();
+    let out = tsdbctl(&["ingest", "--db", db, &example()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info = r#"PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "process_resident_memory_bytes" (1:10)"#;
+    let q = "sum(rate(process_resident_memory_bytes[5m]))";
+    let at = ["query", "--db", db, "--time", "2026-11-20T10:15:00Z"];
+    let out = tsdbctl(&[&at[..], &["--output", "json", q]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = text(&out.stdout);
+    let tail = format!(
+        r#"]}},"infos":[{}]}}"#,
+        serde_json::to_string(info).unwrap()
+    );
+    assert!(body.trim_end().ends_with(&tail), "{body}");
+    assert!(!body.contains("\"warnings\""), "{body}");
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+
+    let out = tsdbctl(&[&at[..], &[q]].concat());
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr).trim(), format!("tsdbctl: {info}"));
+    assert!(!text(&out.stdout).contains("PromQL"));
+}

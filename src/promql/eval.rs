@@ -4,8 +4,11 @@
 //! Scalars are one value per step. Range vectors (matrix selectors, subqueries) are raw samples
 //! plus the window rule, consumed by range-vector functions window by window.
 
+use super::annotations::{self, node_key, Anno, Collector};
 use super::functions::{self as f, Bucket};
-use super::{QueryError, QueryOptions, RangeSeries, Sample, Value, MAX_POINTS_PER_SERIES};
+use super::{
+    QueryError, QueryOptions, QueryResult, RangeSeries, Sample, Value, MAX_POINTS_PER_SERIES,
+};
 use crate::chunk::{XorIterator, STALE_NAN_BITS};
 use crate::db::Db;
 use crate::labels::{Label, Labels, MatchType, Matcher, METRIC_NAME};
@@ -17,7 +20,7 @@ use promql_parser::parser::{
 };
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 type R<T> = Result<T, QueryError>;
@@ -89,6 +92,9 @@ struct Ev<'a> {
     qstep: i64,
     samples: AtomicUsize,
     deadline: Option<Instant>,
+    /// Start offsets in the query of the AST's nodes, for the annotations' positions.
+    positions: HashMap<usize, usize>,
+    annos: Collector,
 }
 
 /// Formats labels as Go's `labels.Labels.String()` does (used in Prometheus' error messages).
@@ -133,7 +139,7 @@ pub(crate) fn run(
     step: i64,
     is_range: bool,
     opts: &QueryOptions,
-) -> R<Value> {
+) -> R<QueryResult> {
     let ast = super::parse_error::parse(expr)
         .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
     if is_range {
@@ -158,9 +164,21 @@ pub(crate) fn run(
         qstep: if is_range { step } else { 0 },
         samples: AtomicUsize::new(0),
         deadline: opts.timeout.map(|d| Instant::now() + d),
+        positions: annotations::positions(expr, &ast),
+        annos: Collector::default(),
     };
     let grid = Grid { start, end, step };
     let v = ev.eval(&ast, grid)?;
+    let value = finish_value(v, grid, is_range)?;
+    Ok(QueryResult {
+        value,
+        annotations: ev.annos.finish(expr),
+    })
+}
+
+/// The evaluator's value as the query's result: name removal, and a range query's matrix.
+fn finish_value(v: Val, grid: Grid, is_range: bool) -> R<Value> {
+    let start = grid.start;
     match v {
         Val::Scalar(s) => {
             if is_range {
@@ -426,6 +444,30 @@ impl Ev<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Start offset in the query of an AST node (of an `Expr`, or a `Call` inside one).
+    fn pos<T>(&self, node: &T) -> usize {
+        self.positions.get(&node_key(node)).copied().unwrap_or(0)
+    }
+
+    fn annotate(&self, a: Anno, pos: usize) {
+        self.annos.add(a, pos);
+    }
+
+    /// The invalid-quantile warnings of `quantile(q, ...)` (Prometheus checks the parameter's
+    /// NaN, maximum and minimum over all steps, once).
+    fn check_quantile_param(&self, qs: &[f64], pos: usize) {
+        let (min, max) = param_min_max(qs);
+        if qs.iter().any(|q| q.is_nan()) {
+            self.annotate(Anno::InvalidQuantile(f64::NAN), pos);
+        }
+        if max > 1.0 {
+            self.annotate(Anno::InvalidQuantile(max), pos);
+        }
+        if min < 0.0 {
+            self.annotate(Anno::InvalidQuantile(min), pos);
+        }
     }
 
     fn add_samples(&self, n: usize) -> R<()> {
@@ -846,6 +888,9 @@ impl Ev<'_> {
             }
             "sort" | "sort_desc" => {
                 let mut cols = self.eval_vector(arg(0)?, g)?;
+                if g.start != g.end {
+                    self.annotate(Anno::SortInRangeQuery, self.pos(c));
+                }
                 if n == 1 {
                     let desc = name == "sort_desc";
                     cols.sort_by(|a, b| {
@@ -863,6 +908,9 @@ impl Ev<'_> {
             }
             "sort_by_label" | "sort_by_label_desc" => {
                 let mut cols = self.eval_vector(arg(0)?, g)?;
+                if g.start != g.end {
+                    self.annotate(Anno::SortInRangeQuery, self.pos(c));
+                }
                 let mut names = Vec::new();
                 for a in &args[1..] {
                     names.push(string_arg(a)?);
@@ -996,11 +1044,36 @@ impl Ev<'_> {
                     }
                 };
                 let cols = self.eval_vector(vec_arg, g)?;
+                let vec_pos = self.pos(vec_arg);
+                // Quantile parameters: checked at every step, as Prometheus calls the function
+                // at every step (the warning's text deduplicates them).
+                let quantile_args: &[Box<Expr>] = match kind {
+                    0 => &args[..1],
+                    2 => &args[2..],
+                    _ => &[],
+                };
+                for (qa, qs) in quantile_args.iter().zip(&params) {
+                    let mut prev: Option<u64> = None;
+                    for &q in qs {
+                        let repeat = prev == Some(q.to_bits());
+                        prev = Some(q.to_bits());
+                        if !repeat && (q.is_nan() || !(0.0..=1.0).contains(&q)) {
+                            self.annotate(Anno::InvalidQuantile(q), self.pos(&**qa));
+                        }
+                    }
+                }
                 // Group bucket series by their labels without `le` (fixed over the steps).
                 let mut groups: Vec<(Labels, Vec<(usize, f64)>)> = Vec::new();
                 let mut index: HashMap<Labels, usize> = HashMap::new();
                 for (ci, c) in cols.iter().enumerate() {
                     let Some(le) = c.labels.get("le").and_then(parse_go_float) else {
+                        if c.vals.iter().any(|v| v.is_some()) {
+                            let bad = Anno::BadBucketLabel {
+                                metric: c.labels.get(METRIC_NAME).unwrap_or("").to_string(),
+                                le: c.labels.get("le").unwrap_or("").to_string(),
+                            };
+                            self.annotate(bad, vec_pos);
+                        }
                         continue;
                     };
                     let key = without_labels(&c.labels, &["le"]);
@@ -1022,6 +1095,7 @@ impl Ev<'_> {
                     .map(|(gi, q)| {
                         let (labels, members) = &groups[gi];
                         let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
+                        let mut forced_acc = None;
                         let vals = (0..n)
                             .map(|i| {
                                 buckets.clear();
@@ -1036,15 +1110,33 @@ impl Ev<'_> {
                                 if buckets.is_empty() {
                                     return None;
                                 }
-                                Some(match (kind, q) {
-                                    (1, _) => {
-                                        f::bucket_fraction(params[0][i], params[1][i], &mut buckets)
-                                    }
-                                    (_, Some(q)) => f::bucket_quantile(params[q][i], &mut buckets),
-                                    _ => f::bucket_quantile(params[0][i], &mut buckets),
-                                })
+                                if kind == 1 {
+                                    return Some(f::bucket_fraction(
+                                        params[0][i],
+                                        params[1][i],
+                                        &mut buckets,
+                                    ));
+                                }
+                                let (v, forced) = f::bucket_quantile_checked(
+                                    params[q.unwrap_or(0)][i],
+                                    &mut buckets,
+                                );
+                                if let Some(fix) = forced {
+                                    annotations::merge_forced(&mut forced_acc, g.t(i), fix);
+                                }
+                                Some(v)
                             })
                             .collect();
+                        if let Some((min_ts, max_ts, fix, samples)) = forced_acc {
+                            let a = Anno::ForcedMonotonicity {
+                                metric: labels.get(METRIC_NAME).unwrap_or("").to_string(),
+                                min_ts,
+                                max_ts,
+                                fix,
+                                samples,
+                            };
+                            self.annotate(a, vec_pos);
+                        }
                         let labels = match (&qlabel, q) {
                             (Some(l), Some(q)) => {
                                 let qv = params[q].first().copied().unwrap_or(f64::NAN);
@@ -1106,6 +1198,24 @@ impl Ev<'_> {
             .ok_or_else(|| QueryError::Eval(format!("unknown function {name}")))?;
         let keep_name = matches!(func, RangeFn::LastOverTime | RangeFn::FirstOverTime);
         let range = rv.range;
+        let counter_check = matches!(name, "rate" | "increase");
+        // Prometheus evaluates a subquery argument into a new matrix selector without a position,
+        // so annotations about it point at the query's start (1:1).
+        let marg_pos = match &**marg {
+            Expr::Subquery(_) => 0,
+            m => self.pos(m),
+        };
+        let q_pos = args.first().map_or(0, |a| self.pos(&**a));
+        // quantile_over_time warns at the steps where q is invalid and some window has samples:
+        // flagged here, raised once per step after the parallel loop.
+        let q_invalid: Vec<bool> = match (&func, scalars.first()) {
+            (RangeFn::QuantileOverTime, Some(qs)) => qs
+                .iter()
+                .map(|q| q.is_nan() || !(0.0..=1.0).contains(q))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let q_warn: Vec<AtomicBool> = q_invalid.iter().map(|_| AtomicBool::new(false)).collect();
         let cols: Vec<Col> = rv
             .series
             .par_iter()
@@ -1134,7 +1244,23 @@ impl Ev<'_> {
                         continue;
                     }
                     let sc = |k: usize| scalars[k][i];
+                    if q_invalid.get(i) == Some(&true) {
+                        q_warn[i].store(true, Ordering::Relaxed);
+                    }
                     *v = func.apply(w, start, r, range, t, &sc);
+                }
+                if counter_check && vals.iter().any(|v| v.is_some()) {
+                    if let Some(metric) = s.labels.get(METRIC_NAME) {
+                        let counter_like = ["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|suffix| metric.ends_with(suffix));
+                        if !metric.is_empty() && !counter_like {
+                            let a = Anno::PossibleNonCounter {
+                                metric: metric.to_string(),
+                            };
+                            self.annotate(a, marg_pos);
+                        }
+                    }
                 }
                 Col {
                     labels: s.labels.clone(),
@@ -1143,6 +1269,11 @@ impl Ev<'_> {
                 }
             })
             .collect();
+        for (i, w) in q_warn.iter().enumerate() {
+            if w.load(Ordering::Relaxed) {
+                self.annotate(Anno::InvalidQuantile(scalars[0][i]), q_pos);
+            }
+        }
         if name == "absent_over_time" {
             let labels = match unwrap_parens(marg) {
                 Expr::MatrixSelector(ms) => absent_labels(&Expr::VectorSelector(ms.vs.clone()))?,
@@ -1231,6 +1362,35 @@ impl Ev<'_> {
         {
             return err("expected scalar parameter");
         }
+        if let (Some(Val::Scalar(ps)), Some(pe)) = (&param, a.param.as_deref()) {
+            let pos = self.pos(pe);
+            if op == T_QUANTILE {
+                self.check_quantile_param(ps, pos);
+            }
+            if op == T_LIMIT_RATIO && !ps.iter().any(|r| r.is_nan()) {
+                let (min, max) = param_min_max(ps);
+                if !(max == 0.0 && min == 0.0) {
+                    if max > 1.0 {
+                        self.annotate(
+                            Anno::InvalidRatio {
+                                ratio: max,
+                                to: 1.0,
+                            },
+                            pos,
+                        );
+                    }
+                    if min < -1.0 {
+                        self.annotate(
+                            Anno::InvalidRatio {
+                                ratio: min,
+                                to: -1.0,
+                            },
+                            pos,
+                        );
+                    }
+                }
+            }
+        }
         if op == T_TOPK || op == T_BOTTOMK || op == T_LIMITK || op == T_LIMIT_RATIO {
             for i in 0..n {
                 let p = param_scalar(i);
@@ -1300,6 +1460,12 @@ impl Ev<'_> {
         let mut keep: Vec<Vec<Option<f64>>> = vec![vec![None; n]; cols.len()];
         let mut order: Vec<usize> = Vec::new();
         let mut heap: Vec<(usize, f64)> = Vec::new();
+        // A series' sampling offset depends on its labels only: hash once, not per step.
+        let offsets: Vec<f64> = if op == T_LIMIT_RATIO {
+            cols.iter().map(|c| ratio_offset(&c.labels)).collect()
+        } else {
+            Vec::new()
+        };
         for i in 0..n {
             let p = param(i);
             let k = if op == T_LIMIT_RATIO {
@@ -1324,7 +1490,7 @@ impl Ev<'_> {
                         }
                         _ => {
                             let r = p.clamp(-1.0, 1.0);
-                            if ratio_sample(&cols[ci].labels, r) {
+                            if ratio_keeps(r, offsets[ci]) {
                                 heap.push((ci, v));
                             }
                         }
@@ -1808,18 +1974,37 @@ fn heap_push_k(heap: &mut Vec<(usize, f64)>, s: (usize, f64), k: usize, bottom: 
     }
 }
 
-/// limit_ratio's deterministic sampling: a series is kept when its label hash, scaled to
-/// [0, 1), falls within the ratio (from the start for positive ratios, the end for negative).
-fn ratio_sample(labels: &Labels, r: f64) -> bool {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
-    let off = (h.finish() as f64) / (u64::MAX as f64 + 1.0);
-    if r >= 0.0 {
-        off < r
-    } else {
-        off >= 1.0 + r
+/// Prometheus' `labels.Hash()` in its default build (stringlabels, the default since 3.5): xxhash64
+/// (seed 0) of the labels' internal encoding, each name and value preceded by its length — one
+/// byte below 255, else the byte 255 and the length in 3 bytes little-endian.
+pub(crate) fn prometheus_labels_hash(labels: &Labels) -> u64 {
+    fn put(h: &mut xxhash_rust::xxh64::Xxh64, s: &str) {
+        let n = s.len();
+        if n < 255 {
+            h.update(&[n as u8]);
+        } else {
+            h.update(&[255, n as u8, (n >> 8) as u8, (n >> 16) as u8]);
+        }
+        h.update(s.as_bytes());
     }
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for l in labels.iter() {
+        put(&mut h, &l.name);
+        put(&mut h, &l.value);
+    }
+    h.digest()
+}
+
+/// limit_ratio's sampling offset of a series (Prometheus' `HashRatioSampler.SampleOffset`): its
+/// label hash as a fraction of `MaxUint64`, in `[0, 1]`.
+pub(crate) fn ratio_offset(labels: &Labels) -> f64 {
+    prometheus_labels_hash(labels) as f64 / u64::MAX as f64
+}
+
+/// limit_ratio's choice (`AddRatioSampleWithOffset`): a positive ratio keeps offsets below it, a
+/// negative one offsets at or above `1 + ratio`, so `r` and `r - 1` choose complementary sets.
+pub(crate) fn ratio_keeps(ratio: f64, offset: f64) -> bool {
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1962,6 +2147,14 @@ fn go_min_max(x: f64, y: f64, max: bool) -> f64 {
     } else {
         x.min(y)
     }
+}
+
+/// Prometheus' `fParams` minimum and maximum of a parameter over the steps (Go's `math.Min`/`Max`
+/// from `±MaxFloat64`, so a NaN makes both NaN).
+fn param_min_max(ps: &[f64]) -> (f64, f64) {
+    ps.iter().fold((f64::MAX, -f64::MAX), |(lo, hi), &p| {
+        (go_min_max(lo, p, false), go_min_max(hi, p, true))
+    })
 }
 
 /// Go's `math.Mod`: the result has the sign of `x`.

@@ -325,55 +325,90 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < epsilon
 }
 
-fn ensure_monotonic(b: &mut [Bucket]) {
+/// What `ensure_monotonic` had to fix: the lowest and highest upper bound whose count was raised
+/// and the largest decrease removed (the details of Prometheus' monotonicity info annotation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ForcedMonotonicity {
+    pub min_bucket: f64,
+    pub max_bucket: f64,
+    pub max_diff: f64,
+}
+
+/// Raises every count below its predecessor's (differences within the 1e-12 tolerance are
+/// corrected silently); reports the real decreases it removed.
+fn ensure_monotonic(b: &mut [Bucket]) -> Option<ForcedMonotonicity> {
+    let mut forced: Option<ForcedMonotonicity> = None;
     let mut prev = b[0].count;
     for x in b.iter_mut().skip(1) {
         let curr = x.count;
         if curr == prev {
             continue;
         }
-        if almost_equal(prev, curr, 1e-12) || curr < prev {
+        if almost_equal(prev, curr, 1e-12) {
             x.count = prev;
+            continue;
+        }
+        if curr < prev {
+            x.count = prev;
+            let f = forced.get_or_insert(ForcedMonotonicity {
+                min_bucket: f64::INFINITY,
+                max_bucket: f64::NEG_INFINITY,
+                max_diff: 0.0,
+            });
+            if x.upper < f.min_bucket {
+                f.min_bucket = x.upper;
+            }
+            if x.upper > f.max_bucket {
+                f.max_bucket = x.upper;
+            }
+            if prev - curr > f.max_diff {
+                f.max_diff = prev - curr;
+            }
             continue;
         }
         prev = curr;
     }
+    forced
 }
 
 /// `histogram_quantile` over classic buckets (Prometheus' `BucketQuantile`).
-pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+/// Also says whether the buckets had to be made monotonic (for the info annotation).
+pub(crate) fn bucket_quantile_checked(
+    q: f64,
+    buckets: &mut Vec<Bucket>,
+) -> (f64, Option<ForcedMonotonicity>) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, None);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, None);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, None);
     }
     sort_buckets(buckets);
     match buckets.last() {
         Some(b) if b.upper == f64::INFINITY => {}
-        _ => return f64::NAN,
+        _ => return (f64::NAN, None),
     }
     coalesce_buckets(buckets);
-    ensure_monotonic(buckets);
+    let forced = ensure_monotonic(buckets);
     if buckets.len() < 2 {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let observations = buckets[buckets.len() - 1].count;
     if observations == 0.0 {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let mut rank = q * observations;
     let n = buckets.len() - 1;
     // sort.Search over [0, n): the first bucket whose count >= rank.
     let b = buckets[..n].partition_point(|x| x.count < rank);
     if b == n {
-        return buckets[n - 1].upper;
+        return (buckets[n - 1].upper, forced);
     }
     if b == 0 && buckets[0].upper <= 0.0 {
-        return buckets[0].upper;
+        return (buckets[0].upper, forced);
     }
     let mut start = 0.0;
     let end = buckets[b].upper;
@@ -383,7 +418,7 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
         count -= buckets[b - 1].count;
         rank -= buckets[b - 1].count;
     }
-    start + (end - start) * (rank / count)
+    (start + (end - start) * (rank / count), forced)
 }
 
 /// `histogram_fraction` over classic buckets (Prometheus' `BucketFraction`).
@@ -600,7 +635,32 @@ mod tests {
                 count: 20.0,
             },
         ];
-        assert_eq!(bucket_quantile(0.75, &mut b), 1.5);
+        assert_eq!(bucket_quantile_checked(0.75, &mut b), (1.5, None));
+    }
+
+    #[test]
+    fn bucket_quantile_reports_forced_monotonicity() {
+        let b = |upper: f64, count: f64| Bucket { upper, count };
+        // Decreases of 2 (at le=2) and 5 (at +Inf); a difference within 1e-12 is not reported.
+        let mut v = vec![
+            b(1.0, 10.0),
+            b(2.0, 8.0),
+            b(4.0, 12.0),
+            b(8.0, 12.0 + 1e-14),
+            b(f64::INFINITY, 7.0),
+        ];
+        let (q, fix) = bucket_quantile_checked(0.5, &mut v);
+        assert_eq!(q, 0.6);
+        assert_eq!(
+            fix,
+            Some(ForcedMonotonicity {
+                min_bucket: 2.0,
+                max_bucket: f64::INFINITY,
+                max_diff: 5.0,
+            })
+        );
+        let mut ok = vec![b(1.0, 1.0), b(f64::INFINITY, 1.0 + 1e-14)];
+        assert_eq!(bucket_quantile_checked(0.5, &mut ok).1, None);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! so parsing runs under `catch_unwind` and that becomes a parse error; it drops error positions,
 //! which `parse_error` recovers.
 
+mod annotations;
 mod eval;
 mod functions;
 
@@ -32,6 +33,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use annotations::Annotations;
 pub use eval::format_labels_go;
 
 /// Prometheus' default lookback delta.
@@ -107,6 +109,13 @@ impl Value {
     }
 }
 
+/// A query's result with its annotations (the `warnings` and `infos` of Prometheus' API).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    pub value: Value,
+    pub annotations: Annotations,
+}
+
 /// Errors of the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -146,6 +155,16 @@ impl Db {
 
     /// [`Db::query`] with options.
     pub fn query_with(&self, expr: &str, t: i64, opts: &QueryOptions) -> Result<Value, QueryError> {
+        Ok(self.query_annotated(expr, t, opts)?.value)
+    }
+
+    /// [`Db::query_with`], also returning the warnings and infos Prometheus would report.
+    pub fn query_annotated(
+        &self,
+        expr: &str,
+        t: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
         eval::run(self, expr, t, t, 1, false, opts)
     }
 
@@ -170,6 +189,20 @@ impl Db {
         step: i64,
         opts: &QueryOptions,
     ) -> Result<Value, QueryError> {
+        Ok(self
+            .query_range_annotated(expr, start, end, step, opts)?
+            .value)
+    }
+
+    /// [`Db::query_range_with`], also returning the warnings and infos Prometheus would report.
+    pub fn query_range_annotated(
+        &self,
+        expr: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
         if step <= 0 {
             return Err(QueryError::Eval(
                 "zero or negative query resolution step widths are not accepted".into(),

@@ -21,7 +21,7 @@ const TAILS: &[&str] = &["", " (x)", "(x)", " x", " 1"];
 
 /// Byte spans of the tokens of `s`: words (names, numbers, durations), quoted strings, and
 /// operators (two-character ones kept together).
-fn tokens(s: &str) -> Vec<(usize, usize)> {
+pub(crate) fn tokens(s: &str) -> Vec<(usize, usize)> {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;

@@ -54,6 +54,81 @@ fn bits(v: &Value) -> String {
     }
 }
 
+/// Expected hashes computed outside this crate: the stringlabels encoding written out by hand and
+/// hashed with the reference C xxHash library (`XXH64(data, len, 0)`).
+#[test]
+fn limit_ratio_hash_is_prometheus_labels_hash() {
+    use super::eval::{prometheus_labels_hash, ratio_keeps, ratio_offset};
+    let cases: [(Labels, u64); 5] = [
+        (Labels::default(), 0xef46_db37_51d8_e999),
+        (
+            Labels::from_pairs(&[("__name__", "up")]),
+            0xecd7_5f13_400a_bdf5,
+        ),
+        (
+            Labels::from_pairs(&[
+                ("__name__", "http_requests_total"),
+                ("instance", "0"),
+                ("job", "api"),
+            ]),
+            0xbc01_6d7e_754a_406f,
+        ),
+        (
+            Labels::from_pairs(&[
+                ("__name__", "http_requests_total"),
+                ("instance", "1"),
+                ("job", "api"),
+            ]),
+            0xc5e5_55f0_6da9_da8d,
+        ),
+        // A value of 300 bytes takes the 4-byte length form.
+        (
+            Labels::from_pairs(&[("a", &"x".repeat(300))]),
+            0x7334_729f_4d20_ea0b,
+        ),
+    ];
+    for (l, want) in &cases {
+        assert_eq!(prometheus_labels_hash(l), *want, "{l}");
+    }
+    // Offsets 0.7344 and 0.7730: a ratio of 0.75 keeps the first, -0.25 the second.
+    let (a, b) = (ratio_offset(&cases[2].0), ratio_offset(&cases[3].0));
+    assert!((a - 0.734_396_785_138_678_8).abs() < 1e-12);
+    assert!(ratio_keeps(0.75, a) && !ratio_keeps(0.75, b));
+    assert!(!ratio_keeps(-0.25, a) && ratio_keeps(-0.25, b));
+
+    let (_d, db) = db_with(&[
+        (
+            &[
+                ("__name__", "http_requests_total"),
+                ("instance", "0"),
+                ("job", "api"),
+            ],
+            &[(0, 1.0)],
+        ),
+        (
+            &[
+                ("__name__", "http_requests_total"),
+                ("instance", "1"),
+                ("job", "api"),
+            ],
+            &[(0, 2.0)],
+        ),
+    ]);
+    let pick = |q: &str| -> Vec<f64> {
+        let Value::Vector(v) = db.query(q, 10_000).unwrap() else {
+            panic!()
+        };
+        v.iter().map(|s| s.v).collect()
+    };
+    assert_eq!(pick("limit_ratio(0.75, http_requests_total)"), vec![1.0]);
+    assert_eq!(pick("limit_ratio(-0.25, http_requests_total)"), vec![2.0]);
+    assert_eq!(
+        pick("limit_ratio(0.7, http_requests_total)"),
+        Vec::<f64>::new()
+    );
+    assert_eq!(pick("limit_ratio(1, http_requests_total)"), vec![1.0, 2.0]);
+}
+
 fn many_series_db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default().fsync(FsyncPolicy::Never)).unwrap();
@@ -248,4 +323,77 @@ mod fuzz {
             fuzz_query(q.as_bytes());
         }
     }
+}
+
+fn annotations_of(db: &Db, q: &str, range: bool) -> Annotations {
+    let opts = QueryOptions::default();
+    let r = if range {
+        db.query_range_annotated(q, 0, 600_000, 60_000, &opts)
+    } else {
+        db.query_annotated(q, 600_000, &opts)
+    };
+    r.unwrap().annotations
+}
+
+#[test]
+fn annotations_have_prometheus_texts_and_positions() {
+    let pts: Vec<(i64, f64)> = (0..=40).map(|i| (i * 15_000, i as f64)).collect();
+    let (_d, db) = db_with(&[
+        (&[("__name__", "foo"), ("a", "1")], &pts),
+        (&[("__name__", "foo_total"), ("a", "1")], &pts),
+        (&[("__name__", "h_bucket"), ("le", "1")], &[(600_000, 10.0)]),
+        (&[("__name__", "h_bucket"), ("le", "2")], &[(600_000, 7.0)]),
+        (
+            &[("__name__", "h_bucket"), ("le", "+Inf")],
+            &[(600_000, 12.0)],
+        ),
+        (&[("__name__", "h_bucket"), ("le", "x")], &[(600_000, 1.0)]),
+    ]);
+    let a = annotations_of(&db, "sum(rate(foo[5m]))", false);
+    assert_eq!(
+        a.infos,
+        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"foo\" (1:10)"]
+    );
+    assert!(a.warnings.is_empty());
+    assert!(annotations_of(&db, "rate(foo_total[5m]) + irate(foo[5m])", false).is_empty());
+    // Over a subquery Prometheus has no position for the argument: 1:1.
+    let a = annotations_of(&db, "1 + increase(foo[5m:1m])", false);
+    assert_eq!(
+        a.infos,
+        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"foo\" (1:1)"]
+    );
+
+    let a = annotations_of(&db, "quantile(1.5, foo)", false);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: quantile value should be between 0 and 1, got 1.5 (1:10)"]
+    );
+    let a = annotations_of(&db, "count(limit_ratio(-1.1, foo))", false);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: ratio value should be between -1 and 1, got -1.1, capping to -1 (1:19)"]
+    );
+
+    let a = annotations_of(&db, "sort(foo)", true);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)"]
+    );
+    assert!(annotations_of(&db, "sort(foo)", false).is_empty());
+
+    let a = annotations_of(&db, "histogram_quantile(0.5,\n  h_bucket)", false);
+    assert_eq!(
+        a.warnings,
+        ["PromQL warning: bucket label \"le\" is missing or has a malformed value of \"x\" for metric name \"h_bucket\" (2:3)"]
+    );
+    assert_eq!(
+        a.infos,
+        ["PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"h_bucket\", from buckets 2 to 2, with a max diff of 3, over 1 samples from 1970-01-01T00:10:00Z to 1970-01-01T00:10:00Z (2:3)"]
+    );
+    // The same annotation at several steps is reported once.
+    let a = annotations_of(&db, "histogram_quantile(2, h_bucket)", true);
+    assert_eq!(
+        a.warnings[0],
+        "PromQL warning: quantile value should be between 0 and 1, got 2 (1:20)"
+    );
 }

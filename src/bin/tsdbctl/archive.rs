@@ -56,7 +56,7 @@ fn lock(db: &std::path::Path) -> Result<(DataDirLock, Vec<BlockInfo>), String> {
 
 fn report(verb: &str, old: Ulid, new: Ulid, db: &std::path::Path, started: Instant) {
     let size = |u: Ulid| dir_size(&db.join(u.to_string()));
-    println!(
+    outln!(
         "{verb} {old} -> {new} ({} bytes, {:.2} s)",
         size(new),
         started.elapsed().as_secs_f64()
@@ -90,7 +90,7 @@ pub fn archive(a: ArchiveArgs) -> Result<ExitCode, String> {
         None => parse_ulids(&a.ulids)?,
     };
     if chosen.is_empty() {
-        println!("no block to archive");
+        outln!("no block to archive");
     }
     for u in chosen {
         let t = Instant::now();
@@ -112,7 +112,7 @@ pub fn unarchive(a: UnarchiveArgs) -> Result<ExitCode, String> {
         parse_ulids(&a.ulids)?
     };
     if chosen.is_empty() {
-        println!("no archive block");
+        outln!("no archive block");
     }
     for u in chosen {
         let t = Instant::now();

@@ -1,7 +1,23 @@
 //! `tsdbctl`: the command-line shell over the `tsdb` library. Subcommands parse arguments, call the
 //! library, and format output; no storage or query logic lives here.
 
+/// `println!` for command output: a closed pipe (`tsdbctl inspect | head`) ends the process
+/// quietly instead of panicking, and any other write error is reported.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::emit(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::emit(format_args!($($arg)*))
+    };
+}
+
 mod archive;
+mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -11,7 +27,7 @@ use std::time::Instant;
 use tsdb::api;
 use tsdb::exposition::Format;
 use tsdb::ingest::{IngestOptions, Ingester};
-use tsdb::promql::{QueryOptions, Value};
+use tsdb::promql::{QueryOptions, QueryResult, Value};
 use tsdb::wal::Compression;
 use tsdb::{Db, Options};
 
@@ -114,6 +130,15 @@ enum Cmd {
         step: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// Draw the range query as a chart in the terminal instead of printing it.
+        #[arg(long, conflicts_with = "output")]
+        plot: bool,
+        /// Chart width in columns (default: `COLUMNS`, else 100).
+        #[arg(long)]
+        plot_width: Option<usize>,
+        /// Chart height in rows.
+        #[arg(long, default_value_t = plot::DEFAULT_HEIGHT)]
+        plot_height: usize,
         /// Evaluate the query N more times in this process and print `{"median_s": S}` as the last
         /// line of stderr (query latency without the cost of opening the database).
         #[arg(long, default_value_t = 0)]
@@ -233,9 +258,26 @@ fn main() -> ExitCode {
             end,
             step,
             output,
+            plot,
+            plot_width,
+            plot_height,
             repeat,
             expr,
-        } => query(db, time, start.zip(end).zip(step), output, repeat, &expr),
+        } => {
+            let plot = plot.then_some(PlotSize {
+                width: plot_width,
+                height: plot_height,
+            });
+            query(
+                db,
+                time,
+                start.zip(end).zip(step),
+                output,
+                plot,
+                repeat,
+                &expr,
+            )
+        }
         Cmd::Stats { db, output } => stats(db, output),
         Cmd::Inspect { db, limit } => inspect(db, limit),
         Cmd::Compact {
@@ -452,14 +494,26 @@ fn ingest(
 
 type Range = ((String, String), String);
 
+/// `--plot` with its `--plot-width` and `--plot-height`.
+struct PlotSize {
+    width: Option<usize>,
+    height: usize,
+}
+
 fn query(
     dir: PathBuf,
     time: Option<String>,
     range: Option<Range>,
     output: Output,
+    plot: Option<PlotSize>,
     repeat: usize,
     expr: &str,
 ) -> Result<ExitCode, String> {
+    if plot.is_some() && range.is_none() {
+        return Err(
+            "--plot draws a range query: give --start, --end and --step (not --time)".into(),
+        );
+    }
     if !dir.join("wal").exists() {
         return Err(format!(
             "{}: no database here (no wal/ directory)",
@@ -468,27 +522,58 @@ fn query(
     }
     let db = open(&dir, Options::default().read_only(true))?;
     let opts = QueryOptions::default();
-    let eval = || -> Result<Value, String> {
-        match &range {
-            Some(((start, end), step)) => {
-                let s = api::parse_time(start).map_err(|e| e.to_string())?;
-                let e = api::parse_time(end).map_err(|e| e.to_string())?;
-                let st = api::parse_duration(step).map_err(|e| e.to_string())?;
-                api::query_range(&db, expr, s, e, st, &opts).map_err(|e| e.to_string())
+    let range_ms = match &range {
+        Some(((start, end), step)) => Some((
+            api::parse_time(start).map_err(|e| e.to_string())?,
+            api::parse_time(end).map_err(|e| e.to_string())?,
+            api::parse_duration(step).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let eval = || -> Result<QueryResult, String> {
+        match range_ms {
+            Some((s, e, st)) => {
+                api::query_range_annotated(&db, expr, s, e, st, &opts).map_err(|e| e.to_string())
             }
             None => {
                 let t = match &time {
                     Some(t) => api::parse_time(t).map_err(|e| e.to_string())?,
                     None => now_ms(),
                 };
-                api::query(&db, expr, t, &opts).map_err(|e| e.to_string())
+                api::query_annotated(&db, expr, t, &opts).map_err(|e| e.to_string())
             }
         }
     };
-    let result = eval()?;
-    match output {
-        Output::Json => println!("{}", api::value_json(&result)),
-        Output::Table | Output::Csv => print_rows(&result, output == Output::Csv),
+    let QueryResult {
+        value: result,
+        annotations,
+    } = eval()?;
+    if output != Output::Json || plot.is_some() {
+        // The JSON body carries them; elsewhere they go to stderr, apart from the data.
+        for a in annotations.warnings.iter().chain(&annotations.infos) {
+            eprintln!("tsdbctl: {a}");
+        }
+    }
+    match (&plot, range_ms, &result) {
+        (Some(size), Some((s, e, st)), Value::Matrix(m)) => {
+            let opts = plot::PlotOptions {
+                width: size.width.unwrap_or_else(terminal_width),
+                height: size.height,
+                color: std::io::stdout().is_terminal(),
+                max_legend: plot::DEFAULT_MAX_LEGEND,
+            };
+            out!("{}", plot::render(m, s, e, st, &opts));
+        }
+        (Some(_), _, v) => {
+            return Err(format!(
+                "--plot draws a range query's matrix, not a {}",
+                v.type_name()
+            ))
+        }
+        (None, ..) => match output {
+            Output::Json => outln!("{}", api::response_json(&result, &annotations)),
+            Output::Table | Output::Csv => print_rows(&result, output == Output::Csv),
+        },
     }
     if repeat > 0 {
         let mut times = Vec::with_capacity(repeat);
@@ -504,6 +589,15 @@ fn query(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The terminal's width for `--plot`: `COLUMNS` (set by shells), else the default.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&w: &usize| w > 0)
+        .unwrap_or(plot::DEFAULT_WIDTH)
+}
+
 /// One line per point: series, value, time (tab-separated, or CSV with a header).
 fn print_rows(result: &Value, csv: bool) {
     let sep = if csv { "," } else { "\t" };
@@ -515,16 +609,16 @@ fn print_rows(result: &Value, csv: bool) {
         }
     };
     if csv {
-        println!("series{sep}value{sep}time");
+        outln!("series{sep}value{sep}time");
     }
     match result {
-        Value::String { t, s } => println!(
+        Value::String { t, s } => outln!(
             "{}{sep}{}{sep}{}",
             quote("string".into()),
             quote(s.clone()),
             api::format_time(*t)
         ),
-        Value::Scalar { t, v } => println!(
+        Value::Scalar { t, v } => outln!(
             "{}{sep}{}{sep}{}",
             quote("scalar".into()),
             api::format_value(*v),
@@ -534,7 +628,7 @@ fn print_rows(result: &Value, csv: bool) {
             for s in api::result_series(result) {
                 let name = quote(s.labels.to_string());
                 for &(t, v) in &s.points {
-                    println!(
+                    outln!(
                         "{name}{sep}{}{sep}{}",
                         api::format_value(v),
                         api::format_time(t)
@@ -610,17 +704,17 @@ fn stats(dir: PathBuf, output: Output) -> Result<ExitCode, String> {
     match output {
         Output::Table => {
             for (k, v) in &fields {
-                println!("{k:<36} {v}");
+                outln!("{k:<36} {v}");
             }
         }
         Output::Csv => {
             for (k, v) in &fields {
-                println!("{k},{v}");
+                outln!("{k},{v}");
             }
         }
         Output::Json => {
             let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-            println!("{{{}}}", body.join(","));
+            outln!("{{{}}}", body.join(","));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -653,14 +747,21 @@ fn time_str(ms: i64) -> String {
 fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
     require_db(&dir)?;
     let db = open(&dir, Options::default().read_only(true))?;
-    println!(
+    outln!(
         "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8}",
-        "BLOCK", "MIN TIME", "MAX TIME", "SERIES", "SAMPLES", "CHUNKS", "BYTES", "B/SAMPLE"
+        "BLOCK",
+        "MIN TIME",
+        "MAX TIME",
+        "SERIES",
+        "SAMPLES",
+        "CHUNKS",
+        "BYTES",
+        "B/SAMPLE"
     );
     for b in db.blocks() {
         let m = b.meta();
         let bytes = dir_size(b.dir());
-        println!(
+        outln!(
             "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8.3}",
             m.ulid.to_string(),
             time_str(m.min_time),
@@ -675,7 +776,7 @@ fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
     let h = db.head().memory_stats();
     let range = db.head().time_range();
     let head_bytes = dir_size(&dir.join("wal")) + dir_size(&dir.join("chunks_head"));
-    println!(
+    outln!(
         "{:<26}  {:<24}  {:<24}  {:>9}  {:>11}  {:>9}  {:>12}  {:>8}",
         "head (WAL + chunks_head)",
         range.map_or("-".into(), |r| time_str(r.0)),
@@ -697,9 +798,9 @@ fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
         .map(|n| (q.label_values(&n).len(), n))
         .collect();
     labels.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    println!("\nHighest cardinality labels:");
+    outln!("\nHighest cardinality labels:");
     for (n, name) in labels.iter().take(limit) {
-        println!("{n:>9}  {name}");
+        outln!("{n:>9}  {name}");
     }
     let mut names: Vec<(usize, String)> = Vec::new();
     for name in q.label_values("__name__") {
@@ -708,9 +809,9 @@ fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
         names.push((n, name));
     }
     names.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    println!("\nHighest cardinality metric names:");
+    outln!("\nHighest cardinality metric names:");
     for (n, name) in names.iter().take(limit) {
-        println!("{n:>9}  {name}");
+        outln!("{n:>9}  {name}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -854,15 +955,28 @@ fn delete(
     let db = open(&dir, Options::default().background_compaction(false))?;
     for (sel, m) in selectors.iter().zip(&matchers) {
         let st = db.delete(m, mint, maxt).map_err(|e| e.to_string())?;
-        println!(
+        outln!(
             "{sel}: samples deleted from {} series (head: {} series; blocks touched: {})",
             st.series,
             st.head_series,
             st.blocks.len()
         );
         for (ulid, n) in &st.blocks {
-            println!("  block {ulid}: {n} series");
+            outln!("  block {ulid}: {n} series");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes command output to stdout; see [`outln!`].
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("tsdbctl: error: writing output: {e}");
+        std::process::exit(1);
+    }
 }
