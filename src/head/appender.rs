@@ -768,7 +768,11 @@ mod ooo_tests {
         for &(window, t, ref want) in cases {
             let h = head_with(window);
             let mut a = h.appender();
-            assert_eq!(&a.append(&labels("a"), t, 2.0).map(|_| ()), want, "{window} {t}");
+            assert_eq!(
+                &a.append(&labels("a"), t, 2.0).map(|_| ()),
+                want,
+                "{window} {t}"
+            );
         }
     }
 
