@@ -15,6 +15,15 @@ const PROMTOOL: &str = "/usr/bin/promtool";
 
 type Samples = BTreeMap<String, Vec<(i64, f64)>>;
 
+/// Held by every test: a child process forked by the CLI test inherits (until its exec) the
+/// directory-lock descriptor of a database another test has open, which would make that test's
+/// reopen find the directory locked.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn labels(i: u32) -> Labels {
     Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())])
 }
@@ -74,6 +83,7 @@ fn load(db: &Db) -> Samples {
 
 #[test]
 fn out_of_order_samples_within_the_window_are_queryable_in_order() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts(3 * HOUR)).unwrap();
     let want = load(&db);
@@ -96,6 +106,7 @@ fn out_of_order_samples_within_the_window_are_queryable_in_order() {
 
 #[test]
 fn without_a_window_out_of_order_samples_are_rejected() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts(0)).unwrap();
     let mut app = db.appender();
@@ -110,6 +121,7 @@ fn without_a_window_out_of_order_samples_are_rejected() {
 
 #[test]
 fn restart_replays_out_of_order_samples_from_the_wbl() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let want = {
         let db = Db::open(dir.path(), opts(3 * HOUR)).unwrap();
@@ -160,6 +172,7 @@ fn promtool_dump(dir: &Path) -> Option<Samples> {
 
 #[test]
 fn head_compaction_writes_out_of_order_samples_once() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let want = {
         let db = Db::open(dir.path(), opts(3 * HOUR)).unwrap();
@@ -185,4 +198,41 @@ fn head_compaction_writes_out_of_order_samples_once() {
     if let Some(got) = promtool_dump(dir.path()) {
         assert_eq!(got, want);
     }
+}
+
+#[test]
+fn tsdbctl_ingest_counts_out_of_order_samples_accepted() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.prom");
+    let b = dir.path().join("b.prom");
+    std::fs::write(&a, "m{i=\"0\"} 1 600000\nm{i=\"0\"} 2 1200000\n").unwrap();
+    // 900000 is within 10m of the head's newest (1200000); 60000 is not.
+    std::fs::write(&b, "m{i=\"0\"} 3 900000\nm{i=\"0\"} 4 60000\n").unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_tsdbctl"))
+        .args(["ingest", "--db", data.to_str().unwrap()])
+        .args(["--out-of-order-window", "10m"])
+        .args([a.to_str().unwrap(), b.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("samples appended: 3 (1 out of order within the window)"),
+        "{err}"
+    );
+    assert!(err.contains("out of order: 1,"), "{err}");
+    let db = Db::open(&data, opts(0)).unwrap();
+    assert_eq!(
+        query(&db)["0"],
+        vec![(600_000, 1.0), (900_000, 3.0), (1_200_000, 2.0)]
+    );
+    drop(db);
+    let bad = Command::new(env!("CARGO_BIN_EXE_tsdbctl"))
+        .args(["ingest", "--db", data.to_str().unwrap()])
+        .args(["--out-of-order-window", "soon", a.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
 }
