@@ -799,8 +799,9 @@ impl DbCore {
             }
         }
         if self.opts.retention_bytes > 0 {
-            let mut total =
-                dir_size(&self.dir.join("wal")) + dir_size(&self.dir.join("chunks_head"));
+            let mut total = dir_size(&self.dir.join("wal"))
+                + dir_size(&self.dir.join("chunks_head"))
+                + dir_size(&self.dir.join(WBL_DIR));
             let sizes: Vec<u64> = blocks.iter().map(|b| dir_size(b.dir())).collect();
             total += sizes.iter().sum::<u64>();
             // Oldest first (the list is sorted by min time).

@@ -495,8 +495,31 @@ impl<'h> Appender<'h> {
     /// Replaces series that head truncation removed while this transaction staged samples for
     /// them by the head's current series with the same labels (created if needed). The database
     /// calls this under its WAL lock, before [`Appender::encode_records`].
+    ///
+    /// Out-of-order samples whose range head compaction has moved into a block since they were
+    /// staged are rejected here (out of bounds), before they reach the write-behind log: replay
+    /// would skip them, but Prometheus replays every WBL sample it finds.
     pub fn revalidate(&mut self) {
         let head = self.head;
+        let min_valid = head.min_valid_time();
+        for s in &mut self.shards {
+            let before = s.ooo.len();
+            if s.ooo.iter().any(|&(_, t, _)| t < min_valid) {
+                let pending = &mut s.pending;
+                s.ooo.retain(|&(slot, t, _)| {
+                    let keep = t >= min_valid;
+                    if !keep {
+                        if let Some(p) = pending.get_mut(slot as usize) {
+                            p.ooo -= 1;
+                        }
+                    }
+                    keep
+                });
+                let dropped = before - s.ooo.len();
+                s.staged -= dropped;
+                s.rejected.out_of_bounds += dropped as u64;
+            }
+        }
         for p in self.shards.iter_mut().flat_map(|s| s.pending.iter_mut()) {
             if p.series.is_removed() {
                 let (fresh, _) = head.get_or_create(&p.series.to_labels());
@@ -819,6 +842,21 @@ mod ooo_tests {
         // One at staging, one at apply.
         assert_eq!(s.rejected.out_of_bounds, 2);
         assert_eq!(s.appended, 0);
+        // ... or, under the database's WAL lock, before the sample is logged.
+        let mut a = h.appender();
+        a.append(&labels("a"), 7_500, 1.0).unwrap();
+        h.set_min_valid_time(7_600);
+        a.revalidate();
+        assert_eq!(a.staged(), 0);
+        assert_eq!(a.staged_out_of_order(), 0);
+        let mut n = 0;
+        a.encode_ooo_records(&mut |_r: &[u8]| {
+            n += 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(commit(a).rejected.out_of_bounds, 1);
     }
 
     #[test]
