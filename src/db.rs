@@ -922,28 +922,43 @@ impl DbCore {
             self.opts.wal_compression,
         )?;
         wal::truncate(&wal_dir, to)?;
-        // The write-behind log likewise: out-of-order samples from `mint` on are still only in
-        // the head. (Prometheus truncates its WBL after OOO compaction, without a checkpoint.)
-        let wbl_to = {
-            let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
-            match &mut w.wbl {
-                Some(wbl) => {
-                    wbl.roll_segment()?;
-                    Some(wbl.segment().saturating_sub(1))
+        // The write-behind log: Prometheus 2.42 replays its segments only (a checkpoint directory
+        // there is ignored), so instead of a checkpoint the out-of-order samples still in the head
+        // (all from `mint` on, after head truncation) are logged again into a fresh segment and
+        // the older segments are deleted. Commits wait meanwhile; a crash before the deletion
+        // replays samples twice, which the buffers' duplicate rule absorbs.
+        let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wbl) = &mut w.wbl {
+            wbl.roll_segment()?;
+            let first_kept = wbl.segment();
+            let mut buf: Vec<RefSample> = Vec::new();
+            let mut rec = Vec::new();
+            for series in head.all_series() {
+                let c = series.lock();
+                buf.extend(c.ooo_samples().iter().map(|&(t, v)| RefSample {
+                    series: series.id,
+                    t,
+                    v,
+                }));
+                drop(c);
+                if buf.len() >= 64 * 1024 {
+                    rec.clear();
+                    record::encode_samples(&buf, &mut rec);
+                    buf.clear();
+                    wbl.log(&rec)?;
                 }
-                None => None,
             }
-        };
-        if let Some(to) = wbl_to {
-            let wbl_dir = self.dir.join(WBL_DIR);
-            wal::checkpoint(
-                &wbl_dir,
-                to,
-                &|id| head.series(id).is_some(),
-                mint,
-                self.opts.wal_compression,
-            )?;
-            wal::truncate(&wbl_dir, to)?;
+            if !buf.is_empty() {
+                rec.clear();
+                record::encode_samples(&buf, &mut rec);
+                wbl.log(&rec)?;
+            }
+            wbl.log_commit(&[])?;
+            wbl.sync()?;
+            w.wbl_last_sync = Instant::now();
+            if first_kept > 0 {
+                wal::truncate(&self.dir.join(WBL_DIR), first_kept - 1)?;
+            }
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! reach blocks exactly once at head compaction (checked with `/usr/bin/promtool tsdb dump`; the
 //! check fails rather than skips when `TSDB_REQUIRE_PEERS=1` and promtool is missing).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -235,4 +237,64 @@ fn tsdbctl_ingest_counts_out_of_order_samples_accepted() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+}
+
+/// Prometheus 2.42 opened on our directory (with its own out-of-order window on) replays our
+/// write-behind log: after a head compaction rewrote it, it sees every out-of-order sample still in
+/// the head, and the compacted ones in the block, as we do.
+#[test]
+fn prometheus_reads_our_wbl_after_head_compaction() {
+    let _serial = serial();
+    if !common::available(common::PROMETHEUS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t = |k: i64| now - 7 * HOUR / 2 + k * 10 * MIN;
+    {
+        let db = Db::open(dir.path(), opts(3 * HOUR)).unwrap();
+        let mut app = db.appender();
+        for k in 0..10 {
+            app.append(&labels(0), t(k), k as f64).unwrap();
+        }
+        app.commit().unwrap();
+        let mut app = db.appender();
+        for x in [29, 25, 21] {
+            app.append(&labels(0), now - x * HOUR / 10 - 1, 900.0 + x as f64)
+                .unwrap();
+        }
+        assert_eq!(app.commit().unwrap().out_of_order, 3);
+        let mut app = db.appender();
+        for k in 10..22 {
+            app.append(&labels(0), t(k), k as f64).unwrap();
+        }
+        app.commit().unwrap();
+        assert!(!db.compact_head().unwrap().is_empty());
+        assert_eq!(query(&db)["0"].len(), 25);
+    }
+    let wbl: Vec<String> = std::fs::read_dir(dir.path().join("wbl"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        wbl.iter().all(|n| n.bytes().all(|b| b.is_ascii_digit())),
+        "{wbl:?}"
+    );
+    let p = common::Prometheus::start(
+        dir.path(),
+        "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: 3h\n",
+    );
+    let q = format!(
+        "/api/v1/query?query={}&time={}",
+        common::url_encode("count_over_time(m[5h])"),
+        now as f64 / 1000.0
+    );
+    let (status, body) = p.get(&q).unwrap();
+    let logs = p.logs();
+    p.stop();
+    assert_eq!(status, 200, "{body}\n{logs}");
+    assert!(body.contains("\"25\"]"), "{body}\n{logs}");
 }
