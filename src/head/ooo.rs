@@ -9,6 +9,20 @@
 //! dropped silently, the first sample stays (Prometheus' `OOOChunk.Insert`); it is counted as a
 //! no-op. The in-order rules (duplicate of the newest sample, same-value no-op) are unchanged.
 //!
+//! Outside the window Prometheus 2.42 returns `ErrTooOldSample` ("too old"); we keep our existing
+//! reasons (out of order, or out of bounds) so that counters mean what they meant without a window.
+//!
+//! Durability (in [`crate::db`]): out-of-order samples are logged, after the transaction's WAL
+//! commit and before it is applied, as ordinary samples records to the write-behind log `wbl/`
+//! (Prometheus' WBL: same segment format as the WAL; series records stay in the WAL). Opening
+//! replays the WBL after the WAL, straight into the buffers (samples in a block's range skipped),
+//! whatever the window now is. Head compaction rewrites the WBL: the buffered samples left after
+//! truncation are logged into a fresh segment and older segments are deleted — not checkpointed,
+//! because Prometheus 2.42 replays WBL segments only and ignores a `wbl/checkpoint.N`. Checked:
+//! Prometheus 2.42 opened on such a directory (with or without its own window) replays the WBL and
+//! answers the out-of-order samples (`tests/ooo.rs`). A crash between the WAL commit and the WBL
+//! write loses that transaction's out-of-order samples (Prometheus has the same window).
+//!
 //! Deviations from Prometheus, by choice:
 //! - Samples older than the head's minimum valid time (their range is in a block already) stay
 //!   out of bounds even within the window; Prometheus accepts them and compacts them into new
