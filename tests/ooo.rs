@@ -221,7 +221,7 @@ fn tsdbctl_ingest_counts_out_of_order_samples_accepted() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("samples appended: 3 (1 out of order within the window)"),
+        err.contains("samples appended: 3; out-of-order samples accepted (within the window): 1;"),
         "{err}"
     );
     assert!(err.contains("out of order: 1,"), "{err}");

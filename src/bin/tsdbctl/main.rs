@@ -439,8 +439,8 @@ fn ingest(
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "documents: {} ({} stored, {} rejected); new series: {}; samples appended: {} \
-         ({} out of order within the window); samples rejected: {} (out of order: {}, duplicate timestamp: {}, older than the head: {}); \
+        "documents: {} ({} stored, {} rejected); new series: {}; samples appended: {}; \
+         out-of-order samples accepted (within the window): {}; samples rejected: {} (out of order: {}, duplicate timestamp: {}, older than the head: {}); \
          identical duplicates ignored: {}; \
          samples backfilled: {} into {} blocks ({} duplicate timestamps dropped); \
          {:.3} s; {:.0} samples/s",
