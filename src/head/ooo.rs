@@ -165,6 +165,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Against a model: the union of both sample sets by timestamp, the in-order value winning,
+        /// in time order, in chunks that do not overlap and hold at most 120 samples.
+        #[test]
+        fn merge_matches_a_model(
+            in_order in proptest::collection::btree_map(0i64..2_000, 0u32..100, 0..400),
+            ooo in proptest::collection::btree_map(0i64..2_000, 100u32..200, 0..200),
+            per_chunk in 1usize..=120,
+        ) {
+            let ins: Vec<(i64, f64)> = in_order.iter().map(|(&t, &v)| (t, f64::from(v))).collect();
+            let chunks: Vec<ChunkMeta> = ins.chunks(per_chunk).map(chunk).collect();
+            let ooo: Vec<(i64, f64)> = ooo.iter().map(|(&t, &v)| (t, f64::from(v))).collect();
+            let mut model: std::collections::BTreeMap<i64, f64> = ooo.iter().copied().collect();
+            model.extend(ins.iter().copied());
+            let out = merge_ooo(chunks, &ooo);
+            let want: Vec<(i64, f64)> = model.into_iter().collect();
+            proptest::prop_assert_eq!(samples(&out), want);
+            for w in out.windows(2) {
+                proptest::prop_assert!(w[0].max_t < w[1].min_t);
+            }
+            for c in &out {
+                let n = XorIterator::new(&c.data).unwrap().num_samples();
+                proptest::prop_assert!(n <= super::super::SAMPLES_PER_CHUNK);
+            }
+        }
+    }
+
     #[test]
     fn no_ooo_returns_chunks_unchanged_and_long_merges_split() {
         let a = chunk(&[(0, 0.0)]);
