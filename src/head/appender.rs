@@ -870,4 +870,16 @@ mod ooo_tests {
         let series = h.lookup(&labels("a")).unwrap();
         assert_eq!(series.lock().ooo_samples(), &[(7_500, 2.0)]);
     }
+
+    #[test]
+    fn deletion_covers_out_of_order_samples_older_than_the_first_in_order_one() {
+        let h = head_with(5_000);
+        let mut a = h.appender();
+        a.append(&labels("b"), 6_000, 2.0).unwrap();
+        commit(a);
+        let m = [crate::labels::Matcher::equal("i", "b")];
+        let iv = h.deletion_intervals(&m, 0, 20_000);
+        assert_eq!(iv.len(), 1);
+        assert_eq!((iv[0].1.mint, iv[0].1.maxt), (6_000, 10_000));
+    }
 }

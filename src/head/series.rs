@@ -200,11 +200,18 @@ impl SeriesChunks {
         self.head.as_ref().map(|h| (h.max_t, self.last_v_bits))
     }
 
+    /// The oldest sample's timestamp, out-of-order samples included (one may be older than the
+    /// first in-order sample).
     pub fn min_time(&self) -> Option<i64> {
-        self.closed
+        let in_order = self
+            .closed
             .first()
             .map(|c| c.min_t)
-            .or(self.head.as_ref().map(|h| h.min_t))
+            .or(self.head.as_ref().map(|h| h.min_t));
+        match (in_order, self.ooo_samples().first()) {
+            (Some(a), Some(&(b, _))) => Some(a.min(b)),
+            (a, b) => a.or(b.map(|s| s.0)),
+        }
     }
 
     pub fn num_samples(&self) -> usize {
@@ -457,6 +464,9 @@ impl MemSeries {
                 .filter(|c| matches!(c.data, ChunkData::Mem(_)))
                 .count()
                 * 16
+            + c.ooo.as_ref().map_or(0, |b| {
+                std::mem::size_of::<Vec<(i64, f64)>>() + b.capacity() * 16
+            })
     }
 }
 
