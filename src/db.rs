@@ -5,6 +5,10 @@
 //! [`crate::wal`]) before its samples reach the head, so when [`Appender::commit`] returns every sample
 //! survives kill -9, and a crash before that leaves nothing of the transaction after recovery.
 //!
+//! With [`Options::out_of_order_window_ms`], out-of-order samples within the window are accepted
+//! ([`crate::head::ooo`]) and logged, after the WAL commit and before they reach the head, to the
+//! write-behind log `wbl/` (Prometheus' WBL; Prometheus 2.42 replays it from our directories).
+//!
 //! ```
 //! use tsdb::{Db, Options, labels::{Labels, Matcher}};
 //! let dir = tempfile::tempdir().unwrap();
