@@ -298,3 +298,41 @@ fn prometheus_reads_our_wbl_after_head_compaction() {
     assert_eq!(status, 200, "{body}\n{logs}");
     assert!(body.contains("\"25\"]"), "{body}\n{logs}");
 }
+
+/// A write-behind log cut inside a commit (a crash mid-write) loses that commit's out-of-order
+/// samples only, with a warning; the rest of the database opens as before.
+#[test]
+fn a_torn_wbl_commit_is_dropped_with_a_warning() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let want = {
+        let db = Db::open(dir.path(), opts(3 * HOUR)).unwrap();
+        load(&db)
+    };
+    let seg = dir.path().join("wbl").join("00000000");
+    let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(len > 100);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 50)
+        .unwrap();
+    let db = Db::open(dir.path(), opts(3 * HOUR)).unwrap();
+    let warnings = db.open_report().warnings.join("\n");
+    assert!(warnings.contains("WBL segment 0 truncated"), "{warnings}");
+    assert_eq!(db.open_report().replayed_ooo_samples, 0);
+    let late = |t: i64| (90 * MIN..3 * HOUR).contains(&t) && (t / MIN) % 2 == 1;
+    let mut in_order = want;
+    for s in in_order.values_mut() {
+        s.retain(|&(t, _)| !late(t));
+    }
+    assert_eq!(query(&db), in_order);
+    // New out-of-order samples commit after the truncated tail and replay.
+    let mut app = db.appender();
+    app.append(&labels(0), 91 * MIN, 1.5).unwrap();
+    assert_eq!(app.commit().unwrap().out_of_order, 1);
+    drop(db);
+    let db = Db::open(dir.path(), opts(3 * HOUR)).unwrap();
+    assert_eq!(db.open_report().replayed_ooo_samples, 1);
+}
