@@ -5,6 +5,10 @@
 //! [`crate::wal`]) before its samples reach the head, so when [`Appender::commit`] returns every sample
 //! survives kill -9, and a crash before that leaves nothing of the transaction after recovery.
 //!
+//! With [`Options::out_of_order_window_ms`], out-of-order samples within the window are accepted
+//! ([`crate::head::ooo`]) and logged, after the WAL commit and before they reach the head, to the
+//! write-behind log `wbl/` (Prometheus' WBL; Prometheus 2.42 replays it from our directories).
+//!
 //! ```
 //! use tsdb::{Db, Options, labels::{Labels, Matcher}};
 //! let dir = tempfile::tempdir().unwrap();
@@ -85,6 +89,10 @@ pub struct Options {
     /// block ranges, and every [`COMPACTION_INTERVAL`]. Default on; off, compaction runs only when
     /// called ([`DbCore::compact_head`]).
     pub background_compaction: bool,
+    /// Prometheus' `out_of_order_time_window` (ms): samples older than their series' newest are
+    /// accepted when within this of the head's newest sample ([`crate::head::ooo`]) and logged
+    /// to the write-behind log `wbl/`. Default 0: off, as in Prometheus.
+    pub out_of_order_window_ms: i64,
 }
 
 impl Default for Options {
@@ -99,6 +107,7 @@ impl Default for Options {
             retention_ms: DEFAULT_RETENTION_MS,
             retention_bytes: 0,
             background_compaction: true,
+            out_of_order_window_ms: 0,
         }
     }
 }
@@ -132,6 +141,11 @@ impl Options {
         self.background_compaction = on;
         self
     }
+    pub fn out_of_order_window_ms(mut self, ms: i64) -> Options {
+        self.out_of_order_window_ms = ms;
+        self
+    }
+
     pub fn read_only(mut self, read_only: bool) -> Options {
         self.read_only = read_only;
         self
@@ -201,6 +215,8 @@ pub struct OpenReport {
     pub mapped_chunks_dropped: u64,
     /// WAL samples skipped because a mapped chunk of their series holds them.
     pub replay_in_mapped_chunks: u64,
+    /// Out-of-order samples replayed from the write-behind log `wbl/` into out-of-order buffers.
+    pub replayed_ooo_samples: u64,
     pub replay_seconds: f64,
 }
 
@@ -222,6 +238,10 @@ struct WalState {
     /// Set when a write failed: the WAL may end in a partial commit, so no later commit may
     /// follow it in this process (recovery truncates it on the next open).
     failed: Option<String>,
+    /// The write-behind log `wbl/` (out-of-order samples), when the out-of-order window is on or
+    /// the directory has one.
+    wbl: Option<Wal>,
+    wbl_last_sync: Instant,
 }
 
 /// An open data directory. Its state lives in a [`DbCore`] shared with the background compaction
@@ -397,6 +417,7 @@ impl DbCore {
         fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
 
         let mut head = Head::new(opts.block_range_ms, opts.shards);
+        head.set_out_of_order_window(opts.out_of_order_window_ms);
         let mut report = OpenReport::default();
         let blocks = open_blocks(&dir, opts.read_only, &mut report)?;
         // WAL samples in a block's range were compacted already (a crash came before the WAL
@@ -422,7 +443,19 @@ impl DbCore {
                 t.segment, t.offset, t.bytes_dropped
             ));
         }
-        replay(&wal_dir, &head, opts.shards, loaded.chunks, &mut report)?;
+        let aliases = replay(&wal_dir, &head, opts.shards, loaded.chunks, &mut report)?;
+        let wbl_dir = dir.join(WBL_DIR);
+        let has_wbl = wbl_dir.is_dir();
+        if has_wbl {
+            let recovered = wal::recover(&wbl_dir)?;
+            if let Some(t) = recovered.truncated {
+                report.warnings.push(format!(
+                    "WBL segment {} truncated at offset {} ({} bytes of an incomplete or torn commit dropped)",
+                    t.segment, t.offset, t.bytes_dropped
+                ));
+            }
+            replay_wbl(&wbl_dir, &head, &aliases, &mut report)?;
+        }
         report.replay_seconds = started.elapsed().as_secs_f64();
 
         let wal = if opts.read_only {
@@ -435,10 +468,24 @@ impl DbCore {
                     compression: opts.wal_compression,
                 },
             )?;
+            let wbl = if has_wbl || opts.out_of_order_window_ms > 0 {
+                fs::create_dir_all(&wbl_dir).map_err(io_err(&wbl_dir))?;
+                Some(Wal::open(
+                    &wbl_dir,
+                    WalOptions {
+                        segment_size: opts.wal_segment_size,
+                        compression: opts.wal_compression,
+                    },
+                )?)
+            } else {
+                None
+            };
             Some(Mutex::new(WalState {
                 wal,
                 last_sync: Instant::now(),
                 failed: None,
+                wbl,
+                wbl_last_sync: Instant::now(),
             }))
         };
         Ok(DbCore {
@@ -756,8 +803,9 @@ impl DbCore {
             }
         }
         if self.opts.retention_bytes > 0 {
-            let mut total =
-                dir_size(&self.dir.join("wal")) + dir_size(&self.dir.join("chunks_head"));
+            let mut total = dir_size(&self.dir.join("wal"))
+                + dir_size(&self.dir.join("chunks_head"))
+                + dir_size(&self.dir.join(WBL_DIR));
             let sizes: Vec<u64> = blocks.iter().map(|b| dir_size(b.dir())).collect();
             total += sizes.iter().sum::<u64>();
             // Oldest first (the list is sorted by min time).
@@ -878,6 +926,44 @@ impl DbCore {
             self.opts.wal_compression,
         )?;
         wal::truncate(&wal_dir, to)?;
+        // The write-behind log: Prometheus 2.42 replays its segments only (a checkpoint directory
+        // there is ignored), so instead of a checkpoint the out-of-order samples still in the head
+        // (all from `mint` on, after head truncation) are logged again into a fresh segment and
+        // the older segments are deleted. Commits wait meanwhile; a crash before the deletion
+        // replays samples twice, which the buffers' duplicate rule absorbs.
+        let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wbl) = &mut w.wbl {
+            wbl.roll_segment()?;
+            let first_kept = wbl.segment();
+            let mut buf: Vec<RefSample> = Vec::new();
+            let mut rec = Vec::new();
+            for series in head.all_series() {
+                let c = series.lock();
+                buf.extend(c.ooo_samples().iter().map(|&(t, v)| RefSample {
+                    series: series.id,
+                    t,
+                    v,
+                }));
+                drop(c);
+                if buf.len() >= 64 * 1024 {
+                    rec.clear();
+                    record::encode_samples(&buf, &mut rec);
+                    buf.clear();
+                    wbl.log(&rec)?;
+                }
+            }
+            if !buf.is_empty() {
+                rec.clear();
+                record::encode_samples(&buf, &mut rec);
+                wbl.log(&rec)?;
+            }
+            wbl.log_commit(&[])?;
+            wbl.sync()?;
+            w.wbl_last_sync = Instant::now();
+            if first_kept > 0 {
+                wal::truncate(&self.dir.join(WBL_DIR), first_kept - 1)?;
+            }
+        }
         Ok(())
     }
 
@@ -889,6 +975,10 @@ impl DbCore {
         let mut w = wal.lock().unwrap_or_else(|e| e.into_inner());
         w.wal.sync()?;
         w.last_sync = Instant::now();
+        if let Some(wbl) = &mut w.wbl {
+            wbl.sync()?;
+            w.wbl_last_sync = Instant::now();
+        }
         Ok(())
     }
 
@@ -914,7 +1004,17 @@ impl DbCore {
         }
         app.revalidate();
         let state = &mut *w;
-        let written = write_commit(&mut state.wal, &app, self.opts.fsync, &mut state.last_sync);
+        let mut written = write_commit(&mut state.wal, &app, self.opts.fsync, &mut state.last_sync);
+        if written.is_ok() && app.staged_out_of_order() > 0 {
+            // After the WAL, as Prometheus' `headAppender.log`: the series records are there.
+            written = match &mut state.wbl {
+                Some(wbl) => write_ooo_commit(wbl, &app, self.opts.fsync, &mut state.wbl_last_sync),
+                None => Err(WalError::Io {
+                    path: self.dir.join(WBL_DIR),
+                    source: std::io::Error::other("out-of-order samples staged without a WBL"),
+                }),
+            };
+        }
         if let Err(e) = written {
             w.failed = Some(e.to_string());
             return Err(e.into());
@@ -928,6 +1028,16 @@ impl DbCore {
         }
         Ok(stats)
     }
+}
+
+fn write_ooo_commit(
+    wbl: &mut Wal,
+    app: &head::Appender<'_>,
+    fsync: FsyncPolicy,
+    last_sync: &mut Instant,
+) -> Result<(), WalError> {
+    app.encode_ooo_records(&mut |rec: &[u8]| wbl.log(rec))?;
+    log_sync(wbl, &[], fsync, last_sync)
 }
 
 fn write_commit(
@@ -966,6 +1076,9 @@ impl Drop for DbCore {
             let w = wal.get_mut().unwrap_or_else(|e| e.into_inner());
             // Nothing to report to at drop; `Db::sync` is the checked way.
             let _ = w.wal.sync();
+            if let Some(wbl) = &mut w.wbl {
+                let _ = wbl.sync();
+            }
         }
     }
 }
@@ -1075,7 +1188,7 @@ fn replay(
     shards: usize,
     mut mapped: HashMap<u64, Vec<head::chunks_disk::MappedChunk>>,
     report: &mut OpenReport,
-) -> Result<(), DbError> {
+) -> Result<HashMap<u64, u64>, DbError> {
     // The latest checkpoint first, then the segments after it.
     wal::remove_temporary_checkpoints(wal_dir)?;
     let mut readers = Vec::new();
@@ -1248,6 +1361,75 @@ fn replay(
         report.warnings.push(format!(
             "WAL replay dropped {} sample(s) of series with no series record",
             report.unknown_series_samples
+        ));
+    }
+    Ok(aliases)
+}
+
+/// The write-behind log's directory (Prometheus' `wlog.WblDirName`).
+pub const WBL_DIR: &str = "wbl";
+
+/// Replays the write-behind log (its checkpoint, then its segments) into the series' out-of-order
+/// buffers, after the WAL defined the series. Samples in a block's range are skipped (compacted
+/// already); the window is not checked again (it was when the samples were committed).
+fn replay_wbl(
+    wbl_dir: &Path,
+    head: &Head,
+    aliases: &HashMap<u64, u64>,
+    report: &mut OpenReport,
+) -> Result<(), DbError> {
+    wal::remove_temporary_checkpoints(wbl_dir)?;
+    let mut readers = Vec::new();
+    let first_segment = match wal::last_checkpoint(wbl_dir)? {
+        Some((dir, idx)) => {
+            readers.push(WalReader::open(&dir)?);
+            idx + 1
+        }
+        None => 0,
+    };
+    readers.push(WalReader::open_from(wbl_dir, first_segment, None)?);
+    let min_valid = head.min_valid_time();
+    let mut samples: Vec<RefSample> = Vec::new();
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    let mut unknown = 0u64;
+    for reader in &mut readers {
+        while let Some(rec) = reader.next_record()? {
+            if record::record_type(rec) != RecordType::Samples {
+                continue;
+            }
+            samples.clear();
+            if let Err(e) = record::decode_samples(rec, &mut samples) {
+                let (segment, offset) = reader.position();
+                return Err(DbError::Record {
+                    segment,
+                    offset,
+                    reason: format!("write-behind log: {e}"),
+                });
+            }
+            for s in &samples {
+                let id = aliases.get(&s.series).copied().unwrap_or(s.series);
+                if s.t < min_valid {
+                    report.replay_in_blocks += 1;
+                    continue;
+                }
+                let Some(series) = head.series(id) else {
+                    unknown += 1;
+                    continue;
+                };
+                if series.lock().insert_ooo(s.t, s.v) {
+                    report.replayed_ooo_samples += 1;
+                    min = min.min(s.t);
+                    max = max.max(s.t);
+                }
+            }
+        }
+    }
+    if min <= max {
+        head.update_time_range(min, max);
+    }
+    if unknown > 0 {
+        report.warnings.push(format!(
+            "WBL replay dropped {unknown} out-of-order sample(s) of series with no series record"
         ));
     }
     Ok(())

@@ -5,7 +5,8 @@
 //! Time bounds are inclusive on both ends, as in Prometheus' `Querier(mint, maxt)`.
 //!
 //! Series come from the persistent blocks overlapping the range and from the head, merged by label
-//! set; each series' chunks are in time order. Should two sources overlap in time (they do not, by
+//! set; each series' chunks are in time order. A head series' out-of-order samples are merged into
+//! its chunks first ([`crate::head::ooo::merge_ooo`]: the in-order sample wins a shared timestamp). Should two sources overlap in time (they do not, by
 //! construction: the head rejects samples in a block's range), iteration keeps the first sample of
 //! a timestamp and skips any that would go back in time.
 //!
@@ -253,8 +254,14 @@ impl<'a> Querier<'a> {
             let Some(s) = self.head.series(id) else {
                 continue;
             };
-            let (closed, open): (Vec<ClosedChunk>, Option<ChunkMeta>) = {
+            let (closed, open, ooo): (Vec<ClosedChunk>, Option<ChunkMeta>, Vec<(i64, f64)>) = {
                 let c = s.lock();
+                let ooo = c
+                    .ooo_samples()
+                    .iter()
+                    .filter(|&&(t, _)| t >= self.mint && t <= self.maxt)
+                    .copied()
+                    .collect();
                 let closed = c
                     .closed
                     .iter()
@@ -270,7 +277,7 @@ impl<'a> Querier<'a> {
                         },
                     )
                 });
-                (closed, open)
+                (closed, open, ooo)
             };
             // Chunks in `chunks_head/` are read after the series lock is released.
             let mut chunks = Vec::with_capacity(closed.len() + 1);
@@ -289,6 +296,7 @@ impl<'a> Querier<'a> {
                 });
             }
             chunks.extend(open);
+            let chunks = crate::head::ooo::merge_ooo(chunks, &ooo);
             let chunks = without_deleted(chunks, tombstones.get(id));
             if !chunks.is_empty() {
                 merged.entry(s.to_labels()).or_default().extend(chunks);

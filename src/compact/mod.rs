@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The head's series with their chunks in `[mint, maxt)`, sorted by labels, as the block writer
-/// takes them. Samples the head's tombstones cover are left out (chunks they overlap are
+/// takes them; out-of-order samples of the range are merged in ([`crate::head::ooo::merge_ooo`]). Samples the head's tombstones cover are left out (chunks they overlap are
 /// re-encoded), so a deletion in the head never reaches a block; series without chunks left are
 /// left out.
 pub fn head_range(
@@ -40,8 +40,14 @@ pub fn head_range(
     let mut out = Vec::new();
     let tombstones = head.tombstones();
     for s in head.all_series() {
-        let (closed, open): (Vec<ClosedChunk>, Option<ChunkMeta>) = {
+        let (closed, open, ooo): (Vec<ClosedChunk>, Option<ChunkMeta>, Vec<(i64, f64)>) = {
             let c = s.lock();
+            let ooo = c
+                .ooo_samples()
+                .iter()
+                .filter(|&&(t, _)| t >= mint && t < maxt)
+                .copied()
+                .collect();
             let closed = c
                 .closed
                 .iter()
@@ -55,7 +61,7 @@ pub fn head_range(
                     data: Arc::from(h.app.bytes()),
                 })
             });
-            (closed, open)
+            (closed, open, ooo)
         };
         // Completed chunks are read from `chunks_head/` after the series lock is released.
         let mut chunks = Vec::with_capacity(closed.len() + 1);
@@ -67,6 +73,8 @@ pub fn head_range(
             });
         }
         chunks.extend(open);
+        // Out-of-order samples of the range go into the block with the in-order ones.
+        let chunks = crate::head::ooo::merge_ooo(chunks, &ooo);
         let chunks = crate::querier::without_deleted(chunks, tombstones.get(s.id));
         if !chunks.is_empty() {
             out.push((s.to_labels(), chunks));

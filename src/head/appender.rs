@@ -60,8 +60,11 @@ impl RejectCounts {
 /// What a commit did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitStats {
-    /// Samples now in the head.
+    /// Samples now in the head (out-of-order ones included).
     pub appended: u64,
+    /// Of `appended`, samples accepted into out-of-order buffers within the out-of-order window
+    /// (see [`super::ooo`]).
+    pub out_of_order: u64,
     /// Samples equal (timestamp and value bits) to the series' newest: accepted, nothing stored.
     pub no_ops: u64,
     /// Samples rejected when staged or at apply, by reason.
@@ -77,6 +80,8 @@ struct Pending {
     base: (usize, usize, i64),
     staged: SeriesChunks,
     samples: usize,
+    /// Out-of-order samples staged for the series (in the shard's `ooo` list).
+    ooo: usize,
     min_t: i64,
     max_t: i64,
 }
@@ -93,6 +98,7 @@ impl Pending {
             base,
             staged,
             samples: 0,
+            ooo: 0,
             min_t: i64::MAX,
             max_t: i64::MIN,
         }
@@ -173,10 +179,20 @@ pub struct AppenderShard {
     backfill: bool,
     /// (slot in `pending`, t, v) of samples set aside for backfill, until drained.
     out_of_bounds: Vec<(u32, i64, f64)>,
+    /// Out-of-order samples at or after this time go to `ooo` ([`super::ooo`]); `None`: the
+    /// out-of-order window is off.
+    ooo_floor: Option<i64>,
+    /// (slot in `pending`, t, v) of staged out-of-order samples, in staging order.
+    ooo: Vec<(u32, i64, f64)>,
 }
 
 impl AppenderShard {
-    fn new(stride: usize, chunk_range: i64, min_valid: i64) -> AppenderShard {
+    fn new(
+        stride: usize,
+        chunk_range: i64,
+        min_valid: i64,
+        ooo_floor: Option<i64>,
+    ) -> AppenderShard {
         AppenderShard {
             pending: Vec::new(),
             slot_of: HashMap::default(),
@@ -189,6 +205,8 @@ impl AppenderShard {
             rejected: RejectCounts::default(),
             backfill: false,
             out_of_bounds: Vec::new(),
+            ooo_floor,
+            ooo: Vec::new(),
         }
     }
 
@@ -253,6 +271,13 @@ impl AppenderShard {
                 self.no_ops += 1;
                 Ok(())
             }
+            Check::Reject(Reject::OutOfOrder) if self.ooo_floor.is_some_and(|f| t >= f) => {
+                // Off the hot path: only out-of-order samples get here.
+                self.ooo.push((slot as u32, t, v));
+                self.pending[slot].ooo += 1;
+                self.staged += 1;
+                Ok(())
+            }
             Check::Reject(r) => {
                 self.rejected.add(r);
                 Err(r)
@@ -300,12 +325,31 @@ impl AppenderShard {
     fn apply(self, head: &Head) -> CommitStats {
         let mut stats = CommitStats {
             appended: 0,
+            out_of_order: 0,
             no_ops: self.no_ops,
             rejected: self.rejected,
         };
         let (mut min, mut max) = (i64::MAX, i64::MIN);
         let range = head.chunk_range();
         let min_valid = head.min_valid_time();
+        for &(slot, t, v) in &self.ooo {
+            let Some(p) = self.pending.get(slot as usize) else {
+                continue;
+            };
+            if t < min_valid {
+                // Head compaction moved this range into a block since the sample was staged.
+                stats.rejected.add(Reject::OutOfBounds);
+                continue;
+            }
+            if p.series.lock().insert_ooo(t, v) {
+                stats.appended += 1;
+                stats.out_of_order += 1;
+                min = min.min(t);
+                max = max.max(t);
+            } else {
+                stats.no_ops += 1;
+            }
+        }
         for mut p in self.pending {
             if p.samples == 0 {
                 continue;
@@ -359,11 +403,23 @@ pub struct Appender<'h> {
 
 impl<'h> Appender<'h> {
     pub(super) fn new(head: &'h Head) -> Appender<'h> {
+        // Prometheus compares with the head's max time when the sample is appended; a
+        // transaction takes it once, as it takes the minimum valid time.
+        let window = head.out_of_order_window();
+        let ooo_floor = (window > 0).then(|| {
+            head.time_range()
+                .map_or(i64::MIN, |(_, max)| max.saturating_sub(window))
+        });
         Appender {
             head,
             shards: (0..head.shards())
                 .map(|_| {
-                    AppenderShard::new(head.shards(), head.chunk_range(), head.min_valid_time())
+                    AppenderShard::new(
+                        head.shards(),
+                        head.chunk_range(),
+                        head.min_valid_time(),
+                        ooo_floor,
+                    )
                 })
                 .collect(),
         }
@@ -439,8 +495,31 @@ impl<'h> Appender<'h> {
     /// Replaces series that head truncation removed while this transaction staged samples for
     /// them by the head's current series with the same labels (created if needed). The database
     /// calls this under its WAL lock, before [`Appender::encode_records`].
+    ///
+    /// Out-of-order samples whose range head compaction has moved into a block since they were
+    /// staged are rejected here (out of bounds), before they reach the write-behind log: replay
+    /// would skip them, but Prometheus replays every WBL sample it finds.
     pub fn revalidate(&mut self) {
         let head = self.head;
+        let min_valid = head.min_valid_time();
+        for s in &mut self.shards {
+            let before = s.ooo.len();
+            if s.ooo.iter().any(|&(_, t, _)| t < min_valid) {
+                let pending = &mut s.pending;
+                s.ooo.retain(|&(slot, t, _)| {
+                    let keep = t >= min_valid;
+                    if !keep {
+                        if let Some(p) = pending.get_mut(slot as usize) {
+                            p.ooo -= 1;
+                        }
+                    }
+                    keep
+                });
+                let dropped = before - s.ooo.len();
+                s.staged -= dropped;
+                s.rejected.out_of_bounds += dropped as u64;
+            }
+        }
         for p in self.shards.iter_mut().flat_map(|s| s.pending.iter_mut()) {
             if p.series.is_removed() {
                 let (fresh, _) = head.get_or_create(&p.series.to_labels());
@@ -455,7 +534,7 @@ impl<'h> Appender<'h> {
         let mut rec = Vec::new();
         let mut first = true;
         for p in self.shards.iter().flat_map(|s| &s.pending) {
-            if p.series.is_logged() || p.samples == 0 {
+            if p.series.is_logged() || p.samples + p.ooo == 0 {
                 continue;
             }
             if first {
@@ -506,11 +585,50 @@ impl<'h> Appender<'h> {
         Ok(())
     }
 
+    /// Out-of-order samples staged (a subset of [`Appender::staged`]).
+    pub fn staged_out_of_order(&self) -> usize {
+        self.shards.iter().map(|s| s.ooo.len()).sum()
+    }
+
+    /// The samples records of the staged out-of-order samples (for the write-behind log, after
+    /// [`Appender::encode_records`] wrote the series records), handed to `sink` one at a time.
+    pub fn encode_ooo_records<E>(
+        &self,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rec = Vec::new();
+        let mut buf: Vec<RefSample> = Vec::new();
+        for s in &self.shards {
+            for &(slot, t, v) in &s.ooo {
+                let Some(p) = s.pending.get(slot as usize) else {
+                    continue;
+                };
+                buf.push(RefSample {
+                    series: p.series.id,
+                    t,
+                    v,
+                });
+                if buf.len() == SAMPLES_PER_RECORD {
+                    rec.clear();
+                    record::encode_samples(&buf, &mut rec);
+                    buf.clear();
+                    sink(&rec)?;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            rec.clear();
+            record::encode_samples(&buf, &mut rec);
+            sink(&rec)?;
+        }
+        Ok(())
+    }
+
     /// Commit phase 2, after the records are in the WAL: appends the staged samples to the series
     /// (on several threads for large transactions) and marks new series as logged.
     pub fn apply(self) -> CommitStats {
         for p in self.shards.iter().flat_map(|s| &s.pending) {
-            if p.samples > 0 {
+            if p.samples + p.ooo > 0 {
                 p.series.set_logged();
             }
         }
@@ -525,6 +643,7 @@ impl<'h> Appender<'h> {
         let mut total = CommitStats::default();
         for r in results {
             total.appended += r.appended;
+            total.out_of_order += r.out_of_order;
             total.no_ops += r.no_ops;
             total.rejected.merge(&r.rejected);
         }
@@ -628,5 +747,139 @@ mod tests {
         assert_eq!(a.staged(), n);
         let s = a.apply();
         assert_eq!(s.appended as usize, n);
+    }
+}
+
+#[cfg(test)]
+mod ooo_tests {
+    use super::*;
+
+    fn labels(v: &str) -> Labels {
+        Labels::from_pairs(&[("__name__", "m"), ("i", v)])
+    }
+
+    fn commit(a: Appender<'_>) -> CommitStats {
+        a.encode_records(&mut |_r: &[u8]| Ok::<(), ()>(())).unwrap();
+        a.apply()
+    }
+
+    /// Series a: 5_000 and 8_000; series b: 10_000 (the head's max time).
+    fn head_with(window: i64) -> Head {
+        let h = Head::new(7_200_000, 2);
+        h.set_out_of_order_window(window);
+        let mut a = h.appender();
+        a.append(&labels("a"), 5_000, 1.0).unwrap();
+        a.append(&labels("a"), 8_000, 1.0).unwrap();
+        a.append(&labels("b"), 10_000, 1.0).unwrap();
+        commit(a);
+        h
+    }
+
+    #[test]
+    fn window_accept_reject_table() {
+        let cases: &[(i64, i64, Result<(), AppendError>)] = &[
+            // (window, t, expected) for series "a" whose newest sample is 8_000.
+            (0, 7_000, Err(AppendError::Rejected(Reject::OutOfOrder))),
+            (2_500, 7_499, Err(AppendError::Rejected(Reject::OutOfOrder))),
+            (2_500, 7_500, Ok(())), // t == head max - window: in the window
+            (2_500, 8_000, Err(AppendError::Rejected(Reject::Duplicate))),
+            (2_500, 8_001, Ok(())), // after the series' newest: in order
+            (5_000, 5_000, Ok(())), // equal to an older in-order sample: into the buffer
+            (5_000, 6_000, Ok(())),
+            (5_000, 4_999, Err(AppendError::Rejected(Reject::OutOfOrder))),
+        ];
+        for &(window, t, ref want) in cases {
+            let h = head_with(window);
+            let mut a = h.appender();
+            assert_eq!(
+                &a.append(&labels("a"), t, 2.0).map(|_| ()),
+                want,
+                "{window} {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_order_samples_are_applied_and_counted() {
+        let h = head_with(5_000);
+        let mut a = h.appender();
+        a.append(&labels("a"), 6_000, 2.0).unwrap();
+        a.append(&labels("a"), 7_000, 3.0).unwrap();
+        a.append(&labels("a"), 6_000, 9.0).unwrap(); // duplicate in the buffer: first stays
+        a.append(&labels("a"), 9_000, 4.0).unwrap(); // in order
+        assert_eq!(a.staged(), 4);
+        assert_eq!(a.staged_out_of_order(), 3);
+        let mut n = 0;
+        a.encode_ooo_records(&mut |_r: &[u8]| {
+            n += 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        let s = commit(a);
+        assert_eq!(s.appended, 3);
+        assert_eq!(s.out_of_order, 2);
+        assert_eq!(s.no_ops, 1);
+        let series = h.lookup(&labels("a")).unwrap();
+        let c = series.lock();
+        assert_eq!(c.ooo_samples(), &[(6_000, 2.0), (7_000, 3.0)]);
+        assert_eq!(c.num_samples(), 5);
+    }
+
+    #[test]
+    fn out_of_order_samples_older_than_min_valid_stay_out_of_bounds() {
+        let h = head_with(10_000);
+        h.set_min_valid_time(6_000);
+        let mut a = h.appender();
+        assert_eq!(
+            a.append(&labels("a"), 5_500, 1.0),
+            Err(AppendError::Rejected(Reject::OutOfBounds))
+        );
+        a.append(&labels("a"), 6_500, 1.0).unwrap();
+        // Compaction raises the minimum valid time before the commit: rejected at apply.
+        h.set_min_valid_time(7_000);
+        let s = commit(a);
+        // One at staging, one at apply.
+        assert_eq!(s.rejected.out_of_bounds, 2);
+        assert_eq!(s.appended, 0);
+        // ... or, under the database's WAL lock, before the sample is logged.
+        let mut a = h.appender();
+        a.append(&labels("a"), 7_500, 1.0).unwrap();
+        h.set_min_valid_time(7_600);
+        a.revalidate();
+        assert_eq!(a.staged(), 0);
+        assert_eq!(a.staged_out_of_order(), 0);
+        let mut n = 0;
+        a.encode_ooo_records(&mut |_r: &[u8]| {
+            n += 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(commit(a).rejected.out_of_bounds, 1);
+    }
+
+    #[test]
+    fn truncation_drops_buffered_samples_before_mint() {
+        let h = head_with(5_000);
+        let mut a = h.appender();
+        a.append(&labels("a"), 6_000, 2.0).unwrap();
+        a.append(&labels("a"), 7_500, 2.0).unwrap();
+        commit(a);
+        h.truncate(7_000);
+        let series = h.lookup(&labels("a")).unwrap();
+        assert_eq!(series.lock().ooo_samples(), &[(7_500, 2.0)]);
+    }
+
+    #[test]
+    fn deletion_covers_out_of_order_samples_older_than_the_first_in_order_one() {
+        let h = head_with(5_000);
+        let mut a = h.appender();
+        a.append(&labels("b"), 6_000, 2.0).unwrap();
+        commit(a);
+        let m = [crate::labels::Matcher::equal("i", "b")];
+        let iv = h.deletion_intervals(&m, 0, 20_000);
+        assert_eq!(iv.len(), 1);
+        assert_eq!((iv[0].1.mint, iv[0].1.maxt), (6_000, 10_000));
     }
 }

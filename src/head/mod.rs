@@ -15,6 +15,7 @@
 
 mod appender;
 pub mod chunks_disk;
+pub mod ooo;
 mod series;
 
 pub use appender::{AppendError, Appender, AppenderShard, CommitStats, RejectCounts};
@@ -59,6 +60,8 @@ pub struct Head {
     max_time: AtomicI64,
     /// Samples before this are rejected as out of bounds: their range is in a block.
     min_valid_time: AtomicI64,
+    /// Prometheus' `out_of_order_time_window` in ms; 0 = out-of-order samples are rejected.
+    ooo_window: AtomicI64,
     chunk_range: i64,
     shards: usize,
     /// Deleted intervals by series id.
@@ -96,6 +99,7 @@ impl Head {
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(i64::MIN),
+            ooo_window: AtomicI64::new(0),
             chunk_range,
             shards: shards.max(1),
             tombstones: RwLock::new(Tombstones::new()),
@@ -166,6 +170,16 @@ impl Head {
     /// Samples before this time are out of bounds (their range is in a block).
     pub fn min_valid_time(&self) -> i64 {
         self.min_valid_time.load(Ordering::Acquire)
+    }
+
+    /// The out-of-order window in ms (0: off), see [`ooo`].
+    pub fn out_of_order_window(&self) -> i64 {
+        self.ooo_window.load(Ordering::Relaxed)
+    }
+
+    /// Sets the out-of-order window (ms; 0 or less turns it off). Transactions begun later use it.
+    pub fn set_out_of_order_window(&self, ms: i64) {
+        self.ooo_window.store(ms.max(0), Ordering::Relaxed);
     }
 
     /// Raises the minimum valid time (never lowers it).

@@ -70,6 +70,9 @@ pub struct SeriesChunks {
     /// series has no open chunk, samples up to here are out of order (replay skips them: they are
     /// in that chunk).
     mapped_max_t: i64,
+    /// Out-of-order samples accepted within the database's out-of-order window, sorted by time with
+    /// unique timestamps ([`super::ooo`]). Boxed so that series without any cost one pointer.
+    pub ooo: Option<Box<Vec<(i64, f64)>>>,
 }
 
 /// Why a sample was not appended.
@@ -122,7 +125,32 @@ impl SeriesChunks {
             next_at: i64::MIN,
             last_v_bits: 0,
             mapped_max_t: i64::MIN,
+            ooo: None,
         }
+    }
+
+    /// Inserts an out-of-order sample into the series' out-of-order buffer, in time order. A
+    /// sample whose timestamp is there already is dropped whatever its value (false): the first
+    /// one stays, as in Prometheus' OOO head chunk (`OOOChunk.Insert`).
+    pub fn insert_ooo(&mut self, t: i64, v: f64) -> bool {
+        let buf = self.ooo.get_or_insert_with(Default::default);
+        // Samples mostly arrive late but in order among themselves: check the end first.
+        if buf.last().is_none_or(|&(lt, _)| lt < t) {
+            buf.push((t, v));
+            return true;
+        }
+        match buf.binary_search_by_key(&t, |&(st, _)| st) {
+            Ok(_) => false,
+            Err(at) => {
+                buf.insert(at, (t, v));
+                true
+            }
+        }
+    }
+
+    /// The out-of-order samples, in time order.
+    pub fn ooo_samples(&self) -> &[(i64, f64)] {
+        self.ooo.as_deref().map_or(&[], |b| b.as_slice())
     }
 
     /// Attaches the chunks found in `chunks_head/` for this series on open, before WAL replay.
@@ -172,15 +200,23 @@ impl SeriesChunks {
         self.head.as_ref().map(|h| (h.max_t, self.last_v_bits))
     }
 
+    /// The oldest sample's timestamp, out-of-order samples included (one may be older than the
+    /// first in-order sample).
     pub fn min_time(&self) -> Option<i64> {
-        self.closed
+        let in_order = self
+            .closed
             .first()
             .map(|c| c.min_t)
-            .or(self.head.as_ref().map(|h| h.min_t))
+            .or(self.head.as_ref().map(|h| h.min_t));
+        match (in_order, self.ooo_samples().first()) {
+            (Some(a), Some(&(b, _))) => Some(a.min(b)),
+            (a, b) => a.or(b.map(|s| s.0)),
+        }
     }
 
     pub fn num_samples(&self) -> usize {
-        self.head.as_ref().map_or(0, |h| h.app.num_samples())
+        self.ooo_samples().len()
+            + self.head.as_ref().map_or(0, |h| h.app.num_samples())
             + self
                 .closed
                 .iter()
@@ -231,6 +267,7 @@ impl SeriesChunks {
             next_at: self.next_at,
             last_v_bits: self.last_v_bits,
             mapped_max_t: self.mapped_max_t,
+            ooo: None,
         }
     }
 
@@ -261,6 +298,13 @@ impl SeriesChunks {
         if self.head.as_ref().is_some_and(|h| h.max_t < mint) {
             self.head = None;
             dropped += 1;
+        }
+        if let Some(buf) = &mut self.ooo {
+            // Written to the block with the in-order samples of their range.
+            buf.retain(|&(t, _)| t >= mint);
+            if buf.is_empty() {
+                self.ooo = None;
+            }
         }
         dropped
     }
@@ -399,8 +443,10 @@ impl MemSeries {
     pub(crate) fn truncate(&self, mint: i64) -> (usize, bool) {
         let mut c = self.lock();
         let dropped = c.truncate_before(mint);
-        let gone =
-            c.closed.is_empty() && c.head.is_none() && self.pending.load(Ordering::Acquire) == 0;
+        let gone = c.closed.is_empty()
+            && c.head.is_none()
+            && c.ooo.is_none()
+            && self.pending.load(Ordering::Acquire) == 0;
         if gone {
             self.removed.store(true, Ordering::Release);
         }
@@ -418,6 +464,9 @@ impl MemSeries {
                 .filter(|c| matches!(c.data, ChunkData::Mem(_)))
                 .count()
                 * 16
+            + c.ooo.as_ref().map_or(0, |b| {
+                std::mem::size_of::<Vec<(i64, f64)>>() + b.capacity() * 16
+            })
     }
 }
 

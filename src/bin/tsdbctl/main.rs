@@ -105,6 +105,10 @@ enum Cmd {
         /// ranges the input has passed are written as blocks (memory stays below twice this).
         #[arg(long, default_value_t = 64, value_name = "MIB")]
         backfill_buffer: usize,
+        /// Accept samples older than their series' newest when within this of the head's newest
+        /// sample (Prometheus' `out_of_order_time_window`, e.g. `30m`); 0 (default) rejects them.
+        #[arg(long, default_value = "0s", value_name = "DURATION")]
+        out_of_order_window: String,
         /// Compression of the WAL records this run writes (Prometheus reads all three; snappy
         /// is Prometheus' default, none is fastest).
         #[arg(long, value_enum, default_value_t = WalCompression::None)]
@@ -235,6 +239,7 @@ fn main() -> ExitCode {
             keep_going,
             no_backfill,
             backfill_buffer,
+            out_of_order_window,
             wal_compression,
             retention,
             files,
@@ -246,6 +251,7 @@ fn main() -> ExitCode {
                 keep_going,
                 backfill: !no_backfill,
                 backfill_buffer_bytes: backfill_buffer.saturating_mul(1 << 20),
+                out_of_order_window,
             },
             wal_compression,
             &retention,
@@ -323,6 +329,8 @@ struct IngestFlags {
     keep_going: bool,
     backfill: bool,
     backfill_buffer_bytes: usize,
+    /// `--out-of-order-window`, unparsed.
+    out_of_order_window: String,
 }
 
 fn ingest(
@@ -338,7 +346,10 @@ fn ingest(
         keep_going,
         backfill,
         backfill_buffer_bytes,
+        out_of_order_window,
     } = flags;
+    let window_ms = tsdb::api::parse_duration(&out_of_order_window)
+        .map_err(|e| format!("--out-of-order-window: {e}"))?;
     let ts = if timestamp == "now" {
         now_ms()
     } else {
@@ -356,7 +367,11 @@ fn ingest(
     };
     let db = open(
         &dir,
-        retention.apply(Options::default().wal_compression(compression)),
+        retention.apply(
+            Options::default()
+                .wal_compression(compression)
+                .out_of_order_window_ms(window_ms),
+        ),
     )?;
     let mut opts = IngestOptions::new(ts);
     opts.backfill = backfill;
@@ -393,6 +408,7 @@ fn ingest(
     };
     let (mut docs, mut failed, mut new_series, mut appended, mut no_ops) = (0u64, 0u64, 0, 0, 0);
     let (mut ooo, mut dup, mut oob) = (0u64, 0u64, 0u64);
+    let mut ooo_accepted = 0u64;
     let mut backfilled = tsdb::backfill::BackfillStats::default();
     let mut stop = false;
     for f in &files {
@@ -424,6 +440,7 @@ fn ingest(
                     new_series += s.new_series;
                     appended += s.commit.appended;
                     no_ops += s.commit.no_ops;
+                    ooo_accepted += s.commit.out_of_order;
                     ooo += s.commit.rejected.out_of_order;
                     dup += s.commit.rejected.duplicate;
                     oob += s.commit.rejected.out_of_bounds;
@@ -465,7 +482,7 @@ fn ingest(
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "documents: {} ({} stored, {} rejected); new series: {}; samples appended: {}; \
-         samples rejected: {} (out of order: {}, duplicate timestamp: {}, older than the head: {}); \
+         out-of-order samples accepted (within the window): {}; samples rejected: {} (out of order: {}, duplicate timestamp: {}, older than the head: {}); \
          identical duplicates ignored: {}; \
          samples backfilled: {} into {} blocks ({} duplicate timestamps dropped); \
          {:.3} s; {:.0} samples/s",
@@ -474,6 +491,7 @@ fn ingest(
         failed,
         new_series,
         appended,
+        ooo_accepted,
         ooo + dup + oob,
         ooo,
         dup,
