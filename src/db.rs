@@ -45,6 +45,9 @@ use std::time::{Duration, Instant};
 /// Prometheus' default (and minimum) block range: head chunks are cut on its boundaries.
 pub const DEFAULT_BLOCK_RANGE_MS: i64 = 2 * 3600 * 1000;
 
+/// How long `Db::open` retries a held directory lock before reporting it locked.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
+
 /// Prometheus' default retention: 15 days.
 pub const DEFAULT_RETENTION_MS: i64 = 15 * 24 * 3600 * 1000;
 
@@ -408,10 +411,19 @@ impl DbCore {
             .write(true)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(DbError::Locked { path: dir }),
-            Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        // A lock held by another process fails after a short wait. The wait covers a process
+        // that forked while holding our descriptor (between fork and exec a child shares the
+        // lock until exec closes it), e.g. a program that reopens its database while spawning.
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => return Err(DbError::Locked { path: dir }),
+                Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+            }
         }
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
