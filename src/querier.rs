@@ -312,6 +312,7 @@ impl<'a> Querier<'a> {
             .into_iter()
             .map(|(labels, mut chunks)| {
                 chunks.sort_by_key(|c| c.min_t);
+                let chunks = without_overlaps(chunks);
                 Series {
                     labels,
                     chunks,
@@ -364,4 +365,146 @@ pub(crate) fn without_deleted(chunks: Vec<ChunkMeta>, deleted: &[Interval]) -> V
                 .flatten()
         })
         .collect()
+}
+
+/// Chunks sorted by min time with no two overlapping in time. Overlaps come from overlapping
+/// blocks (a backfill, a block copied in, a compaction racing this read) before compaction merges
+/// them: each run of overlapping chunks is decoded, merged in time order — at a shared timestamp the
+/// chunk that starts first wins, as in `compact::merge_blocks` — and re-encoded. Without overlaps
+/// the chunks are returned as they are.
+pub(crate) fn without_overlaps(chunks: Vec<ChunkMeta>) -> Vec<ChunkMeta> {
+    if chunks.windows(2).all(|w| w[0].max_t < w[1].min_t) {
+        return chunks;
+    }
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut run: Vec<ChunkMeta> = Vec::new();
+    let mut run_max = i64::MIN;
+    for c in chunks {
+        if !run.is_empty() && c.min_t > run_max {
+            flush_run(&mut run, &mut out);
+        }
+        run_max = if run.is_empty() {
+            c.max_t
+        } else {
+            run_max.max(c.max_t)
+        };
+        run.push(c);
+    }
+    flush_run(&mut run, &mut out);
+    out
+}
+
+fn flush_run(run: &mut Vec<ChunkMeta>, out: &mut Vec<ChunkMeta>) {
+    if run.len() <= 1 {
+        out.append(run);
+        return;
+    }
+    // (t, order of the chunk in the run, v): sorting by (t, order) keeps the first chunk's sample.
+    let mut samples: Vec<(i64, usize, f64)> = Vec::new();
+    for (k, c) in run.iter().enumerate() {
+        // A chunk that fails to decode ends at the failure, as the sample iterator does.
+        if let Ok(mut it) = XorIterator::new(&c.data) {
+            while let Ok(Some((t, v))) = it.next_sample() {
+                samples.push((t, k, v));
+            }
+        }
+    }
+    run.clear();
+    samples.sort_by_key(|s| (s.0, s.1));
+    samples.dedup_by_key(|s| s.0);
+    for part in samples.chunks(crate::head::SAMPLES_PER_CHUNK) {
+        let mut app = crate::chunk::XorAppender::new();
+        for &(t, _, v) in part {
+            app.append(t, v);
+        }
+        if let (Some(first), Some(last)) = (part.first(), part.last()) {
+            out.push(ChunkMeta {
+                min_t: first.0,
+                max_t: last.0,
+                data: Arc::from(app.into_bytes()),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chunk(samples: &[(i64, f64)]) -> ChunkMeta {
+        let mut app = crate::chunk::XorAppender::new();
+        for &(t, v) in samples {
+            app.append(t, v);
+        }
+        ChunkMeta {
+            min_t: samples[0].0,
+            max_t: samples[samples.len() - 1].0,
+            data: Arc::from(app.into_bytes()),
+        }
+    }
+
+    fn decode_all(chunks: &[ChunkMeta]) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        for c in chunks {
+            let mut it = XorIterator::new(&c.data).unwrap();
+            while let Some(s) = it.next_sample().unwrap() {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn interleaved_chunks_are_merged_and_the_first_wins_a_timestamp() {
+        let a = chunk(&[(10, 1.0), (30, 3.0), (50, 5.0)]);
+        let b = chunk(&[(20, 2.0), (30, 99.0), (40, 4.0)]);
+        let c = chunk(&[(60, 6.0)]);
+        let got = without_overlaps(vec![a, b, c.clone()]);
+        assert_eq!(
+            decode_all(&got),
+            vec![
+                (10, 1.0),
+                (20, 2.0),
+                (30, 3.0),
+                (40, 4.0),
+                (50, 5.0),
+                (60, 6.0)
+            ]
+        );
+        assert!(got.windows(2).all(|w| w[0].max_t < w[1].min_t));
+        // Disjoint chunks come back as they are (same bytes).
+        let d = chunk(&[(70, 7.0)]);
+        let same = without_overlaps(vec![c.clone(), d.clone()]);
+        assert!(Arc::ptr_eq(&same[0].data, &c.data) && Arc::ptr_eq(&same[1].data, &d.data));
+    }
+
+    proptest! {
+        #[test]
+        fn merged_chunks_equal_a_first_wins_model(
+            sets in proptest::collection::vec(
+                proptest::collection::btree_map(0i64..400, -1e6f64..1e6, 1..150), 1..4)
+        ) {
+            let mut model = std::collections::BTreeMap::new();
+            let mut chunks = Vec::new();
+            for set in &sets {
+                let s: Vec<(i64, f64)> = set.iter().map(|(&t, &v)| (t, v)).collect();
+                for part in s.chunks(120) {
+                    chunks.push(chunk(part));
+                }
+            }
+            chunks.sort_by_key(|c| c.min_t);
+            // The model: in min-time order of the chunks, the first sample of a timestamp stays.
+            for c in &chunks {
+                let mut it = XorIterator::new(&c.data).unwrap();
+                while let Some((t, v)) = it.next_sample().unwrap() {
+                    model.entry(t).or_insert(v);
+                }
+            }
+            let got = without_overlaps(chunks);
+            prop_assert!(got.windows(2).all(|w| w[0].max_t < w[1].min_t));
+            let want: Vec<(i64, f64)> = model.into_iter().collect();
+            prop_assert_eq!(decode_all(&got), want);
+        }
+    }
 }
