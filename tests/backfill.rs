@@ -4,6 +4,9 @@
 //! samples (`/usr/bin/promtool`; without it the promtool test prints a skip notice, or fails if
 //! `TSDB_REQUIRE_PEERS=1`); `--no-backfill` rejects them as before.
 
+mod common;
+
+use common::{available, promtool, PROMTOOL};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -13,7 +16,6 @@ use tsdb::ingest::{IngestOptions, Ingester};
 use tsdb::labels::Matcher;
 use tsdb::{Db, Options};
 
-const PROMTOOL: &str = "/usr/bin/promtool";
 const H: i64 = 3_600_000;
 /// A 2h-aligned origin.
 const T0: i64 = 1_700_000_000_000 / (2 * H) * (2 * H);
@@ -272,25 +274,7 @@ fn a_failed_document_leaves_no_backfill_block() {
 }
 
 fn promtool_available() -> bool {
-    if Path::new(PROMTOOL).exists() {
-        return true;
-    }
-    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{PROMTOOL} is missing and TSDB_REQUIRE_PEERS=1");
-    }
-    eprintln!("SKIP: {PROMTOOL} not installed; backfill block cross-checks not run");
-    false
-}
-
-fn promtool(args: &[&str]) -> String {
-    let out = Command::new(PROMTOOL).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    available(PROMTOOL)
 }
 
 /// Parses `promtool tsdb dump` lines `{__name__="bf_metric", i="3"} 1.5 1700000000000` (our

@@ -6,10 +6,12 @@
 //!
 //! Without the binary the tests print a skip notice, or fail if `TSDB_REQUIRE_PEERS=1`.
 
+mod common;
+
+use common::{available, parse_dump, promtool, PROMTOOL};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use tsdb::block::{Block, BlockMeta, BlockWriter, Ulid};
@@ -18,88 +20,12 @@ use tsdb::compact::{default_block_ranges, deletable_parents, merge_blocks, plan}
 use tsdb::labels::Labels;
 use tsdb::querier::ChunkMeta;
 
-const PROMTOOL: &str = "/usr/bin/promtool";
 const HOUR: i64 = 3_600_000;
 
 type Samples = BTreeMap<Labels, Vec<(i64, f64)>>;
 
 fn promtool_available() -> bool {
-    if Path::new(PROMTOOL).exists() {
-        return true;
-    }
-    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{PROMTOOL} is missing and TSDB_REQUIRE_PEERS=1");
-    }
-    eprintln!("SKIP: {PROMTOOL} not installed; promtool compaction cross-checks not run");
-    false
-}
-
-fn promtool(args: &[&str]) -> String {
-    let out = Command::new(PROMTOOL).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Parses Go's `labels.Labels.String()`: `{a="x", b="y\"z"}` with `strconv.Quote` escapes.
-fn parse_go_labels(s: &str) -> (Labels, &str) {
-    let mut rest = s.strip_prefix('{').expect("labels start with {");
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    loop {
-        if let Some(r) = rest.strip_prefix('}') {
-            rest = r;
-            break;
-        }
-        rest = rest.strip_prefix(", ").unwrap_or(rest);
-        let eq = rest.find("=\"").unwrap();
-        let name = rest[..eq].to_string();
-        let mut chars = rest[eq + 2..].char_indices();
-        let mut value = String::new();
-        let end = loop {
-            let (i, c) = chars.next().unwrap();
-            match c {
-                '"' => break i,
-                '\\' => {
-                    let (_, e) = chars.next().unwrap();
-                    value.push(match e {
-                        'n' => '\n',
-                        't' => '\t',
-                        other => other,
-                    });
-                }
-                c => value.push(c),
-            }
-        };
-        pairs.push((name, value));
-        rest = &rest[eq + 2 + end + 1..];
-    }
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    (Labels::from_pairs(&refs), rest)
-}
-
-/// Parses `promtool tsdb dump` output: `<labels> <value> <timestamp>` per line.
-fn parse_dump(out: &str) -> Samples {
-    let mut got = Samples::new();
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let (l, rest) = parse_go_labels(line);
-        let mut f = rest.split_whitespace();
-        let v = match f.next().unwrap() {
-            "NaN" => f64::NAN,
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            x => x.parse::<f64>().unwrap_or_else(|e| panic!("{x}: {e}")),
-        };
-        let t: i64 = f.next().unwrap().parse().unwrap();
-        got.entry(l).or_default().push((t, v));
-    }
-    got
+    available(PROMTOOL)
 }
 
 /// Values compare bit for bit, except that every NaN equals every NaN (text output loses NaN bits).

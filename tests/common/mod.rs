@@ -3,12 +3,14 @@
 //! Without a binary a test prints a skip notice, or fails when `TSDB_REQUIRE_PEERS=1` (CI).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tsdb::labels::Labels;
 
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 pub const PROMTOOL: &str = "/usr/bin/promtool";
@@ -170,4 +172,73 @@ impl Drop for Prometheus {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs promtool with `args`; its stdout (a failure panics with promtool's output).
+pub fn promtool(args: &[&str]) -> String {
+    let out = Command::new(PROMTOOL).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Parses Go's `labels.Labels.String()`: `{a="x", b="y\"z"}` with `strconv.Quote` escapes.
+pub fn parse_go_labels(s: &str) -> (Labels, &str) {
+    let mut rest = s.strip_prefix('{').expect("labels start with {");
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    loop {
+        if let Some(r) = rest.strip_prefix('}') {
+            rest = r;
+            break;
+        }
+        rest = rest.strip_prefix(", ").unwrap_or(rest);
+        let eq = rest.find("=\"").unwrap();
+        let name = rest[..eq].to_string();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut value = String::new();
+        let end = loop {
+            let (i, c) = chars.next().unwrap();
+            match c {
+                '"' => break i,
+                '\\' => {
+                    let (_, e) = chars.next().unwrap();
+                    value.push(match e {
+                        'n' => '\n',
+                        't' => '\t',
+                        other => other,
+                    });
+                }
+                c => value.push(c),
+            }
+        };
+        pairs.push((name, value));
+        rest = &rest[eq + 2 + end + 1..];
+    }
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    (Labels::from_pairs(&refs), rest)
+}
+
+/// Parses `promtool tsdb dump` output: `<labels> <value %g> <timestamp>` per line.
+pub fn parse_dump(out: &str) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    let mut got = BTreeMap::<Labels, Vec<(i64, f64)>>::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        let (l, rest) = parse_go_labels(line);
+        let mut f = rest.split_whitespace();
+        let v = match f.next().unwrap() {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            x => x.parse::<f64>().unwrap_or_else(|e| panic!("{x}: {e}")),
+        };
+        let t: i64 = f.next().unwrap().parse().unwrap();
+        got.entry(l).or_default().push((t, v));
+    }
+    got
 }
