@@ -12,6 +12,8 @@ pub mod backfill;
 pub mod block;
 pub mod chunk;
 pub mod compact;
+#[cfg(feature = "server")]
+pub mod config;
 pub mod db;
 pub mod exposition;
 pub mod head;
@@ -20,6 +22,9 @@ pub mod ingest;
 pub mod labels;
 pub mod promql;
 pub mod querier;
+pub mod relabel;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wal;
 
 pub use db::{CompactionStatus, Db, DbCore, DbError, FsyncPolicy, OpenReport, Options};

@@ -1,0 +1,392 @@
+//! `prometheus.yml`: the configuration file users already have for Prometheus, read into typed
+//! structs with Prometheus' defaults (`config/config.go` of Prometheus 2.42 is the reference for
+//! every key, default and check).
+//!
+//! Every struct denies unknown keys, so a typo is an error naming the key and its line instead of a
+//! setting silently ignored. Durations use Prometheus' syntax (`1m30s`, no float seconds).
+//! Parsing lives here, outside `server`, only as far as the types go: the scrape manager, the remote
+//! writer and `tsdbctl check config` all read the same [`Config`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::relabel::RelabelConfig;
+
+/// A duration in Prometheus' syntax (`15s`, `1m30s`, `500ms`, units y w d h m s ms), stored in
+/// milliseconds. Serializes back to the canonical form Prometheus prints (`1m30s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub i64);
+
+impl Duration {
+    pub const fn from_secs(s: i64) -> Duration {
+        Duration(s * 1000)
+    }
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+    pub fn to_std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.max(0) as u64)
+    }
+}
+
+impl fmt::Display for Duration {
+    /// Prometheus' `model.Duration.String()`: largest units first, zero components left out,
+    /// `0s` for zero.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0;
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        if ms < 0 {
+            f.write_str("-")?;
+            ms = -ms;
+        }
+        let units: [(&str, i64); 7] = [
+            ("y", 31_536_000_000),
+            ("w", 604_800_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ];
+        for (u, mult) in units {
+            if ms >= mult {
+                write!(f, "{}{}", ms / mult, u)?;
+                ms %= mult;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Duration, String> {
+        // The API's parser also takes float seconds; the configuration file does not.
+        if s.is_empty() || s.contains('.') || s.parse::<f64>().is_ok() && s != "0" {
+            return Err(format!("not a valid duration string: {s:?}"));
+        }
+        crate::api::parse_duration(s)
+            .map(Duration)
+            .map_err(|_| format!("not a valid duration string: {s:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// The whole file. `alerting` is accepted so that existing files load; rules and alerts are
+/// evaluated by a later layer.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub global: GlobalConfig,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule_files: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scrape_configs: Vec<ScrapeConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<RemoteWriteConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GlobalConfig {
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub evaluation_interval: Duration,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_log_file: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sample_limit: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub target_limit: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_limit: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_name_length_limit: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_value_length_limit: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Default for GlobalConfig {
+    /// Prometheus' `DefaultGlobalConfig`.
+    fn default() -> GlobalConfig {
+        GlobalConfig {
+            scrape_interval: Duration::from_secs(60),
+            scrape_timeout: Duration::from_secs(10),
+            evaluation_interval: Duration::from_secs(60),
+            external_labels: BTreeMap::new(),
+            query_log_file: None,
+            sample_limit: 0,
+            target_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+}
+
+/// One `scrape_configs` entry. Options left out inherit from `global` when the file is loaded
+/// (`Option` here means "not given in the file").
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub honor_labels: bool,
+    #[serde(default = "yes")]
+    pub honor_timestamps: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Vec<String>>,
+    pub scrape_interval: Option<Duration>,
+    pub scrape_timeout: Option<Duration>,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    pub sample_limit: Option<u64>,
+    pub target_limit: Option<u64>,
+    pub label_limit: Option<u64>,
+    pub label_name_length_limit: Option<u64>,
+    pub label_value_length_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relabel_configs: Vec<RelabelConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    #[serde(flatten)]
+    pub http: HttpClientConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_metrics_path() -> String {
+    "/metrics".to_string()
+}
+fn default_scheme() -> String {
+    "http".to_string()
+}
+
+/// A target group: addresses (`host:port`) and the labels every one of them gets. Also the
+/// element type of a `file_sd_configs` file (YAML or JSON).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaticConfig {
+    pub targets: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSdConfig {
+    pub files: Vec<String>,
+    pub refresh_interval: Duration,
+}
+
+impl Default for FileSdConfig {
+    fn default() -> FileSdConfig {
+        FileSdConfig {
+            files: Vec::new(),
+            refresh_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Prometheus' `common/config.HTTPClientConfig`: how a scrape or a remote write authenticates
+/// and what TLS it speaks. Flattened into the configs that use it, as in Prometheus' YAML.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HttpClientConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// Deprecated form of `authorization: {credentials: ...}`; still accepted by 2.42.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+    pub tls_config: TlsConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+    pub follow_redirects: bool,
+    pub enable_http2: bool,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> HttpClientConfig {
+        HttpClientConfig {
+            basic_auth: None,
+            authorization: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls_config: TlsConfig::default(),
+            proxy_url: None,
+            follow_redirects: true,
+            enable_http2: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_opt")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Authorization {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_opt")]
+    pub credentials: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<String>,
+}
+
+impl Default for Authorization {
+    fn default() -> Authorization {
+        Authorization {
+            kind: "Bearer".to_string(),
+            credentials: None,
+            credentials_file: None,
+        }
+    }
+}
+
+/// Secrets print as `<secret>`, as Prometheus' `/api/v1/status/config` shows them.
+fn secret_opt<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<secret>"),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
+}
+
+/// One `remote_write` entry.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteConfig {
+    pub url: String,
+    pub remote_timeout: Duration,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub send_exemplars: bool,
+    pub queue_config: QueueConfig,
+    pub metadata_config: MetadataConfig,
+    #[serde(flatten)]
+    pub http: HttpClientConfig,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> RemoteWriteConfig {
+        RemoteWriteConfig {
+            url: String::new(),
+            remote_timeout: Duration::from_secs(30),
+            headers: BTreeMap::new(),
+            write_relabel_configs: Vec::new(),
+            name: None,
+            send_exemplars: false,
+            queue_config: QueueConfig::default(),
+            metadata_config: MetadataConfig::default(),
+            http: HttpClientConfig::default(),
+        }
+    }
+}
+
+/// Prometheus' `DefaultQueueConfig` (2.42).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub capacity: usize,
+    pub max_shards: usize,
+    pub min_shards: usize,
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub retry_on_http_429: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            capacity: 2500,
+            max_shards: 200,
+            min_shards: 1,
+            max_samples_per_send: 500,
+            batch_send_deadline: Duration::from_secs(5),
+            min_backoff: Duration(30),
+            max_backoff: Duration::from_secs(5),
+            retry_on_http_429: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataConfig {
+    pub send: bool,
+    pub send_interval: Duration,
+    pub max_samples_per_send: usize,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> MetadataConfig {
+        MetadataConfig {
+            send: true,
+            send_interval: Duration::from_secs(60),
+            max_samples_per_send: 500,
+        }
+    }
+}
