@@ -82,3 +82,36 @@ pub trait ScrapeView: Send + Sync {
     /// distinct entries when targets disagree).
     fn metadata(&self) -> Vec<(String, MetricMetadata)>;
 }
+
+/// Log severity, as Prometheus' logfmt `level=` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One log line on stderr in Prometheus' logfmt shape (`ts=... level=info msg="..."`), so the
+/// tools operators already point at Prometheus' logs parse ours.
+pub fn log(level: Level, msg: &str) {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let level = match level {
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    };
+    let mut quoted = String::with_capacity(msg.len() + 2);
+    crate::api::write_json_string(&mut quoted, msg);
+    // A closed stderr is not worth dying for.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "ts={} level={level} msg={quoted}",
+        crate::api::format_rfc3339(now)
+    );
+}

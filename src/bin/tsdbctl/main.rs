@@ -18,6 +18,8 @@ macro_rules! out {
 
 mod archive;
 mod plot;
+#[cfg(feature = "server")]
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -77,6 +79,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run as a server: scrape the targets of a prometheus.yml, store the samples, answer the
+    /// Prometheus HTTP API, remote-write in and out. Stops gracefully on SIGTERM/SIGINT; SIGHUP or
+    /// `POST /-/reload` re-reads the configuration.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
     /// Load Prometheus text exposition (0.0.4 or OpenMetrics) into the database. Each document (a
     /// file, stdin, or an OpenMetrics block closed by `# EOF`) is one transaction.
     ///
@@ -284,6 +291,8 @@ fn main() -> ExitCode {
                 &expr,
             )
         }
+        #[cfg(feature = "server")]
+        Cmd::Serve(a) => serve::serve(a),
         Cmd::Stats { db, output } => stats(db, output),
         Cmd::Inspect { db, limit } => inspect(db, limit),
         Cmd::Compact {

@@ -1,0 +1,92 @@
+//! `tsdbctl serve`: flags (Prometheus' names where Prometheus has the flag) → [`ServeOptions`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tsdb::server::run::{run, ServeOptions};
+use tsdb::server::web::WebOptions;
+use tsdb::{FsyncPolicy, Options};
+
+use crate::{parse_duration_ms, Retention};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Data directory (Prometheus: --storage.tsdb.path).
+    #[arg(long, default_value = "./data", alias = "storage.tsdb.path")]
+    db: PathBuf,
+    /// The prometheus.yml to run (Prometheus: --config.file).
+    #[arg(long, default_value = "prometheus.yml", alias = "config.file")]
+    config: PathBuf,
+    /// Address of the HTTP API. Loopback by default: exposing it further is an explicit choice
+    /// (Prometheus: --web.listen-address).
+    #[arg(long, default_value = "127.0.0.1:9090", alias = "web.listen-address")]
+    listen: SocketAddr,
+    /// Prometheus' web configuration file: TLS certificate and key, basic-auth users (bcrypt).
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
+    /// Serve the admin endpoints (delete series, clean tombstones, snapshot).
+    #[arg(long = "web.enable-admin-api")]
+    enable_admin_api: bool,
+    /// Accept remote writes at /api/v1/write.
+    #[arg(long = "web.enable-remote-write-receiver")]
+    enable_remote_write_receiver: bool,
+    /// The URL under which the server is reached from outside (links in the API).
+    #[arg(long = "web.external-url")]
+    external_url: Option<String>,
+    /// Longest a query may run.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration_ms)]
+    query_timeout: i64,
+    /// Most samples a query may hold in memory at once.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    query_max_samples: usize,
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration_ms)]
+    lookback_delta: i64,
+    /// Force the WAL to disk every this often (`0s`: at every commit, i.e. every scrape).
+    /// Whatever the setting, samples survive a killed process; this bounds what a power loss
+    /// can take. Prometheus syncs only when a WAL segment is full.
+    #[arg(long = "storage.fsync-interval", default_value = "1s", value_parser = parse_duration_ms)]
+    fsync_interval: i64,
+    /// Out-of-order window (Prometheus' storage.tsdb.out_of_order_time_window).
+    #[arg(long = "storage.tsdb.out-of-order-time-window", default_value = "0s", value_parser = parse_duration_ms)]
+    out_of_order_window: i64,
+    #[command(flatten)]
+    retention: Retention,
+}
+
+pub fn serve(a: ServeArgs) -> ExitCode {
+    let fsync = if a.fsync_interval <= 0 {
+        FsyncPolicy::Commit
+    } else {
+        FsyncPolicy::Interval(Duration::from_millis(a.fsync_interval as u64))
+    };
+    let db_options = a
+        .retention
+        .apply(Options::default())
+        .fsync(fsync)
+        .out_of_order_window_ms(a.out_of_order_window);
+    let opts = ServeOptions {
+        db_dir: a.db,
+        config_file: a.config,
+        db_options,
+        web: WebOptions {
+            listen: a.listen,
+            web_config_file: a.web_config_file,
+            enable_admin_api: a.enable_admin_api,
+            external_url: a.external_url,
+            max_samples: a.query_max_samples,
+            lookback_ms: a.lookback_delta,
+            query_timeout_ms: a.query_timeout,
+        },
+        enable_remote_write_receiver: a.enable_remote_write_receiver,
+    };
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tsdbctl serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
