@@ -87,11 +87,25 @@ impl std::str::FromStr for Action {
 
 impl<'de> Deserialize<'de> for Action {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
-        // `action:` with no value is Go's zero value, which Prometheus rejects by its own message.
-        match Option::<String>::deserialize(d)? {
-            None => Err(serde::de::Error::custom("relabel action cannot be empty")),
-            Some(s) => s.parse().map_err(serde::de::Error::custom),
+        // Parsed inside the visitor so that a YAML decoder can give the error the value's
+        // position. `action:` with no value is Go's zero value, which Prometheus rejects.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Action;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a relabel action")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Action, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Action, E> {
+                Err(E::custom("relabel action cannot be empty"))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Action, E> {
+                self.visit_unit()
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -245,9 +259,13 @@ impl Rule {
             message,
         })?;
         let regex = Regex::new(&format!("^(?:{})$", translated.pattern)).map_err(|e| {
+            // The crate's syntax errors draw the pattern over several lines; keep the last,
+            // which says what is wrong.
+            let text = e.to_string();
+            let last = text.lines().last().unwrap_or("").trim();
             RelabelError::Regex {
                 regex: cfg.regex.clone(),
-                message: e.to_string(),
+                message: last.strip_prefix("error: ").unwrap_or(last).to_string(),
             }
         })?;
         let target_label = cfg.target_label.clone().unwrap_or_default();
@@ -882,10 +900,11 @@ pub fn translate_go_regex(pat: &str) -> Result<TranslatedRegex, String> {
                 last_repeat = false;
             }
             ')' => {
-                out.push(')');
-                if weights.len() > 1 {
-                    last_weight = weights.pop().unwrap_or(1);
+                if weights.len() <= 1 {
+                    return Err(format!("unexpected ): `{pat}`"));
                 }
+                out.push(')');
+                last_weight = weights.pop().unwrap_or(1);
                 if let Some(f) = weights.last_mut() {
                     *f = (*f).max(last_weight);
                 }
@@ -980,6 +999,9 @@ pub fn translate_go_regex(pat: &str) -> Result<TranslatedRegex, String> {
                 have_atom = true;
             }
         }
+    }
+    if weights.len() > 1 {
+        return Err(format!("missing closing ): `{pat}`"));
     }
     out.push_str(&pending_flags);
     Ok(TranslatedRegex {

@@ -200,6 +200,19 @@ impl Config {
         validate::expand_rule_files(self, text, path)
     }
 
+    /// promtool's checks of the other files a configuration names (after
+    /// [`Config::parse_unchecked_files`]; `text` and `path` are that file's, for error lines):
+    /// credential and client-certificate files exist, every `file_sd_configs` file that exists
+    /// is a valid target file with valid targets. Returns warnings (a `file_sd` pattern that
+    /// matches nothing is one, not an error: the file may appear later).
+    pub fn check_referenced_files(
+        &self,
+        text: &str,
+        path: &Path,
+    ) -> Result<Vec<String>, ConfigError> {
+        validate::check_referenced_files(self, text, path)
+    }
+
     /// Reads and validates every rule file (after [`Config::load`], whose `rule_files` are
     /// already expanded and resolved).
     pub fn load_rule_files(&self) -> Result<Vec<RuleFile>, ConfigError> {
@@ -291,8 +304,28 @@ impl std::str::FromStr for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // Parsed inside the visitor so that the YAML decoder gives the error the value's own
+        // line and column, not those of the enclosing mapping.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 15s or 1m30s")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Duration, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Duration, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

@@ -532,6 +532,96 @@ pub(super) fn expand_rule_files(
     Ok(())
 }
 
+pub(super) fn check_referenced_files(
+    cfg: &Config,
+    text: &str,
+    file: &Path,
+) -> Result<Vec<String>, ConfigError> {
+    let cx = Ctx { text, file };
+    let mut warnings = Vec::new();
+    let exists = |p: &Option<String>| -> Result<(), String> {
+        match p.as_deref() {
+            Some(f) if !f.is_empty() => std::fs::metadata(f).map(|_| ()).map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    };
+    for (i, sc) in cfg.scrape_configs.iter().enumerate() {
+        let base = [k("scrape_configs"), Seg::Idx(i)];
+        let ctx = format!("scrape_configs[{i}] (job {:?})", sc.job_name);
+        if let Some(a) = &sc.http.authorization {
+            if let Err(e) = exists(&a.credentials_file) {
+                let key = if text.contains("bearer_token_file") {
+                    "bearer_token_file"
+                } else {
+                    "authorization"
+                };
+                return Err(cx.err(
+                    &with(&base, &[k(key)]),
+                    &ctx,
+                    format!(
+                        "error checking authorization credentials or bearer token file {:?}: {e}",
+                        a.credentials_file.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        let tls = &sc.http.tls_config;
+        for (key, f, what) in [
+            ("cert_file", &tls.cert_file, "client cert file"),
+            ("key_file", &tls.key_file, "client key file"),
+        ] {
+            if let Err(e) = exists(f) {
+                return Err(cx.err(
+                    &with(&base, &[k("tls_config"), k(key)]),
+                    &ctx,
+                    format!(
+                        "error checking {what} {:?}: {e}",
+                        f.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        for (j, fsd) in sc.file_sd_configs.iter().enumerate() {
+            for (n, pat) in fsd.files.iter().enumerate() {
+                let path = with(
+                    &base,
+                    &[k("file_sd_configs"), Seg::Idx(j), k("files"), Seg::Idx(n)],
+                );
+                let found: Vec<std::path::PathBuf> = glob::glob(pat)
+                    .map(|m| m.filter_map(|p| p.ok()).collect())
+                    .unwrap_or_default();
+                if found.is_empty() {
+                    warnings.push(format!(
+                        "file {pat:?} for file_sd in scrape job {:?} does not exist",
+                        sc.job_name
+                    ));
+                    continue;
+                }
+                for f in found {
+                    let groups = super::read_file_sd(&f).map_err(|e| {
+                        cx.err(&path, &ctx, format!("checking SD file {pat:?}: {e}"))
+                    })?;
+                    if !sc.relabel_configs.is_empty() {
+                        continue;
+                    }
+                    for (g, group) in groups.iter().enumerate() {
+                        for (t, target) in group.targets.iter().enumerate() {
+                            if let Err(m) = check_target_address(target) {
+                                return Err(cx.err(
+                                    &path,
+                                    &ctx,
+                                    format!("{}: instance {t} in group {g}: {m}", f.display()),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
