@@ -225,3 +225,232 @@ fn full_fixture_loads_with_everything_resolved() {
         3
     );
 }
+
+/// Go regexp semantics of the relabel engine, checked against Go itself: PromQL's
+/// `label_replace` anchors and expands exactly as relabeling's `replace` action does, so a
+/// `promtool test rules` file whose expected samples come from our engine passes only if every
+/// match and expansion agrees with Go's (ASCII `\d\w\s\b`, `\Q..\E`, literal `{`, octal, `$1x`
+/// naming a group, `$$`, lazy repetition, ...).
+#[test]
+fn relabel_replace_agrees_with_go_regexp() {
+    use tsdb::labels::Labels;
+    use tsdb::relabel::{compile, process, Action, RelabelConfig};
+    if !common::available(common::PROMTOOL) {
+        return;
+    }
+    let fixed: &[(&str, &str, &str)] = &[
+        ("a1é", r"a(\w+)", "<${1}>"),
+        ("a1b", r"a(\w+)", "<${1}>"),
+        ("٣", r"\d", "digit"),
+        ("٣", r"\D", "nondigit"),
+        ("a b", r"a\sb", "space"),
+        ("a\u{a0}b", r"a\sb", "nbsp"),
+        ("ab", r"(a)(b)", "$1x"),
+        ("ab", r"(a)(b)", "${1}x"),
+        ("ab", r"(a)(b)", "$$1"),
+        ("ab", r"(a)(b)", "$2$1"),
+        ("ab", r"(a)(b)", "$"),
+        ("ab", r"(a)(b)", "${1"),
+        ("ab", r"(a)(b)", "$01"),
+        ("ab", r"(a)(b)", "$10"),
+        ("ab", r"(a)(b)", "$1é"),
+        ("ab", r"(?P<first>a)b", "$first-"),
+        ("ab", r"(?P<1a>a)b", "${1a}"),
+        ("ab", r"(?P<n>x)?(?P<n>a)b", "[$n]"),
+        ("b", r"(a)|(b)", "[$1|$2]"),
+        ("a.b", r"\Qa.b\E", "lit"),
+        ("axb", r"\Qa.b\E", "lit"),
+        ("a{b", r"a{b", "brace"),
+        ("a{,2}", r"a{,2}", "brace2"),
+        ("[", r"[[]", "cls"),
+        ("&", r"[a&&b]", "amp"),
+        ("A", r"\101", "oct"),
+        ("<a>", r"\<a\>", "angle"),
+        ("\u{212a}", r"(?i)k", "kelvin"),
+        ("aé", r"a\bé", "wordboundary"),
+        ("é", r"\pL", "letter"),
+        ("é", r"\p{^Greek}", "notgreek"),
+        ("abC", r"a(?i)B(?-i)C", "flags"),
+        ("aaa", r"a{2}", "two"),
+        ("aaa", r"(a+?)(a*)", "$1|$2"),
+        ("aaa", r"(?U)(a+)(a*)", "$1|$2"),
+        ("a-b", r"a[^\w]b", "notword"),
+        ("aXb", r"a[\W]b", "notword2"),
+        ("a b", r"a[[:space:]]b", "posix"),
+        ("x", r"", "empty"),
+        ("foo", r"f|o", "alt"),
+        ("foo", r"(f)(o)+", "$2"),
+        ("10.0.0.1:9100", r"(.*):\d+", "$1"),
+        ("path:/x,job:j", r"(?:.+,|^)job:([^,]+).*", "${1}"),
+    ];
+    // Plus random patterns and values from a small alphabet where Go and Rust differ.
+    let generated = random_cases(300);
+    let mut cases: Vec<(&str, &str, &str)> = fixed.to_vec();
+    cases.extend(
+        generated
+            .iter()
+            .map(|(v, r, p)| (v.as_str(), r.as_str(), p.as_str())),
+    );
+    // Patterns we refuse must be refused by Go too (one promtool run each: a configuration
+    // stops at its first error).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rejected = 0;
+    cases.retain(|(_, re, _)| {
+        if tsdb::relabel::Rule::new(&RelabelConfig {
+            regex: re.to_string(),
+            target_label: Some("dst".into()),
+            ..RelabelConfig::default()
+        })
+        .is_ok()
+        {
+            return true;
+        }
+        rejected += 1;
+        let cfg = dir.path().join(format!("rejected{rejected}.yml"));
+        std::fs::write(
+            &cfg,
+            format!("scrape_configs:\n- job_name: x\n  relabel_configs:\n  - target_label: dst\n    regex: {}\n", json(re)),
+        )
+        .unwrap();
+        let out = Command::new(common::PROMTOOL).args(["check", "config"]).arg(&cfg).output().unwrap();
+        assert!(!out.status.success(), "Go accepts {re:?}, we do not");
+        false
+    });
+    assert!(
+        cases.len() > 250,
+        "too few accepted patterns: {}",
+        cases.len()
+    );
+    let mut test = String::from("rule_files: []\ntests:\n  - interval: 1m\n    input_series:\n");
+    for (i, (v, _, _)) in cases.iter().enumerate() {
+        test.push_str(&format!(
+            "      - series: {}\n        values: '1'\n",
+            json(&format!("m{{case=\"{i}\",src=\"{v}\"}}"))
+        ));
+    }
+    test.push_str("    promql_expr_test:\n");
+    for (i, (v, re, repl)) in cases.iter().enumerate() {
+        let rule = RelabelConfig {
+            source_labels: vec!["src".into()],
+            target_label: Some("dst".into()),
+            regex: re.to_string(),
+            replacement: repl.to_string(),
+            action: Action::Replace,
+            ..RelabelConfig::default()
+        };
+        let rules = compile(&[rule]).unwrap_or_else(|e| panic!("{re}: {e}"));
+        let case = i.to_string();
+        let out = process(
+            &rules,
+            &Labels::from_pairs(&[("__name__", "m"), ("case", &case), ("src", v)]),
+        )
+        .unwrap();
+        let expected: Vec<String> = out
+            .iter()
+            .map(|l| format!("{}=\"{}\"", l.name, l.value))
+            .collect();
+        test.push_str(&format!(
+            "      - expr: {}\n        eval_time: 0\n        exp_samples:\n          - labels: {}\n            value: 1\n",
+            json(&format!("label_replace(m{{case=\"{i}\"}}, \"dst\", `{repl}`, \"src\", `{re}`)")),
+            json(&format!("{{{}}}", expected.join(",")))
+        ));
+    }
+    let f = dir.path().join("relabel_test.yml");
+    std::fs::write(&f, &test).unwrap();
+    if let Ok(keep) = std::env::var("TSDB_KEEP_RELABEL_TEST") {
+        std::fs::write(keep, &test).unwrap();
+    }
+    let out = Command::new(common::PROMTOOL)
+        .args(["test", "rules"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Go disagrees:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deterministic random (value, regex, replacement) triples: regexes from a small grammar of
+/// the constructs whose meaning differs between Go and Rust, values from the characters they
+/// tell apart.
+fn random_cases(n: usize) -> Vec<(String, String, String)> {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |m: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % m as u64) as usize
+    };
+    const ATOMS: &[&str] = &[
+        "a",
+        "b",
+        "é",
+        "1",
+        "٣",
+        ".",
+        r"\d",
+        r"\D",
+        r"\w",
+        r"\W",
+        r"\s",
+        r"\S",
+        r"\b",
+        "[a-c]",
+        r"[^a\d]",
+        r"[\w-]",
+        "[[:alpha:]]",
+        r"\pL",
+        r"\Q.\E",
+        " ",
+        "K",
+        "(?i:k)",
+        ".*",
+    ];
+    const QUANTS: &[&str] = &[
+        "", "", "", "*", "+", "?", "*?", "+?", "{2}", "{1,2}", "{0,}",
+    ];
+    const REPLS: &[&str] = &[
+        "$1",
+        "${1}x",
+        "$2",
+        "[$0]",
+        "$1x",
+        "$$",
+        "<${2}${1}>",
+        "lit",
+    ];
+    const CHARS: &[char] = &[
+        'a', 'b', '1', 'é', '٣', ' ', '\u{a0}', 'K', '\u{212a}', '.', '-',
+    ];
+    fn gen(next: &mut impl FnMut(usize) -> usize, depth: usize) -> String {
+        let mut out = String::new();
+        for _ in 0..1 + next(3) {
+            let atom = if depth < 2 && next(4) == 0 {
+                format!("({})", gen(next, depth + 1))
+            } else {
+                ATOMS[next(ATOMS.len())].to_string()
+            };
+            out.push_str(&atom);
+            out.push_str(QUANTS[next(QUANTS.len())]);
+        }
+        if depth < 2 && next(5) == 0 {
+            out.push('|');
+            out.push_str(&gen(next, depth + 1));
+        }
+        out
+    }
+    (0..n)
+        .map(|_| {
+            let re = format!("({})", gen(&mut next, 0));
+            let v: String = (0..1 + next(4)).map(|_| CHARS[next(CHARS.len())]).collect();
+            (v, re, REPLS[next(REPLS.len())].to_string())
+        })
+        .collect()
+}
+
+fn json(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}

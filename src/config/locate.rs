@@ -92,10 +92,21 @@ fn line_key(text: &str) -> Option<&str> {
 
 /// The 1-based line of the deepest part of `path` found in `text` (None if not even the first).
 pub fn line_of(text: &str, path: &[Seg]) -> Option<usize> {
+    find(text, path).map(|(line, _)| line)
+}
+
+/// Whether the whole of `path` is written in `text` (block style), and on which line.
+pub fn line_of_exact(text: &str, path: &[Seg]) -> Option<usize> {
+    find(text, path).and_then(|(line, depth)| (depth == path.len()).then_some(line))
+}
+
+/// The line of the deepest part of `path` found, and how many segments were found.
+fn find(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     let toks = tokens(text);
     let mut lo = 0;
     let mut hi = toks.len();
     let mut found: Option<usize> = None;
+    let mut depth = 0;
     for seg in path {
         if lo >= hi {
             break;
@@ -111,6 +122,7 @@ pub fn line_of(text: &str, path: &[Seg]) -> Option<usize> {
                     break;
                 };
                 found = Some(toks[t].line);
+                depth += 1;
                 // The value: following lines indented deeper than the key, or a sequence whose
                 // dashes sit at the key's column.
                 let mut end = t + 1;
@@ -134,12 +146,13 @@ pub fn line_of(text: &str, path: &[Seg]) -> Option<usize> {
                 };
                 let end = items.get(i + 1).copied().unwrap_or(hi);
                 found = Some(toks[start].line);
+                depth += 1;
                 lo = start;
                 hi = end;
             }
         }
     }
-    found
+    found.map(|l| (l, depth))
 }
 
 #[cfg(test)]
@@ -237,5 +250,13 @@ remote_write:
         assert_eq!(line_of(TEXT, &p("scrape_configs[7]")), Some(10));
         assert_eq!(line_of(TEXT, &p("nothing")), None);
         assert_eq!(line_of("", &p("a")), None);
+        assert_eq!(
+            line_of_exact(TEXT, &p("scrape_configs[1].metrics_path")),
+            None
+        );
+        assert_eq!(
+            line_of_exact(TEXT, &p("scrape_configs[1].job_name")),
+            Some(17)
+        );
     }
 }

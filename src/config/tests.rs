@@ -96,6 +96,8 @@ fn bad_values_name_key_and_line() {
         ("remote_write:\n- url: http://x\n  headers:\n    Authorization: x\n", 4, "authorization header must be changed"),
         ("remote_write:\n- url: http://x\n  name: a\n- url: http://y\n  name: a\n", 5, "found multiple remote write configs"),
         ("rule_files:\n- 'a/*/*.yml'\n", 2, "invalid rule file path"),
+        // Prometheus refuses any written regex on keepequal, even the default.
+        ("scrape_configs:\n- job_name: a\n  relabel_configs:\n  - action: keepequal\n    source_labels: [x]\n    target_label: y\n    regex: (.*)\n", 7, "keepequal action requires only"),
         ("scrape_configs:\n- job_name: a\n  sample_limit: -1\n", 3, "invalid type"),
     ];
     for (text, line, want) in cases {

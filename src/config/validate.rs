@@ -11,9 +11,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::locate::{line_of, Seg};
+use super::locate::{line_of, line_of_exact, Seg};
 use super::{Authorization, Config, ConfigError, HttpClientConfig, TlsConfig};
-use crate::relabel::{self, is_valid_label_name, RelabelConfig, RelabelError};
+use crate::relabel::{self, is_valid_label_name, Action, RelabelConfig, RelabelError};
 
 /// Headers a `remote_write` entry may not set (Prometheus' `reservedHeaders`).
 const RESERVED_HEADERS: &[&str] = &[
@@ -263,6 +263,17 @@ fn check_relabel(
     ctx: &str,
     cfgs: &[RelabelConfig],
 ) -> Result<(), ConfigError> {
+    // Prometheus compares a keepequal/dropequal rule's regex with the default by pointer, so
+    // any `regex:` written in the file is refused, even `(.*)`: only the text shows it.
+    for (i, c) in cfgs.iter().enumerate() {
+        if matches!(c.action, Action::KeepEqual | Action::DropEqual) {
+            let path = with(base, &[k(key), Seg::Idx(i), k("regex")]);
+            if line_of_exact(cx.text, &path).is_some() {
+                let e = RelabelError::OnlySourceAndTarget { action: c.action };
+                return Err(cx.err(&path, ctx, format!("{key}[{i}]: {e}")));
+            }
+        }
+    }
     if let Err(e) = relabel::compile(cfgs) {
         let idx = e.rule_index().unwrap_or(0);
         let mut path = with(base, &[k(key), Seg::Idx(idx)]);
