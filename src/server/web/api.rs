@@ -920,7 +920,15 @@ pub fn tsdb_status(db: &crate::db::DbCore) -> TsdbStatus {
             c.closed.len() as u64 + u64::from(c.head.is_some())
         })
         .sum();
-    let (min, max) = head.time_range().unwrap_or((i64::MAX, i64::MIN));
+    // An empty head reports, as Prometheus' after opening, the newest block's end as both
+    // bounds (its minimum valid time); without blocks, the empty range (MaxInt64, MinInt64).
+    let (min, max) = head.time_range().unwrap_or_else(|| {
+        db.blocks()
+            .iter()
+            .map(|b| b.meta().max_time)
+            .max()
+            .map_or((i64::MAX, i64::MIN), |t| (t, t))
+    });
     TsdbStatus {
         head_stats: HeadStats {
             num_series: head.num_series(),
