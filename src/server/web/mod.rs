@@ -517,9 +517,55 @@ impl Default for WebConfig {
     }
 }
 
+/// Fuzz body: arbitrary bytes as the untrusted inputs of this layer — a web-config file, an
+/// `Authorization` header, `match[]` selectors, time and label-name parameters, a sample value
+/// for federation. Must never panic; errors are fine.
+#[doc(hidden)]
+pub fn fuzz_web_input(data: &[u8]) {
+    if data.len() >= 8 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&data[..8]);
+        let v = f64::from_bits(u64::from_le_bytes(b));
+        let _ = federate::go_float(v);
+    }
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = webconfig::WebConfig::parse_for_fuzz(s);
+    let _ = webconfig::parse_basic_auth(s);
+    let _ = api::matcher_sets(&[s]);
+    let _ = api::go_quote(s);
+    let _ = api::go_time_json(crate::api::parse_time(s).ok());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn fuzz_body_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            fuzz_web_input(&data);
+        }
+
+        #[test]
+        fn fuzz_body_on_yaml_like_text(s in "[a-z_:\\n \\-\\$0-9{}\\[\\]\"']{0,120}") {
+            fuzz_web_input(s.as_bytes());
+        }
+
+        #[test]
+        fn federation_values_round_trip(v in any::<f64>()) {
+            let s = federate::go_float(v);
+            if v.is_nan() {
+                prop_assert_eq!(s, "NaN");
+            } else {
+                let back: f64 = s.parse().unwrap();
+                prop_assert_eq!(back.to_bits(), v.to_bits(), "{}", s);
+            }
+        }
+    }
 
     #[test]
     fn handler_names_as_prometheus() {

@@ -147,6 +147,12 @@ impl WebConfig {
         })
     }
 
+    /// [`WebConfig::parse`] of arbitrary text (fuzzing).
+    #[doc(hidden)]
+    pub fn parse_for_fuzz(text: &str) -> bool {
+        WebConfig::parse(text, Path::new("/nonexistent")).is_ok()
+    }
+
     /// Parses the file's text; relative paths are joined to `dir`.
     fn parse(text: &str, dir: &Path) -> Result<WebConfig, ParseError> {
         // An empty file (or one with only comments) is a valid, empty configuration.
