@@ -575,6 +575,41 @@ async fn lifecycle_disabled_and_drain_on_shutdown() {
     let r = c.post(s.url("http", "/-/reload")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "Lifecycle API is not enabled.");
+    // Responses are gzipped when the client accepts it (reqwest would undo it silently).
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let r = raw
+        .get(s.url(
+            "http",
+            "/api/v1/query_range?query=up&start=0&end=600&step=1",
+        ))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip"),
+        "{:?}",
+        r.headers()
+    );
+    let (code, v) = json(
+        c.get(s.url(
+            "http",
+            "/api/v1/query_range?query=up&start=0&end=600&step=1",
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        v["data"]["result"][0]["values"].as_array().unwrap().len(),
+        601
+    );
     // A keep-alive connection is open; shutdown still completes, and the port is closed after.
     let r = c.get(s.url("http", "/-/healthy")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "Prometheus Server is Healthy.\n");
