@@ -619,3 +619,33 @@ async fn lifecycle_disabled_and_drain_on_shutdown() {
         .expect("shutdown drained within 10 s");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait() {
+    let s = start(
+        WebOptions {
+            max_connections: 1,
+            ..WebOptions::default()
+        },
+        axum::Router::new(),
+    )
+    .await;
+    // An idle connection takes the only slot.
+    let idle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let url = s.url("http", "/-/healthy");
+    let waiting = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "served beyond --web.max-connections"
+    );
+    drop(idle);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("served once the slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    s.shutdown().await;
+}

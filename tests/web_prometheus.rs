@@ -151,6 +151,9 @@ enum Compare {
     Status,
 }
 
+/// Method, path and query, form fields, how to compare.
+type Request = (&'static str, String, Vec<(&'static str, String)>, Compare);
+
 struct Reply {
     status: u16,
     body: String,
@@ -255,8 +258,8 @@ async fn api_answers_as_prometheus_over_the_same_blocks() {
             ("step", step.to_string()),
         ]
     };
-    let none: Vec<(&str, String)> = Vec::new();
-    let requests: Vec<(&str, String, Vec<(&str, String)>, Compare)> = vec![
+    let none: Vec<(&'static str, String)> = Vec::new();
+    let requests: Vec<Request> = vec![
         (
             "GET",
             format!("/api/v1/query?query=http_requests_total&time={t}"),

@@ -47,6 +47,118 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/v1/status/config", get(config))
         .route("/api/v1/status/flags", get(flags))
         .route("/api/v1/status/tsdb", get(tsdb_status_handler))
+        .route("/api/v1/status/walreplay", get(walreplay))
+        .route("/api/v1/scrape_pools", get(scrape_pools))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
+        .route("/api/v1/format_query", get(format_query).post(format_query))
+        // No rule evaluation or alerting yet: the empty answers of a Prometheus without rules and
+        // Alertmanagers, which Grafana asks for.
+        .route("/api/v1/rules", get(rules))
+        .route(
+            "/api/v1/alerts",
+            get(|| async { success(r#"{"alerts":[]}"#) }),
+        )
+        .route(
+            "/api/v1/alertmanagers",
+            get(|| async { success(r#"{"activeAlertmanagers":[],"droppedAlertmanagers":[]}"#) }),
+        )
+}
+
+/// Parses PromQL for the endpoints that only need the syntax tree (the engine parses for
+/// itself); errors as Prometheus' `line:column: parse error: ...` where the parser says where.
+fn parse_promql(q: &str) -> Result<promql_parser::parser::Expr, ApiError> {
+    promql_parser::parser::parse(q).map_err(|e| {
+        let e = e.to_string();
+        let msg = if e.contains("parse error") {
+            e
+        } else {
+            format!("1:1: parse error: {e}")
+        };
+        ApiError::new(ErrorType::BadData, msg)
+    })
+}
+
+async fn format_query(p: Params) -> Response {
+    match parse_promql(p.get("query")) {
+        Ok(expr) => {
+            let mut out = String::new();
+            write_json_string(&mut out, &expr.prettify());
+            success(&out)
+        }
+        Err(e) => ApiError::param("query", e.message).into_response(),
+    }
+}
+
+/// Exemplars are not stored: the answer of a Prometheus with exemplar storage off (an empty
+/// list, or no content when the query selects no series), after the same parameter checks.
+async fn query_exemplars(p: Params) -> Response {
+    let run = || {
+        let start = time_param(&p, "start", MIN_TIME_MS)?;
+        let end = time_param(&p, "end", MAX_TIME_MS)?;
+        if end < start {
+            return Err(ApiError::new(
+                ErrorType::BadData,
+                "end timestamp must not be before start timestamp",
+            ));
+        }
+        let expr = parse_promql(p.get("query"))?;
+        struct HasSelector(bool);
+        impl promql_parser::util::ExprVisitor for HasSelector {
+            type Error = ();
+            fn pre_visit(&mut self, e: &promql_parser::parser::Expr) -> Result<bool, ()> {
+                use promql_parser::parser::Expr;
+                if matches!(e, Expr::VectorSelector(_) | Expr::MatrixSelector(_)) {
+                    self.0 = true;
+                }
+                Ok(!self.0)
+            }
+        }
+        let mut v = HasSelector(false);
+        let _ = promql_parser::util::walk_expr(&mut v, &expr);
+        Ok(if v.0 {
+            success("[]")
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        })
+    };
+    run().unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn rules(p: Params) -> Response {
+    match p.get("type").to_ascii_lowercase().as_str() {
+        "" | "alert" | "record" => success(r#"{"groups":[]}"#),
+        other => ApiError::param("type", format!("not supported value {}", go_quote(other)))
+            .into_response(),
+    }
+}
+
+/// The WAL segments replayed at open: first, last, and the last as the current one (replay is
+/// over before the server starts).
+async fn walreplay(State(ctx): State<Shared>) -> Response {
+    let segs = crate::wal::segments(&ctx.state.db.dir().join("wal")).unwrap_or_default();
+    let (min, max) = (
+        segs.first().copied().unwrap_or(0),
+        segs.last().copied().unwrap_or(0),
+    );
+    success(&format!(r#"{{"min":{min},"max":{max},"current":{max}}}"#))
+}
+
+async fn scrape_pools(State(ctx): State<Shared>) -> Response {
+    let pools: BTreeSet<String> = ctx
+        .state
+        .scrape
+        .targets()
+        .0
+        .into_iter()
+        .map(|t| t.scrape_pool)
+        .collect();
+    let mut out = String::from(r#"{"scrapePools":"#);
+    write_strings(&mut out, &pools);
+    out.push('}');
+    success(&out)
 }
 
 /// Prometheus' `errorType`s.

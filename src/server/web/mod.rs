@@ -68,6 +68,8 @@ pub struct WebOptions {
     pub lookback_ms: i64,
     /// `--query.timeout` (ms); a request's `timeout` parameter can only shorten it.
     pub query_timeout_ms: i64,
+    /// `--web.max-connections`: connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for WebOptions {
@@ -81,6 +83,7 @@ impl Default for WebOptions {
             max_samples: crate::promql::DEFAULT_MAX_SAMPLES,
             lookback_ms: crate::promql::DEFAULT_LOOKBACK_MS,
             query_timeout_ms: 120_000,
+            max_connections: 512,
         }
     }
 }
@@ -213,8 +216,9 @@ pub async fn serve_listener(
     metrics
         .ready
         .set(i64::from(state.ready.load(Ordering::Relaxed)));
+    let max_connections = opts.max_connections.max(1);
     let app = router(opts, state, metrics, extra, &config);
-    accept_loop(listener, app, tls, shutdown).await;
+    accept_loop(listener, app, tls, max_connections, shutdown).await;
     Ok(())
 }
 
@@ -449,13 +453,23 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Prometheus' LimitListener: at most this many connections are served at once.
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     // Every connection task holds a sender; `recv` returns None once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         let (stream, _peer) = tokio::select! {
             () = &mut shutdown => break,
             acc = listener.accept() => match acc {
@@ -471,6 +485,7 @@ async fn accept_loop(
         let (app, tls, stop, alive) = (app.clone(), tls.clone(), stop_rx.clone(), alive_tx.clone());
         tokio::spawn(async move {
             let _alive = alive;
+            let _slot = slot;
             match tls {
                 Some(acceptor) => {
                     // A failed or stalled handshake just ends the connection.
@@ -494,8 +509,11 @@ async fn serve_connection<I>(io: I, app: Router, mut stop: watch::Receiver<bool>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let builder =
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // With a timer, hyper drops an HTTP/1 connection that sends no complete header within 30 s
+    // (slow clients holding connection slots).
+    builder.http1().timer(hyper_util::rt::TokioTimer::new());
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
