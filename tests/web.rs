@@ -575,6 +575,23 @@ async fn lifecycle_disabled_and_drain_on_shutdown() {
     let r = c.post(s.url("http", "/-/reload")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "Lifecycle API is not enabled.");
+    // A request's timeout shortens --query.timeout: 503 `timeout`.
+    let started = std::time::Instant::now();
+    let (code, v) = json(
+        // The engine checks its deadline between expression nodes: the second term sees it.
+        c.get(s.url(
+            "http",
+            "/api/v1/query?query=count_over_time(vector(1)[30d:1s])%2Bcount_over_time(vector(1)[30d:1s])%2Bcount_over_time(vector(1)[30d:1s])&time=600&timeout=20ms",
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((code, v["errorType"].as_str()), (503, Some("timeout")), "{v}");
+    assert_eq!(v["error"], "query timed out in expression evaluation");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
     // Responses are gzipped when the client accepts it (reqwest would undo it silently).
     let raw = reqwest::Client::builder().no_gzip().build().unwrap();
     let r = raw

@@ -449,7 +449,7 @@ async fn query_range(State(ctx): State<Shared>, p: Params) -> Response {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
-        if (end - start) / step > crate::api::MAX_RANGE_POINTS {
+        if end.saturating_sub(start) / step > crate::api::MAX_RANGE_POINTS {
             return Err(ApiError::new(
                 ErrorType::BadData,
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
