@@ -82,6 +82,7 @@ impl Server {
             .arg(config)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--web.enable-lifecycle")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())

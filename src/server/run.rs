@@ -8,6 +8,7 @@
 //!   finish or are cancelled, everything scraped is committed), remote writers flushed with their
 //!   WAL position saved, the web layer drained, then the WAL synced and the directory closed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,9 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::remote::RemoteWriter;
 use super::scrape::ScrapeManager;
-use super::web::{self, WebOptions, WebState};
+use super::web::{self, ReloadRequest, ReloadStatus, WebOptions, WebState};
 use super::{log, Level};
 use crate::config::{Config, ConfigError};
+use crate::labels::{Label, Labels};
 use crate::{Db, DbError, Options};
 
 /// Everything `tsdbctl serve` is told on its command line.
@@ -32,6 +34,8 @@ pub struct ServeOptions {
     pub web: WebOptions,
     /// Accept remote writes at `/api/v1/write` (Prometheus' `--web.enable-remote-write-receiver`).
     pub enable_remote_write_receiver: bool,
+    /// The command line, for `/api/v1/status/flags` (flag name without dashes → value).
+    pub flags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +56,17 @@ pub enum ServeError {
     Remote(#[from] super::remote::RemoteError),
 }
 
-/// A reload request from the web layer, answered when the reload is done.
-type ReloadRequest = oneshot::Sender<Result<(), String>>;
+/// `global.external_labels` as a label set.
+fn external_labels(config: &Config) -> Labels {
+    Labels::new(
+        config
+            .global
+            .external_labels
+            .iter()
+            .map(|(k, v)| Label::new(k.clone(), v.clone()))
+            .collect(),
+    )
+}
 
 /// Runs the server until SIGTERM or SIGINT; returns after a graceful shutdown.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
@@ -95,18 +108,16 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
 
     scrape.apply_config(&config).await?;
     remote.apply_config(&config).await?;
-    let config_yaml = Arc::new(RwLock::new(config.to_yaml()));
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let ready = Arc::new(AtomicBool::new(false));
-    let state = WebState::new(
-        db.clone(),
-        scrape.clone(),
-        config_yaml.clone(),
-        Arc::new(registry),
-        reload_tx,
-        ready.clone(),
-    );
+    let mut state = WebState::new(db.clone(), scrape.clone(), Arc::new(registry), reload_tx);
+    state.config_yaml = Arc::new(RwLock::new(config.to_yaml()));
+    state.external_labels = Arc::new(RwLock::new(external_labels(&config)));
+    state.flags = opts.flags.clone();
+    let config_yaml = state.config_yaml.clone();
+    let external = state.external_labels.clone();
+    let last_reload = state.last_reload.clone();
+    let ready = state.ready.clone();
     let (stop_web, web_stopped) = oneshot::channel::<()>();
     let mut web_task = tokio::spawn(web::serve(
         opts.web.clone(),
@@ -127,6 +138,8 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
         let scrape = scrape.clone();
         let remote = &remote;
         let config_yaml = config_yaml.clone();
+        let external = external.clone();
+        let last_reload = last_reload.clone();
         async move {
             let result = async {
                 let config = Config::load(&opts.config_file).map_err(|e| e.to_string())?;
@@ -135,9 +148,18 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
                 if let Ok(mut y) = config_yaml.write() {
                     *y = config.to_yaml();
                 }
+                if let Ok(mut l) = external.write() {
+                    *l = external_labels(&config);
+                }
                 Ok::<(), String>(())
             }
             .await;
+            if let Ok(mut r) = last_reload.write() {
+                *r = ReloadStatus {
+                    success: result.is_ok(),
+                    time: std::time::SystemTime::now(),
+                };
+            }
             match &result {
                 Ok(()) => log(
                     Level::Info,

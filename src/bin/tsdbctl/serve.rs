@@ -1,5 +1,6 @@
 //! `tsdbctl serve`: flags (Prometheus' names where Prometheus has the flag) → [`ServeOptions`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,12 @@ pub struct ServeArgs {
     /// Accept remote writes at /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver")]
     enable_remote_write_receiver: bool,
+    /// Allow `POST /-/reload` (and `/-/quit` in Prometheus). SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    max_connections: usize,
     /// The URL under which the server is reached from outside (links in the API).
     #[arg(long = "web.external-url")]
     external_url: Option<String>,
@@ -67,6 +74,38 @@ pub fn serve(a: ServeArgs) -> ExitCode {
         .apply(Options::default())
         .fsync(fsync)
         .out_of_order_window_ms(a.out_of_order_window);
+    let flags: BTreeMap<String, String> = [
+        ("storage.tsdb.path", a.db.display().to_string()),
+        ("config.file", a.config.display().to_string()),
+        ("web.listen-address", a.listen.to_string()),
+        (
+            "web.config.file",
+            a.web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("web.enable-admin-api", a.enable_admin_api.to_string()),
+        ("web.enable-lifecycle", a.enable_lifecycle.to_string()),
+        (
+            "web.enable-remote-write-receiver",
+            a.enable_remote_write_receiver.to_string(),
+        ),
+        ("web.external-url", a.external_url.clone().unwrap_or_default()),
+        ("web.max-connections", a.max_connections.to_string()),
+        ("query.timeout", fmt_ms(a.query_timeout)),
+        ("query.max-samples", a.query_max_samples.to_string()),
+        ("query.lookback-delta", fmt_ms(a.lookback_delta)),
+        ("storage.tsdb.retention.time", fmt_ms(a.retention.retention_time)),
+        ("storage.tsdb.retention.size", format!("{}B", a.retention.retention_size)),
+        (
+            "storage.tsdb.out-of-order-time-window",
+            fmt_ms(a.out_of_order_window),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     let opts = ServeOptions {
         db_dir: a.db,
         config_file: a.config,
@@ -79,8 +118,11 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             max_samples: a.query_max_samples,
             lookback_ms: a.lookback_delta,
             query_timeout_ms: a.query_timeout,
+            enable_lifecycle: a.enable_lifecycle,
+            max_connections: a.max_connections,
         },
         enable_remote_write_receiver: a.enable_remote_write_receiver,
+        flags,
     };
     match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,4 +131,9 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A duration flag's value as Prometheus prints it (`15d`, `2m`).
+fn fmt_ms(ms: i64) -> String {
+    tsdb::config::Duration(ms).to_string()
 }
