@@ -197,39 +197,30 @@ pub async fn serve_listener(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebError> {
-    let config = match &opts.web_config_file {
-        Some(p) => WebConfig::load(p)?,
-        None => WebConfig::default(),
-    };
-    let tls = match &config.tls {
-        Some(t) => {
-            let cfg = t
-                .server_config(config.http2)
-                .map_err(|message| WebError::Tls {
-                    path: opts.web_config_file.clone().unwrap_or_default(),
-                    message,
-                })?;
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
-        }
-        None => None,
-    };
+    let live = Arc::new(LiveConfig::start(opts.web_config_file.clone())?);
+    let tls = live
+        .current()
+        .result
+        .as_ref()
+        .is_ok_and(|a| a.tls.is_some())
+        .then(|| live.clone());
     metrics
         .ready
         .set(i64::from(state.ready.load(Ordering::Relaxed)));
     let max_connections = opts.max_connections.max(1);
-    let app = router(opts, state, metrics, extra, &config);
+    let app = router(opts, state, metrics, extra, live);
     accept_loop(listener, app, tls, max_connections, shutdown).await;
     Ok(())
 }
 
 /// The whole application: API, federation, lifecycle, `/metrics`, `extra`; instrumented, then
 /// wrapped in authentication and the configured response headers.
-pub fn router(
+fn router(
     opts: WebOptions,
     state: WebState,
     metrics: WebMetrics,
     extra: Router,
-    config: &WebConfig,
+    live: Arc<LiveConfig>,
 ) -> Router {
     let ctx: Shared = Arc::new(Ctx {
         opts,
@@ -254,30 +245,166 @@ pub fn router(
         // Prometheus' CompressionHandler: gzip when the client accepts it (Grafana does); a
         // query_range body shrinks ~10x.
         .layer(tower_http::compression::CompressionLayer::new());
-    let auth = Arc::new(AuthState {
-        auth: webconfig::Authenticator::new(config.users.clone()),
-        headers: config
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    header::HeaderName::from_bytes(k.as_bytes()).ok()?,
-                    HeaderValue::from_str(v).ok()?,
-                ))
-            })
-            .collect(),
-    });
-    app.layer(axum::middleware::from_fn_with_state(auth, authenticate))
+    app.layer(axum::middleware::from_fn_with_state(live, authenticate))
 }
 
-struct AuthState {
+/// What one version of the web configuration enforces.
+struct Active {
     auth: webconfig::Authenticator,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// `None`: plain HTTP.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A file's identity for change detection: modification time and size.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(p: &std::path::Path) -> Stamp {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// One reading of the configuration file and the TLS files it names.
+struct Loaded {
+    /// Stamps of the configuration file, then of `tls_files`, when they were read.
+    stamps: Vec<Stamp>,
+    tls_files: Vec<PathBuf>,
+    result: Result<Active, String>,
+}
+
+/// The web configuration as of its files' last change. exporter-toolkit re-reads the file on
+/// every request and TLS handshake, so that new users, headers and certificates apply without a
+/// restart; here the files are re-read when a modification time or size changed (a few `stat`s
+/// per request instead of a parse). A configuration that stops parsing fails requests with 500
+/// and handshakes, as exporter-toolkit's; serving TLS or plain HTTP is decided at start.
+struct LiveConfig {
+    path: Option<PathBuf>,
+    loaded: std::sync::Mutex<Arc<Loaded>>,
+}
+
+impl LiveConfig {
+    /// Reads the configuration; an invalid one is an error at start.
+    fn start(path: Option<PathBuf>) -> Result<LiveConfig, WebError> {
+        let loaded = match &path {
+            Some(p) => {
+                let (stamps, tls_files, active) = read_config(p)?;
+                Loaded {
+                    stamps,
+                    tls_files,
+                    result: Ok(active),
+                }
+            }
+            None => Loaded {
+                stamps: Vec::new(),
+                tls_files: Vec::new(),
+                result: Ok(Active {
+                    auth: webconfig::Authenticator::default(),
+                    headers: Vec::new(),
+                    tls: None,
+                }),
+            },
+        };
+        Ok(LiveConfig {
+            path,
+            loaded: std::sync::Mutex::new(Arc::new(loaded)),
+        })
+    }
+
+    /// The configuration in force, re-read first if its files changed.
+    fn current(&self) -> Arc<Loaded> {
+        let cur = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(path) = &self.path else {
+            return cur;
+        };
+        let now: Vec<Stamp> = std::iter::once(path)
+            .chain(&cur.tls_files)
+            .map(|p| stamp(p))
+            .collect();
+        if now == cur.stamps {
+            return cur;
+        }
+        let fresh = Arc::new(match read_config(path) {
+            Ok((stamps, tls_files, active)) => Loaded {
+                stamps,
+                tls_files,
+                result: Ok(active),
+            },
+            Err(e) => Loaded {
+                stamps: now,
+                tls_files: cur.tls_files.clone(),
+                result: Err(e.to_string()),
+            },
+        });
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        fresh
+    }
+}
+
+/// Reads the configuration file and the TLS files it names; returns their stamps (taken before
+/// reading, so that a change while reading is seen next time), the TLS files, and the result.
+fn read_config(path: &std::path::Path) -> Result<(Vec<Stamp>, Vec<PathBuf>, Active), WebError> {
+    let first = stamp(path);
+    let config = WebConfig::load(path)?;
+    let tls_files: Vec<PathBuf> = config
+        .tls
+        .iter()
+        .flat_map(|t| {
+            [
+                Some(&t.cert_file),
+                Some(&t.key_file),
+                t.client_ca_file.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .cloned()
+        })
+        .collect();
+    let mut stamps = vec![first];
+    stamps.extend(tls_files.iter().map(|p| stamp(p)));
+    let tls = match &config.tls {
+        Some(t) => {
+            let cfg = t
+                .server_config(config.http2)
+                .map_err(|message| WebError::Tls {
+                    path: path.to_path_buf(),
+                    message,
+                })?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+        }
+        None => None,
+    };
+    let headers = config
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                header::HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect();
+    Ok((
+        stamps,
+        tls_files,
+        Active {
+            auth: webconfig::Authenticator::new(config.users),
+            headers,
+            tls,
+        },
+    ))
 }
 
 /// exporter-toolkit's `webHandler`: configured headers on every response; with users, a request
 /// without valid basic-auth credentials gets 401 and `WWW-Authenticate: Basic`.
-async fn authenticate(State(a): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
+async fn authenticate(State(live): State<Arc<LiveConfig>>, req: Request, next: Next) -> Response {
+    let loaded = live.current();
+    let Ok(a) = &loaded.result else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+    };
     let mut resp = if !a.auth.enabled() {
         next.run(req).await
     } else {
@@ -288,11 +415,16 @@ async fn authenticate(State(a): State<Arc<AuthState>>, req: Request, next: Next)
             .and_then(webconfig::parse_basic_auth);
         let ok = match creds {
             Some((user, pass)) => {
-                let a = a.clone();
+                let loaded = loaded.clone();
                 // bcrypt on a cache miss takes tens of milliseconds: not on the runtime's threads.
-                tokio::task::spawn_blocking(move || a.auth.check(&user, &pass))
-                    .await
-                    .unwrap_or(false)
+                tokio::task::spawn_blocking(move || {
+                    loaded
+                        .result
+                        .as_ref()
+                        .is_ok_and(|a| a.auth.check(&user, &pass))
+                })
+                .await
+                .unwrap_or(false)
             }
             None => false,
         };
@@ -452,7 +584,7 @@ pub(crate) fn text(code: StatusCode, body: &str) -> Response {
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<LiveConfig>>,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -487,7 +619,14 @@ async fn accept_loop(
             let _alive = alive;
             let _slot = slot;
             match tls {
-                Some(acceptor) => {
+                Some(live) => {
+                    // The certificate in force now (a configuration that stopped parsing, or
+                    // lost its TLS section, fails the handshake as exporter-toolkit's).
+                    let loaded = live.current();
+                    let Some(acceptor) = loaded.result.as_ref().ok().and_then(|a| a.tls.clone())
+                    else {
+                        return;
+                    };
                     // A failed or stalled handshake just ends the connection.
                     if let Ok(Ok(s)) =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
