@@ -651,6 +651,41 @@ async fn lifecycle_disabled_and_drain_on_shutdown() {
     assert_eq!(v["error"], "query timed out in expression evaluation");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 
+    // A client that goes away cancels its query.
+    let slow = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let gone = slow
+        .get(s.url(
+            "http",
+            "/api/v1/query?query=count_over_time(vector(1)[30d:1s])%2Bcount_over_time(vector(1)[30d:1s])%2Bcount_over_time(vector(1)[30d:1s])&time=600",
+        ))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the query finished within 50 ms");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = c
+            .get(s.url("http", "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("tsdb_engine_queries_total{type=\"instant\",result=\"canceled\"} 1")
+            && m.contains("prometheus_engine_queries 0\n")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no canceled query in\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // Responses are gzipped when the client accepts it (reqwest would undo it silently).
     let raw = reqwest::Client::builder().no_gzip().build().unwrap();
     let r = raw

@@ -155,6 +155,8 @@ enum Compare {
 type Request = (&'static str, String, Vec<(&'static str, String)>, Compare);
 
 struct Reply {
+    /// `Access-Control-Allow-Origin`.
+    cors: Option<String>,
     status: u16,
     body: String,
 }
@@ -169,10 +171,18 @@ async fn send(
     let url = format!("{base}{path}");
     let req = match method {
         "POST" => c.post(&url).form(form),
+        "OPTIONS" => c.request(reqwest::Method::OPTIONS, &url),
         _ => c.get(&url),
     };
+    // Prometheus adds CORS headers to API answers when the request has an Origin.
+    let req = req.header("Origin", "http://grafana.example");
     let r = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let cors = r
+        .headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap_or("").to_string());
     Reply {
+        cors,
         status: r.status().as_u16(),
         body: r.text().await.unwrap(),
     }
@@ -599,6 +609,12 @@ async fn api_answers_as_prometheus_over_the_same_blocks() {
         let what = format!("{method} {path} {form:?}");
         if std::env::var_os("WEB_PROMETHEUS_SHOW").is_some() {
             eprintln!("{what}: {} {}", a.status, clip(&a.body));
+        }
+        if a.cors != b.cors {
+            failures.push(format!(
+                "{what}: CORS origin {:?} vs Prometheus' {:?}",
+                a.cors, b.cors
+            ));
         }
         if a.status != b.status {
             failures.push(format!(

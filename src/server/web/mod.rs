@@ -228,8 +228,9 @@ fn router(
         metrics,
     });
     let gated = api::routes()
-        .merge(federate::routes())
         .merge(admin::routes())
+        .route_layer(axum::middleware::from_fn(cors))
+        .merge(federate::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             ready_gate,
@@ -439,6 +440,34 @@ async fn authenticate(State(live): State<Arc<LiveConfig>>, req: Request, next: N
     };
     for (k, v) in &a.headers {
         resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
+}
+
+/// Prometheus' `httputil.SetCORS` with its default `--web.cors.origin=.*`: a request with an
+/// `Origin` gets the CORS headers and `Access-Control-Allow-Origin: *`; `OPTIONS` (a preflight)
+/// answers 204.
+async fn cors(req: Request, next: Next) -> Response {
+    let has_origin = req.headers().contains_key(header::ORIGIN);
+    let mut resp = if req.method() == axum::http::Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    if has_origin {
+        let h = resp.headers_mut();
+        for (k, v) in [
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Accept, Authorization, Content-Type, Origin",
+            ),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"),
+            (header::ACCESS_CONTROL_EXPOSE_HEADERS, "Date"),
+            (header::VARY, "Origin"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
     }
     resp
 }
