@@ -760,3 +760,56 @@ async fn connections_beyond_the_limit_wait() {
     assert_eq!(status, 200);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_web_config_or_busy_port_fail_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path().join("data"), Options::default()).unwrap());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = web::register_metrics(&mut registry, &db);
+    let registry = Arc::new(registry);
+    let state = || {
+        WebState::new(
+            db.clone(),
+            Arc::new(NoTargets),
+            registry.clone(),
+            mpsc::channel(1).0,
+        )
+    };
+    for (text, want) in [
+        (
+            "basic_auth_users:\n  alice: plaintext\n",
+            "not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+            "nope.crt",
+        ),
+        (
+            "http_server_config:\n  http3: true\n",
+            "unknown field `http3`",
+        ),
+    ] {
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, text).unwrap();
+        let opts = WebOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            web_config_file: Some(path),
+            ..WebOptions::default()
+        };
+        let e = web::serve(opts, state(), metrics.clone(), axum::Router::new(), async {
+        })
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let opts = WebOptions {
+        listen: busy.local_addr().unwrap(),
+        ..WebOptions::default()
+    };
+    let e = web::serve(opts, state(), metrics, axum::Router::new(), async {})
+        .await
+        .unwrap_err();
+    assert!(matches!(e, web::WebError::Bind { .. }), "{e}");
+}

@@ -620,12 +620,12 @@ async fn accept_loop(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Prometheus' LimitListener: at most this many connections are served at once.
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    // Every connection task holds a sender; `recv` returns None once all are gone.
-    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
             () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(s) => s,
                 Err(_) => break,
@@ -643,9 +643,8 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (app, tls, stop, alive) = (app.clone(), tls.clone(), stop_rx.clone(), alive_tx.clone());
-        tokio::spawn(async move {
-            let _alive = alive;
+        let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
+        conns.spawn(async move {
             let _slot = slot;
             match tls {
                 Some(live) => {
@@ -669,8 +668,15 @@ async fn accept_loop(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    drop(alive_tx);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // Past the grace period: dropping the connections cancels their queries, so nothing
+        // keeps the database open after `serve` returns but a query's last evaluation step.
+        conns.shutdown().await;
+    }
 }
 
 async fn serve_connection<I>(io: I, app: Router, mut stop: watch::Receiver<bool>)
