@@ -60,7 +60,7 @@ pub struct WebOptions {
     pub enable_admin_api: bool,
     /// `--web.enable-lifecycle`: without it `POST /-/reload` answers 403, as in Prometheus.
     pub enable_lifecycle: bool,
-    /// `--web.external-url` (reported only; no route prefix).
+    /// `--web.external-url`: kept for the integrator (this layer serves at `/`, no route prefix).
     pub external_url: Option<String>,
     /// `--query.max-samples`.
     pub max_samples: usize,
@@ -70,6 +70,8 @@ pub struct WebOptions {
     pub query_timeout_ms: i64,
     /// `--web.max-connections`: connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// `--query.max-concurrency`: queries evaluated at once; more wait their turn.
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for WebOptions {
@@ -84,6 +86,7 @@ impl Default for WebOptions {
             lookback_ms: crate::promql::DEFAULT_LOOKBACK_MS,
             query_timeout_ms: 120_000,
             max_connections: 512,
+            max_concurrent_queries: 20,
         }
     }
 }
@@ -165,6 +168,8 @@ pub(crate) struct Ctx {
     pub opts: WebOptions,
     pub state: WebState,
     pub metrics: WebMetrics,
+    /// Permits of `max_concurrent_queries`.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) type Shared = Arc<Ctx>;
@@ -222,10 +227,14 @@ fn router(
     extra: Router,
     live: Arc<LiveConfig>,
 ) -> Router {
+    let query_slots = Arc::new(tokio::sync::Semaphore::new(
+        opts.max_concurrent_queries.max(1),
+    ));
     let ctx: Shared = Arc::new(Ctx {
         opts,
         state,
         metrics,
+        query_slots,
     });
     let gated = api::routes()
         .merge(admin::routes())
@@ -699,17 +708,6 @@ where
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
-}
-
-impl Default for WebConfig {
-    fn default() -> WebConfig {
-        WebConfig {
-            tls: None,
-            http2: true,
-            headers: Vec::new(),
-            users: BTreeMap::new(),
-        }
-    }
 }
 
 /// Fuzz body: arbitrary bytes as the untrusted inputs of this layer — a web-config file, an

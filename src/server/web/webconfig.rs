@@ -194,6 +194,18 @@ impl WebConfig {
     }
 }
 
+/// Plain HTTP, no authentication, HTTP/2 on: what no `--web.config.file` means.
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            tls: None,
+            http2: true,
+            headers: Vec::new(),
+            users: BTreeMap::new(),
+        }
+    }
+}
+
 enum ParseError {
     Yaml(String),
     Invalid(String),
