@@ -280,7 +280,9 @@ impl fmt::Display for Duration {
             ("ms", 1),
         ];
         for (u, mult) in units {
-            if ms >= mult {
+            // Years and weeks only when exact: Prometheus prints `90d`, not `12w6d`.
+            let exact_only = matches!(u, "y" | "w");
+            if ms >= mult && (!exact_only || ms % mult == 0) {
                 write!(f, "{}{}", ms / mult, u)?;
                 ms %= mult;
             }

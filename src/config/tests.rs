@@ -261,3 +261,19 @@ proptest::proptest! {
         fuzz_parse_config(&s);
     }
 }
+
+#[test]
+fn durations_print_as_prometheus_does() {
+    for (ms, s) in [
+        (0, "0s"),
+        (90_000, "1m30s"),
+        (15 * 86_400_000, "15d"),
+        (14 * 86_400_000, "2w"),
+        (90 * 86_400_000, "90d"),
+        (365 * 86_400_000, "1y"),
+        (500, "500ms"),
+        (3_600_000 + 1, "1h1ms"),
+    ] {
+        assert_eq!(Duration(ms).to_string(), s);
+    }
+}

@@ -888,33 +888,7 @@ pub fn retention_string(retention_ms: i64, retention_bytes: u64) -> String {
 /// Prometheus' `model.Duration.String()`: largest units first, years and weeks only when they
 /// divide the duration exactly (`15d`, not `2w1d`), `0s` for zero.
 pub fn model_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".to_string();
-    }
-    let (mut ms, mut out) = if ms < 0 {
-        (ms.unsigned_abs(), String::from("-"))
-    } else {
-        (ms as u64, String::new())
-    };
-    let units: [(&str, u64, bool); 7] = [
-        ("y", 31_536_000_000, true),
-        ("w", 604_800_000, true),
-        ("d", 86_400_000, false),
-        ("h", 3_600_000, false),
-        ("m", 60_000, false),
-        ("s", 1000, false),
-        ("ms", 1, false),
-    ];
-    for (u, mult, exact) in units {
-        if exact && ms % mult != 0 {
-            continue;
-        }
-        if ms >= mult {
-            let _ = write!(out, "{}{u}", ms / mult);
-            ms %= mult;
-        }
-    }
-    out
+    crate::config::Duration(ms).to_string()
 }
 
 /// alecthomas/units' `Base2Bytes.String()`: largest whole units first (`1GiB512MiB`).
