@@ -95,6 +95,7 @@ impl ConfigError {
                     .strip_suffix(&suffix)
                     .map(str::to_string)
                     .unwrap_or_else(|| full.clone());
+                let message = explain_unsupported(message);
                 ConfigError::Syntax {
                     file: file.to_path_buf(),
                     line: loc.line(),
@@ -107,6 +108,42 @@ impl ConfigError {
                 message: full,
             },
         }
+    }
+}
+
+/// Keys Prometheus 2.42 accepts that tsdbctl does not implement (beyond every `*_sd_configs`
+/// other than `static_configs` and `file_sd_configs`): refused, since ignoring them would run
+/// with a different setup than the file says, but named as such rather than as typos.
+const UNSUPPORTED_KEYS: &[&str] = &[
+    "remote_read",
+    "storage",
+    "tracing",
+    "body_size_limit",
+    "oauth2",
+    "proxy_connect_header",
+    "send_native_histograms",
+    "sigv4",
+    "max_version",
+];
+
+/// Rewrites serde's "unknown field `x`, expected one of ..." for a key Prometheus knows.
+fn explain_unsupported(message: String) -> String {
+    let Some(start) = message.find("unknown field `") else {
+        return message;
+    };
+    let rest = &message[start + "unknown field `".len()..];
+    let Some(end) = rest.find('`') else {
+        return message;
+    };
+    let key = &rest[..end];
+    if UNSUPPORTED_KEYS.contains(&key) || (key.ends_with("_sd_configs") && key != "file_sd_configs")
+    {
+        format!(
+            "{}`{key}` is a Prometheus setting that tsdbctl does not support",
+            &message[..start]
+        )
+    } else {
+        message
     }
 }
 

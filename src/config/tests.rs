@@ -71,6 +71,33 @@ fn unknown_keys_rejected_everywhere_with_line() {
 }
 
 #[test]
+fn prometheus_keys_we_do_not_support_say_so() {
+    for (text, line) in [
+        ("remote_read:\n- url: http://x\n", 1),
+        (
+            "scrape_configs:\n- job_name: k\n  kubernetes_sd_configs:\n  - role: pod\n",
+            3,
+        ),
+        (
+            "scrape_configs:\n- job_name: k\n  body_size_limit: 10MB\n",
+            3,
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!(e.line(), Some(line), "{e}");
+        assert!(
+            e.to_string()
+                .contains("is a Prometheus setting that tsdbctl does not support"),
+            "{e}"
+        );
+    }
+    // A typo is still a typo.
+    assert!(err("scrape_configs:\n- job_name: k\n  static_config: []\n")
+        .to_string()
+        .contains("unknown field `static_config`, expected"));
+}
+
+#[test]
 fn bad_values_name_key_and_line() {
     let cases: &[(&str, usize, &str)] = &[
         ("global:\n  scrape_interval: 1.5s\n", 2, "not a valid duration"),
