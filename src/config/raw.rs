@@ -195,3 +195,47 @@ impl From<RawRemoteWriteConfig> for RemoteWriteConfig {
         }
     }
 }
+
+/// `alerting:` is kept as written (nothing here sends alerts yet) but decoded once more through
+/// these shapes so that its keys and values are checked as Prometheus checks them.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct AlertingOnly {
+    pub alerting: Option<RawAlerting>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAlerting {
+    pub alert_relabel_configs: Option<Vec<RelabelConfig>>,
+    pub alertmanagers: Option<Vec<RawAlertmanager>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAlertmanager {
+    pub static_configs: Option<Vec<StaticConfig>>,
+    pub file_sd_configs: Option<Vec<FileSdConfig>>,
+    pub scheme: Option<String>,
+    pub path_prefix: Option<String>,
+    pub timeout: Option<Duration>,
+    pub api_version: Option<String>,
+    pub relabel_configs: Option<Vec<RelabelConfig>>,
+    // `common/config.HTTPClientConfig`, inlined.
+    basic_auth: Option<BasicAuth>,
+    authorization: Option<Authorization>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    tls_config: Option<TlsConfig>,
+    proxy_url: Option<String>,
+    follow_redirects: Option<bool>,
+    enable_http2: Option<bool>,
+}
+
+impl RawAlertmanager {
+    /// The inlined HTTP client settings, with their defaults.
+    pub fn http(&self) -> HttpClientConfig {
+        let r = self.clone();
+        http_from_raw!(r)
+    }
+}

@@ -71,6 +71,26 @@ fn unknown_keys_rejected_everywhere_with_line() {
 }
 
 #[test]
+fn alerting_is_checked_and_kept() {
+    let text = "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['localhost:9093']\n    timeout: 5s\n    api_version: v2\n  alert_relabel_configs:\n  - regex: replica\n    action: labeldrop\n";
+    let c = parse(text).unwrap();
+    assert!(c.alerting.is_some());
+    for (bad, line) in [
+        ("alerting:\n  alertmanagers:\n  - static_config: []\n", 3),
+        ("alerting:\n  alertmanagers:\n  - api_version: v3\n", 3),
+        ("alerting:\n  alertmanagers:\n  - timeout: 5\n", 3),
+        (
+            "alerting:\n  alert_relabel_configs:\n  - action: keep\n    regex: (\n",
+            4,
+        ),
+        ("alerting:\n  alertmanagrs: []\n", 2),
+    ] {
+        let e = err(bad);
+        assert_eq!(e.line(), Some(line), "{bad:?}: {e}");
+    }
+}
+
+#[test]
 fn prometheus_keys_we_do_not_support_say_so() {
     for (text, line) in [
         ("remote_read:\n- url: http://x\n", 1),
