@@ -84,7 +84,9 @@ impl From<RawGlobal> for GlobalConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawScrapeConfig {
     job_name: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     honor_labels: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     honor_timestamps: Option<bool>,
     params: Option<BTreeMap<String, Vec<String>>>,
     scrape_interval: Option<Duration>,
@@ -107,7 +109,9 @@ pub(super) struct RawScrapeConfig {
     bearer_token_file: Option<String>,
     tls_config: Option<TlsConfig>,
     proxy_url: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     follow_redirects: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     enable_http2: Option<bool>,
 }
 
@@ -162,6 +166,7 @@ pub(super) struct RawRemoteWriteConfig {
     headers: Option<BTreeMap<String, String>>,
     write_relabel_configs: Option<Vec<RelabelConfig>>,
     name: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     send_exemplars: Option<bool>,
     queue_config: Option<QueueConfig>,
     metadata_config: Option<MetadataConfig>,
@@ -172,7 +177,9 @@ pub(super) struct RawRemoteWriteConfig {
     bearer_token_file: Option<String>,
     tls_config: Option<TlsConfig>,
     proxy_url: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     follow_redirects: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     enable_http2: Option<bool>,
 }
 
@@ -228,7 +235,9 @@ pub(super) struct RawAlertmanager {
     bearer_token_file: Option<String>,
     tls_config: Option<TlsConfig>,
     proxy_url: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     follow_redirects: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     enable_http2: Option<bool>,
 }
 

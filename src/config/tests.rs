@@ -71,6 +71,16 @@ fn unknown_keys_rejected_everywhere_with_line() {
 }
 
 #[test]
+fn yaml_1_1_booleans_as_prometheus_reads_them() {
+    let c = parse("scrape_configs:\n- job_name: a\n  honor_labels: yes\n  honor_timestamps: off\n  tls_config:\n    insecure_skip_verify: Y\n  follow_redirects:\n").unwrap();
+    let a = &c.scrape_configs[0];
+    assert!(a.honor_labels && !a.honor_timestamps && a.http.tls_config.insecure_skip_verify);
+    assert!(a.http.follow_redirects);
+    let e = err("scrape_configs:\n- job_name: a\n  honor_labels: maybe\n");
+    assert_eq!(e.line(), Some(3), "{e}");
+}
+
+#[test]
 fn alerting_is_checked_and_kept() {
     let text = "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['localhost:9093']\n    timeout: 5s\n    api_version: v2\n  alert_relabel_configs:\n  - regex: replica\n    action: labeldrop\n";
     let c = parse(text).unwrap();
