@@ -277,6 +277,61 @@ async fn tls_and_basic_auth_protect_every_endpoint() {
     .await;
     assert_eq!(body["data"]["result"][0]["value"][1], "2", "{body}");
 
+    // The file is re-read when it changes: users, then a broken file (500), then certificates.
+    let bob = bcrypt::hash("b0b", 4).unwrap();
+    let tls_part = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    std::fs::write(
+        certs.path().join("web.yml"),
+        format!("{tls_part}basic_auth_users:\n  bob: {bob}\n"),
+    )
+    .unwrap();
+    let get = |c: &reqwest::Client, user: &str, pass: &str| {
+        c.get(s.url("https", "/-/healthy"))
+            .basic_auth(user, Some(pass))
+            .send()
+    };
+    assert_eq!(get(&client, "alice", "s3cret").await.unwrap().status(), 401);
+    let r = get(&client, "bob", "b0b").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-frame-options").is_none());
+    std::fs::write(
+        certs.path().join("web.yml"),
+        format!("{tls_part}basic_auth_users: [\n"),
+    )
+    .unwrap();
+    let r = client.get(s.url("https", "/-/healthy")).send().await;
+    // The handshake fails or the request gets 500, as exporter-toolkit's.
+    assert!(r.is_err() || r.unwrap().status() == 500);
+    let rotated = tempfile::tempdir().unwrap();
+    make_certificates(rotated.path());
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(rotated.path().join(f), certs.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        certs.path().join("web.yml"),
+        format!("{tls_part}basic_auth_users:\n  bob: {bob}\n"),
+    )
+    .unwrap();
+    // New connections get the new certificate (pooled ones keep their session).
+    let ca1 = reqwest::Certificate::from_pem(&std::fs::read(certs.path().join("ca.crt")).unwrap())
+        .unwrap();
+    let client1 = reqwest::Client::builder()
+        .add_root_certificate(ca1)
+        .build()
+        .unwrap();
+    assert!(
+        get(&client1, "bob", "b0b").await.is_err(),
+        "old certificate still served"
+    );
+    let ca2 =
+        reqwest::Certificate::from_pem(&std::fs::read(rotated.path().join("ca.crt")).unwrap())
+            .unwrap();
+    let client2 = reqwest::Client::builder()
+        .add_root_certificate(ca2)
+        .build()
+        .unwrap();
+    assert_eq!(get(&client2, "bob", "b0b").await.unwrap().status(), 200);
+
     // Plain HTTP to the TLS port gets no HTTP answer.
     let plain = reqwest::Client::new()
         .get(s.url("http", "/-/healthy"))
@@ -289,7 +344,7 @@ async fn tls_and_basic_auth_protect_every_endpoint() {
     // A client that does not trust the CA fails the handshake.
     let untrusting = reqwest::Client::new()
         .get(s.url("https", "/-/healthy"))
-        .basic_auth("alice", Some("s3cret"))
+        .basic_auth("bob", Some("b0b"))
         .send()
         .await;
     assert!(untrusting.is_err());
@@ -588,9 +643,48 @@ async fn lifecycle_disabled_and_drain_on_shutdown() {
         .unwrap(),
     )
     .await;
-    assert_eq!((code, v["errorType"].as_str()), (503, Some("timeout")), "{v}");
+    assert_eq!(
+        (code, v["errorType"].as_str()),
+        (503, Some("timeout")),
+        "{v}"
+    );
     assert_eq!(v["error"], "query timed out in expression evaluation");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // A client that goes away cancels its query.
+    let slow = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let gone = slow
+        .get(s.url(
+            "http",
+            "/api/v1/query?query=count_over_time(vector(1)[30d:1s])%2Bcount_over_time(vector(1)[30d:1s])%2Bcount_over_time(vector(1)[30d:1s])&time=600",
+        ))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the query finished within 50 ms");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = c
+            .get(s.url("http", "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("tsdb_engine_queries_total{type=\"instant\",result=\"canceled\"} 1")
+            && m.contains("prometheus_engine_queries 0\n")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no canceled query in\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // Responses are gzipped when the client accepts it (reqwest would undo it silently).
     let raw = reqwest::Client::builder().no_gzip().build().unwrap();
@@ -665,4 +759,57 @@ async fn connections_beyond_the_limit_wait() {
         .unwrap();
     assert_eq!(status, 200);
     s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_web_config_or_busy_port_fail_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path().join("data"), Options::default()).unwrap());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = web::register_metrics(&mut registry, &db);
+    let registry = Arc::new(registry);
+    let state = || {
+        WebState::new(
+            db.clone(),
+            Arc::new(NoTargets),
+            registry.clone(),
+            mpsc::channel(1).0,
+        )
+    };
+    for (text, want) in [
+        (
+            "basic_auth_users:\n  alice: plaintext\n",
+            "not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+            "nope.crt",
+        ),
+        (
+            "http_server_config:\n  http3: true\n",
+            "unknown field `http3`",
+        ),
+    ] {
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, text).unwrap();
+        let opts = WebOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            web_config_file: Some(path),
+            ..WebOptions::default()
+        };
+        let e = web::serve(opts, state(), metrics.clone(), axum::Router::new(), async {
+        })
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let opts = WebOptions {
+        listen: busy.local_addr().unwrap(),
+        ..WebOptions::default()
+    };
+    let e = web::serve(opts, state(), metrics, axum::Router::new(), async {})
+        .await
+        .unwrap_err();
+    assert!(matches!(e, web::WebError::Bind { .. }), "{e}");
 }

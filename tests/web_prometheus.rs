@@ -155,6 +155,8 @@ enum Compare {
 type Request = (&'static str, String, Vec<(&'static str, String)>, Compare);
 
 struct Reply {
+    /// `Access-Control-Allow-Origin`.
+    cors: Option<String>,
     status: u16,
     body: String,
 }
@@ -169,10 +171,18 @@ async fn send(
     let url = format!("{base}{path}");
     let req = match method {
         "POST" => c.post(&url).form(form),
+        "OPTIONS" => c.request(reqwest::Method::OPTIONS, &url),
         _ => c.get(&url),
     };
+    // Prometheus adds CORS headers to API answers when the request has an Origin.
+    let req = req.header("Origin", "http://grafana.example");
     let r = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let cors = r
+        .headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap_or("").to_string());
     Reply {
+        cors,
         status: r.status().as_u16(),
         body: r.text().await.unwrap(),
     }
@@ -600,6 +610,12 @@ async fn api_answers_as_prometheus_over_the_same_blocks() {
         if std::env::var_os("WEB_PROMETHEUS_SHOW").is_some() {
             eprintln!("{what}: {} {}", a.status, clip(&a.body));
         }
+        if a.cors != b.cors {
+            failures.push(format!(
+                "{what}: CORS origin {:?} vs Prometheus' {:?}",
+                a.cors, b.cors
+            ));
+        }
         if a.status != b.status {
             failures.push(format!(
                 "{what}: status {} vs Prometheus' {}\n  ours:   {}\n  theirs: {}",
@@ -674,4 +690,198 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(e.path(), dst).unwrap();
         }
     }
+}
+
+/// Starts our web layer over `db` on a free port; returns its base URL, the stop sender and the
+/// server task.
+async fn start_ours(
+    db: Arc<Db>,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), web::WebError>>,
+) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = web::register_metrics(&mut registry, &db);
+    let (reload_tx, _reloads) = mpsc::channel(1);
+    let state = WebState::new(db, Arc::new(NoTargets), Arc::new(registry), reload_tx);
+    state.ready.store(true, Ordering::Relaxed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(web::serve_listener(
+        listener,
+        WebOptions::default(),
+        state,
+        metrics,
+        axum::Router::new(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (url, stop, server)
+}
+
+/// The head side: a WAL our database wrote, replayed by Prometheus and by us; the TSDB status
+/// (head statistics and cardinality lists), queries, series, labels and federation agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_statistics_and_queries_match_prometheus_over_the_same_wal() {
+    if !available(PROMETHEUS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let theirs_dir = tmp.path().join("prometheus");
+    let ours_dir = tmp.path().join("ours");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // 25 minutes of samples up to a minute ago: one head chunk range, no compaction.
+    let (first, last) = (now - 26 * 60_000 + 123, now - 60_000 + 123);
+    {
+        let db = Db::open(&theirs_dir, Options::default().background_compaction(false)).unwrap();
+        let mut app = db.appender();
+        // Cardinalities that differ per name and label, so the top-10 lists have no ties at
+        // their cut: metric m{k} has k+1 series over label `i`, plus `job` and a rare label.
+        for k in 0..14i64 {
+            for i in 0..=k {
+                let name = format!("m{k:02}");
+                let inst = format!("i{i}");
+                let mut pairs = vec![("__name__", name.as_str()), ("i", inst.as_str())];
+                let job = if i % 3 == 0 { "x" } else { "y" };
+                pairs.push(("job", job));
+                if k == 13 && i == 0 {
+                    pairs.push(("rare", "yes"));
+                }
+                let l = tsdb::labels::Labels::from_pairs(&pairs);
+                let mut t = first + i * 7;
+                while t <= last {
+                    app.append(&l, t, ((t / 15_000) % 100) as f64 + k as f64)
+                        .unwrap();
+                    t += 15_000;
+                }
+            }
+        }
+        app.commit().unwrap();
+    }
+    copy_dir(&theirs_dir, &ours_dir);
+    let _ = std::fs::remove_file(ours_dir.join("lock"));
+    let p = Prometheus::start(&theirs_dir, "global:\n  scrape_interval: 1h\n");
+    let theirs = format!("http://127.0.0.1:{}", p.port);
+    let db =
+        Arc::new(Db::open(&ours_dir, Options::default().background_compaction(false)).unwrap());
+    let (ours, stop, server) = start_ours(db).await;
+
+    let t = (now - 5 * 60_000) / 1000;
+    let (qs, qe) = ((first + 60_000) / 1000, last / 1000);
+    let enc = common::url_encode;
+    let none: Vec<(&'static str, String)> = Vec::new();
+    let requests: Vec<Request> = vec![
+        (
+            "GET",
+            "/api/v1/status/tsdb".to_string(),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            format!("/api/v1/query?query={}&time={t}", enc("sum by (job) (m13)")),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            format!(
+                "/api/v1/query?query={}&time={t}",
+                enc("count by (__name__) ({job=\"x\"})")
+            ),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            format!(
+                "/api/v1/query_range?query={}&start={qs}&end={qe}&step=60",
+                enc("max_over_time(m05[2m])")
+            ),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            format!("/api/v1/series?match[]={}", enc("{rare=\"yes\"}")),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            format!("/api/v1/series?match[]=m03&start={qs}&end={qe}"),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            "/api/v1/labels".to_string(),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            "/api/v1/label/__name__/values".to_string(),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            format!("/api/v1/label/i/values?match[]={}", enc("m02")),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            format!("/federate?match[]={}&match[]=m00", enc("{rare!=\"\"}")),
+            none.clone(),
+            Compare::Lines,
+        ),
+    ];
+    let c = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for (method, path, form, how) in &requests {
+        let a = send(&c, &ours, method, path, form).await;
+        let b = send(&c, &theirs, method, path, form).await;
+        if std::env::var_os("WEB_PROMETHEUS_SHOW").is_some() {
+            eprintln!("{method} {path}: {} {}", a.status, clip(&a.body));
+        }
+        let same = a.status == b.status
+            && match how {
+                Compare::Lines => {
+                    let lines = |s: &str| {
+                        let mut l: Vec<String> = s.lines().map(str::to_string).collect();
+                        l.sort();
+                        l
+                    };
+                    lines(&a.body) == lines(&b.body)
+                }
+                _ => close(&sorted(&json_of(path, &a)), &sorted(&json_of(path, &b))),
+            };
+        if !same {
+            failures.push(format!(
+                "{method} {path}: {} vs {}\n  ours:   {}\n  theirs: {}",
+                a.status,
+                b.status,
+                clip(&a.body),
+                clip(&b.body)
+            ));
+        }
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    p.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests differ:\n{}",
+        failures.len(),
+        requests.len(),
+        failures.join("\n")
+    );
 }

@@ -105,11 +105,8 @@ pub fn is_valid_metric_name(s: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
-/// Parses PromQL, with `promql-parser`'s panics on some duration literals turned into errors.
 fn parse_promql(expr: &str) -> Result<(), String> {
-    std::panic::catch_unwind(|| promql_parser::parser::parse(expr))
-        .unwrap_or_else(|_| Err("invalid duration (negative, not a number, or too large)".into()))
-        .map(|_| ())
+    crate::promql::parse_expr(expr).map(|_| ())
 }
 
 impl RuleFile {

@@ -407,6 +407,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(ApiError::new(ErrorType::Internal, e.to_string())))
 }
 
+/// Counts a query in `prometheus_engine_queries` until dropped (also when the request is dropped
+/// while waiting for a slot).
+struct Running(prometheus_client::metrics::gauge::Gauge);
+
+impl Running {
+    fn start(g: &prometheus_client::metrics::gauge::Gauge) -> Running {
+        g.inc();
+        Running(g.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 enum Kind {
     Instant { t: i64 },
     Range { start: i64, end: i64, step: i64 },
@@ -483,30 +500,39 @@ async fn evaluate(ctx: &Shared, expr: &str, kind: Kind, timeout: Duration) -> Re
         Kind::Instant { .. } => ("instant", true),
         Kind::Range { .. } => ("range", false),
     };
-    ctx.metrics.queries_running.inc();
-    let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || match kind {
-        Kind::Instant { t } => crate::api::query_annotated(&db, &expr, t, &opts),
-        Kind::Range { start, end, step } => {
-            crate::api::query_range_annotated(&db, &expr, start, end, step, &opts)
+    let metrics = ctx.metrics.clone();
+    // Waiting for a slot counts as running, as in Prometheus' gauge ("executed or waiting").
+    let running = Running::start(&metrics.queries_running);
+    let Ok(slot) = ctx.query_slots.clone().acquire_owned().await else {
+        return ApiError::new(ErrorType::Unavailable, "the server is shutting down")
+            .into_response();
+    };
+    // Accounting and rendering happen on the blocking thread: it runs to the end even when the
+    // client went away and this future was dropped (the engine then stops at `cancel`), so the
+    // running-queries gauge and the outcome (`canceled`) stay right.
+    let out = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let started = Instant::now();
+        let result = match kind {
+            Kind::Instant { t } => crate::api::query_annotated(&db, &expr, t, &opts),
+            Kind::Range { start, end, step } => {
+                crate::api::query_range_annotated(&db, &expr, start, end, step, &opts)
+            }
         }
+        .map_err(|e| query_error(e, instant));
+        drop(running);
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e.kind.as_str(),
+        };
+        metrics.observe_query(label, outcome, started.elapsed().as_secs_f64());
+        result.map(|r| response_json(&r.value, &r.annotations))
     })
     .await;
-    ctx.metrics.queries_running.dec();
-    let result = match out {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(query_error(e, instant)),
-        Err(e) => Err(ApiError::new(ErrorType::Internal, e.to_string())),
-    };
-    let outcome = match &result {
-        Ok(_) => "success",
-        Err(e) => e.kind.as_str(),
-    };
-    ctx.metrics
-        .observe_query(label, outcome, started.elapsed().as_secs_f64());
-    match result {
-        Ok(r) => json_response(StatusCode::OK, response_json(&r.value, &r.annotations)),
-        Err(e) => e.into_response(),
+    match out {
+        Ok(Ok(body)) => json_response(StatusCode::OK, body),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::new(ErrorType::Internal, e.to_string()).into_response(),
     }
 }
 
@@ -862,33 +888,7 @@ pub fn retention_string(retention_ms: i64, retention_bytes: u64) -> String {
 /// Prometheus' `model.Duration.String()`: largest units first, years and weeks only when they
 /// divide the duration exactly (`15d`, not `2w1d`), `0s` for zero.
 pub fn model_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".to_string();
-    }
-    let (mut ms, mut out) = if ms < 0 {
-        (ms.unsigned_abs(), String::from("-"))
-    } else {
-        (ms as u64, String::new())
-    };
-    let units: [(&str, u64, bool); 7] = [
-        ("y", 31_536_000_000, true),
-        ("w", 604_800_000, true),
-        ("d", 86_400_000, false),
-        ("h", 3_600_000, false),
-        ("m", 60_000, false),
-        ("s", 1000, false),
-        ("ms", 1, false),
-    ];
-    for (u, mult, exact) in units {
-        if exact && ms % mult != 0 {
-            continue;
-        }
-        if ms >= mult {
-            let _ = write!(out, "{}{u}", ms / mult);
-            ms %= mult;
-        }
-    }
-    out
+    crate::config::Duration(ms).to_string()
 }
 
 /// alecthomas/units' `Base2Bytes.String()`: largest whole units first (`1GiB512MiB`).

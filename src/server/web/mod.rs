@@ -60,7 +60,7 @@ pub struct WebOptions {
     pub enable_admin_api: bool,
     /// `--web.enable-lifecycle`: without it `POST /-/reload` answers 403, as in Prometheus.
     pub enable_lifecycle: bool,
-    /// `--web.external-url` (reported only; no route prefix).
+    /// `--web.external-url`: kept for the integrator (this layer serves at `/`, no route prefix).
     pub external_url: Option<String>,
     /// `--query.max-samples`.
     pub max_samples: usize,
@@ -70,6 +70,8 @@ pub struct WebOptions {
     pub query_timeout_ms: i64,
     /// `--web.max-connections`: connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// `--query.max-concurrency`: queries evaluated at once; more wait their turn.
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for WebOptions {
@@ -84,6 +86,7 @@ impl Default for WebOptions {
             lookback_ms: crate::promql::DEFAULT_LOOKBACK_MS,
             query_timeout_ms: 120_000,
             max_connections: 512,
+            max_concurrent_queries: 20,
         }
     }
 }
@@ -165,6 +168,8 @@ pub(crate) struct Ctx {
     pub opts: WebOptions,
     pub state: WebState,
     pub metrics: WebMetrics,
+    /// Permits of `max_concurrent_queries`.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) type Shared = Arc<Ctx>;
@@ -197,48 +202,44 @@ pub async fn serve_listener(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebError> {
-    let config = match &opts.web_config_file {
-        Some(p) => WebConfig::load(p)?,
-        None => WebConfig::default(),
-    };
-    let tls = match &config.tls {
-        Some(t) => {
-            let cfg = t
-                .server_config(config.http2)
-                .map_err(|message| WebError::Tls {
-                    path: opts.web_config_file.clone().unwrap_or_default(),
-                    message,
-                })?;
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
-        }
-        None => None,
-    };
+    let live = Arc::new(LiveConfig::start(opts.web_config_file.clone())?);
+    let tls = live
+        .current()
+        .result
+        .as_ref()
+        .is_ok_and(|a| a.tls.is_some())
+        .then(|| live.clone());
     metrics
         .ready
         .set(i64::from(state.ready.load(Ordering::Relaxed)));
     let max_connections = opts.max_connections.max(1);
-    let app = router(opts, state, metrics, extra, &config);
+    let app = router(opts, state, metrics, extra, live);
     accept_loop(listener, app, tls, max_connections, shutdown).await;
     Ok(())
 }
 
 /// The whole application: API, federation, lifecycle, `/metrics`, `extra`; instrumented, then
 /// wrapped in authentication and the configured response headers.
-pub fn router(
+fn router(
     opts: WebOptions,
     state: WebState,
     metrics: WebMetrics,
     extra: Router,
-    config: &WebConfig,
+    live: Arc<LiveConfig>,
 ) -> Router {
+    let query_slots = Arc::new(tokio::sync::Semaphore::new(
+        opts.max_concurrent_queries.max(1),
+    ));
     let ctx: Shared = Arc::new(Ctx {
         opts,
         state,
         metrics,
+        query_slots,
     });
     let gated = api::routes()
-        .merge(federate::routes())
         .merge(admin::routes())
+        .route_layer(axum::middleware::from_fn(cors))
+        .merge(federate::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             ready_gate,
@@ -254,30 +255,166 @@ pub fn router(
         // Prometheus' CompressionHandler: gzip when the client accepts it (Grafana does); a
         // query_range body shrinks ~10x.
         .layer(tower_http::compression::CompressionLayer::new());
-    let auth = Arc::new(AuthState {
-        auth: webconfig::Authenticator::new(config.users.clone()),
-        headers: config
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    header::HeaderName::from_bytes(k.as_bytes()).ok()?,
-                    HeaderValue::from_str(v).ok()?,
-                ))
-            })
-            .collect(),
-    });
-    app.layer(axum::middleware::from_fn_with_state(auth, authenticate))
+    app.layer(axum::middleware::from_fn_with_state(live, authenticate))
 }
 
-struct AuthState {
+/// What one version of the web configuration enforces.
+struct Active {
     auth: webconfig::Authenticator,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// `None`: plain HTTP.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A file's identity for change detection: modification time and size.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(p: &std::path::Path) -> Stamp {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// One reading of the configuration file and the TLS files it names.
+struct Loaded {
+    /// Stamps of the configuration file, then of `tls_files`, when they were read.
+    stamps: Vec<Stamp>,
+    tls_files: Vec<PathBuf>,
+    result: Result<Active, String>,
+}
+
+/// The web configuration as of its files' last change. exporter-toolkit re-reads the file on
+/// every request and TLS handshake, so that new users, headers and certificates apply without a
+/// restart; here the files are re-read when a modification time or size changed (a few `stat`s
+/// per request instead of a parse). A configuration that stops parsing fails requests with 500
+/// and handshakes, as exporter-toolkit's; serving TLS or plain HTTP is decided at start.
+struct LiveConfig {
+    path: Option<PathBuf>,
+    loaded: std::sync::Mutex<Arc<Loaded>>,
+}
+
+impl LiveConfig {
+    /// Reads the configuration; an invalid one is an error at start.
+    fn start(path: Option<PathBuf>) -> Result<LiveConfig, WebError> {
+        let loaded = match &path {
+            Some(p) => {
+                let (stamps, tls_files, active) = read_config(p)?;
+                Loaded {
+                    stamps,
+                    tls_files,
+                    result: Ok(active),
+                }
+            }
+            None => Loaded {
+                stamps: Vec::new(),
+                tls_files: Vec::new(),
+                result: Ok(Active {
+                    auth: webconfig::Authenticator::default(),
+                    headers: Vec::new(),
+                    tls: None,
+                }),
+            },
+        };
+        Ok(LiveConfig {
+            path,
+            loaded: std::sync::Mutex::new(Arc::new(loaded)),
+        })
+    }
+
+    /// The configuration in force, re-read first if its files changed.
+    fn current(&self) -> Arc<Loaded> {
+        let cur = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(path) = &self.path else {
+            return cur;
+        };
+        let now: Vec<Stamp> = std::iter::once(path)
+            .chain(&cur.tls_files)
+            .map(|p| stamp(p))
+            .collect();
+        if now == cur.stamps {
+            return cur;
+        }
+        let fresh = Arc::new(match read_config(path) {
+            Ok((stamps, tls_files, active)) => Loaded {
+                stamps,
+                tls_files,
+                result: Ok(active),
+            },
+            Err(e) => Loaded {
+                stamps: now,
+                tls_files: cur.tls_files.clone(),
+                result: Err(e.to_string()),
+            },
+        });
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        fresh
+    }
+}
+
+/// Reads the configuration file and the TLS files it names; returns their stamps (taken before
+/// reading, so that a change while reading is seen next time), the TLS files, and the result.
+fn read_config(path: &std::path::Path) -> Result<(Vec<Stamp>, Vec<PathBuf>, Active), WebError> {
+    let first = stamp(path);
+    let config = WebConfig::load(path)?;
+    let tls_files: Vec<PathBuf> = config
+        .tls
+        .iter()
+        .flat_map(|t| {
+            [
+                Some(&t.cert_file),
+                Some(&t.key_file),
+                t.client_ca_file.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .cloned()
+        })
+        .collect();
+    let mut stamps = vec![first];
+    stamps.extend(tls_files.iter().map(|p| stamp(p)));
+    let tls = match &config.tls {
+        Some(t) => {
+            let cfg = t
+                .server_config(config.http2)
+                .map_err(|message| WebError::Tls {
+                    path: path.to_path_buf(),
+                    message,
+                })?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+        }
+        None => None,
+    };
+    let headers = config
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                header::HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect();
+    Ok((
+        stamps,
+        tls_files,
+        Active {
+            auth: webconfig::Authenticator::new(config.users),
+            headers,
+            tls,
+        },
+    ))
 }
 
 /// exporter-toolkit's `webHandler`: configured headers on every response; with users, a request
 /// without valid basic-auth credentials gets 401 and `WWW-Authenticate: Basic`.
-async fn authenticate(State(a): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
+async fn authenticate(State(live): State<Arc<LiveConfig>>, req: Request, next: Next) -> Response {
+    let loaded = live.current();
+    let Ok(a) = &loaded.result else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+    };
     let mut resp = if !a.auth.enabled() {
         next.run(req).await
     } else {
@@ -288,11 +425,16 @@ async fn authenticate(State(a): State<Arc<AuthState>>, req: Request, next: Next)
             .and_then(webconfig::parse_basic_auth);
         let ok = match creds {
             Some((user, pass)) => {
-                let a = a.clone();
+                let loaded = loaded.clone();
                 // bcrypt on a cache miss takes tens of milliseconds: not on the runtime's threads.
-                tokio::task::spawn_blocking(move || a.auth.check(&user, &pass))
-                    .await
-                    .unwrap_or(false)
+                tokio::task::spawn_blocking(move || {
+                    loaded
+                        .result
+                        .as_ref()
+                        .is_ok_and(|a| a.auth.check(&user, &pass))
+                })
+                .await
+                .unwrap_or(false)
             }
             None => false,
         };
@@ -307,6 +449,34 @@ async fn authenticate(State(a): State<Arc<AuthState>>, req: Request, next: Next)
     };
     for (k, v) in &a.headers {
         resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
+}
+
+/// Prometheus' `httputil.SetCORS` with its default `--web.cors.origin=.*`: a request with an
+/// `Origin` gets the CORS headers and `Access-Control-Allow-Origin: *`; `OPTIONS` (a preflight)
+/// answers 204.
+async fn cors(req: Request, next: Next) -> Response {
+    let has_origin = req.headers().contains_key(header::ORIGIN);
+    let mut resp = if req.method() == axum::http::Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    if has_origin {
+        let h = resp.headers_mut();
+        for (k, v) in [
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Accept, Authorization, Content-Type, Origin",
+            ),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"),
+            (header::ACCESS_CONTROL_EXPOSE_HEADERS, "Date"),
+            (header::VARY, "Origin"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
     }
     resp
 }
@@ -452,19 +622,19 @@ pub(crate) fn text(code: StatusCode, body: &str) -> Response {
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<LiveConfig>>,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     // Prometheus' LimitListener: at most this many connections are served at once.
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    // Every connection task holds a sender; `recv` returns None once all are gone.
-    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
             () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(s) => s,
                 Err(_) => break,
@@ -482,12 +652,18 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (app, tls, stop, alive) = (app.clone(), tls.clone(), stop_rx.clone(), alive_tx.clone());
-        tokio::spawn(async move {
-            let _alive = alive;
+        let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
+        conns.spawn(async move {
             let _slot = slot;
             match tls {
-                Some(acceptor) => {
+                Some(live) => {
+                    // The certificate in force now (a configuration that stopped parsing, or
+                    // lost its TLS section, fails the handshake as exporter-toolkit's).
+                    let loaded = live.current();
+                    let Some(acceptor) = loaded.result.as_ref().ok().and_then(|a| a.tls.clone())
+                    else {
+                        return;
+                    };
                     // A failed or stalled handshake just ends the connection.
                     if let Ok(Ok(s)) =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
@@ -501,8 +677,15 @@ async fn accept_loop(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    drop(alive_tx);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // Past the grace period: dropping the connections cancels their queries, so nothing
+        // keeps the database open after `serve` returns but a query's last evaluation step.
+        conns.shutdown().await;
+    }
 }
 
 async fn serve_connection<I>(io: I, app: Router, mut stop: watch::Receiver<bool>)
@@ -525,17 +708,6 @@ where
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
-}
-
-impl Default for WebConfig {
-    fn default() -> WebConfig {
-        WebConfig {
-            tls: None,
-            http2: true,
-            headers: Vec::new(),
-            users: BTreeMap::new(),
-        }
-    }
 }
 
 /// Fuzz body: arbitrary bytes as the untrusted inputs of this layer — a web-config file, an

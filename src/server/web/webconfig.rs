@@ -10,8 +10,8 @@
 //! Differences from exporter-toolkit, each reported as an error rather than silently ignored:
 //! TLS 1.0/1.1, `cipher_suites`, `curve_preferences` and the client-auth policies that accept
 //! unverified certificates (`RequestClientCert`, `RequireAnyClientCert`) are not offered by
-//! rustls' safe API. The file is read once at start (exporter-toolkit re-reads it on every
-//! request and handshake).
+//! rustls' safe API. exporter-toolkit re-reads the file on every request and handshake; the
+//! server (`super::LiveConfig`) re-reads it, and the certificate files, when one of them changed.
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -191,6 +191,18 @@ impl WebConfig {
             headers,
             users,
         })
+    }
+}
+
+/// Plain HTTP, no authentication, HTTP/2 on: what no `--web.config.file` means.
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            tls: None,
+            http2: true,
+            headers: Vec::new(),
+            users: BTreeMap::new(),
+        }
     }
 }
 
