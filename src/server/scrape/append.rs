@@ -502,3 +502,202 @@ fn is_label_name(s: &str) -> bool {
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::{MatchType, Matcher};
+    use crate::Options;
+    use std::collections::BTreeMap;
+
+    fn spec() -> AppendSpec {
+        AppendSpec {
+            target_labels: Labels::from_pairs(&[("instance", "h:1"), ("job", "j")]),
+            honor_labels: false,
+            honor_timestamps: true,
+            metric_rules: Arc::new(Vec::new()),
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+
+    /// Every series and its samples, by label text; StaleNaN shown as the string "stale".
+    fn dump(db: &Db) -> BTreeMap<String, Vec<(i64, String)>> {
+        let q = db.querier(i64::MIN / 2, i64::MAX / 2);
+        let m = Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap();
+        let mut out = BTreeMap::new();
+        for s in q.select(&[m]).unwrap() {
+            let v: Vec<(i64, String)> = s
+                .samples()
+                .map(|(t, v)| {
+                    let v = if v.to_bits() == crate::chunk::STALE_NAN_BITS {
+                        "stale".to_string()
+                    } else {
+                        v.to_string()
+                    };
+                    (t, v)
+                })
+                .collect();
+            out.insert(s.labels().to_string(), v);
+        }
+        out
+    }
+
+    fn scrape(st: &mut ScrapeState, db: &Db, sp: &AppendSpec, body: Result<&str, &str>, t: i64) -> Report {
+        let m = Metrics::unregistered();
+        let b = body.map(|b| ("text/plain; version=0.0.4", b.as_bytes())).map_err(|e| e.to_string());
+        st.scrape_and_report(db, sp, &m, b, t, t, &|| 0.5)
+    }
+
+    #[test]
+    fn series_gone_and_failed_scrape_get_stale_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let sp = spec();
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, &sp, Ok("a 1\nb 2\n"), 1000);
+        assert_eq!(r.error, None);
+        assert_eq!(r.appended.series_added, 2);
+        let r = scrape(&mut st, &db, &sp, Ok("a 3\n"), 2000);
+        assert_eq!(r.appended.series_added, 0);
+        scrape(&mut st, &db, &sp, Err("connection refused"), 3000);
+        let d = dump(&db);
+        let a = &d[r#"a{instance="h:1", job="j"}"#];
+        assert_eq!(a, &vec![(1000, "1".into()), (2000, "3".into()), (3000, "stale".into())]);
+        let b = &d[r#"b{instance="h:1", job="j"}"#];
+        assert_eq!(b, &vec![(1000, "2".into()), (2000, "stale".into())]);
+        let up = &d[r#"up{instance="h:1", job="j"}"#];
+        assert_eq!(up, &vec![(1000, "1".into()), (2000, "1".into()), (3000, "0".into())]);
+        let n = &d[r#"scrape_samples_scraped{instance="h:1", job="j"}"#];
+        assert_eq!(n, &vec![(1000, "2".into()), (2000, "1".into()), (3000, "0".into())]);
+        assert!(d.contains_key(r#"scrape_duration_seconds{instance="h:1", job="j"}"#));
+        assert!(d.contains_key(r#"scrape_series_added{instance="h:1", job="j"}"#));
+        assert!(d.contains_key(r#"scrape_samples_post_metric_relabeling{instance="h:1", job="j"}"#));
+    }
+
+    #[test]
+    fn sample_limit_fails_the_scrape_and_stores_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut sp = spec();
+        sp.sample_limit = 2;
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, &sp, Ok("a 1\nb 1\n"), 1000);
+        assert_eq!(r.error, None);
+        let r = scrape(&mut st, &db, &sp, Ok("a 2\nb 2\nc 2\n"), 2000);
+        assert_eq!(r.error.as_deref(), Some("sample limit exceeded"));
+        assert_eq!(r.appended.total, 3);
+        assert_eq!(r.appended.added, 3);
+        let d = dump(&db);
+        // Rolled back: a and b were appended before the limit, so they are "seen" (no marker),
+        // c never existed (Prometheus 2.42 does the same).
+        assert_eq!(d[r#"a{instance="h:1", job="j"}"#], vec![(1000, "1".into())]);
+        assert!(!d.contains_key(r#"c{instance="h:1", job="j"}"#));
+        assert_eq!(
+            d[r#"up{instance="h:1", job="j"}"#],
+            vec![(1000, "1".into()), (2000, "0".into())]
+        );
+        assert_eq!(
+            d[r#"scrape_samples_scraped{instance="h:1", job="j"}"#],
+            vec![(1000, "2".into()), (2000, "3".into())]
+        );
+    }
+
+    #[test]
+    fn label_limits_fail_the_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut sp = spec();
+        sp.label_limit = 3;
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, &sp, Ok("a{x=\"1\"} 1\n"), 1000);
+        assert!(r.error.as_deref().unwrap().starts_with("label_limit exceeded (metric: a, number of labels: 4, limit: 3)"), "{:?}", r.error);
+        let mut sp = spec();
+        sp.label_value_length_limit = 2;
+        let r = scrape(&mut st, &db, &sp, Ok("a{x=\"123\"} 1\n"), 2000);
+        assert!(r.error.as_deref().unwrap().starts_with("label_value_length_limit exceeded"), "{:?}", r.error);
+        let mut sp = spec();
+        sp.label_name_length_limit = 3;
+        let r = scrape(&mut st, &db, &sp, Ok("a{long=\"1\"} 1\n"), 3000);
+        assert!(r.error.as_deref().unwrap().starts_with("label_name_length_limit exceeded"), "{:?}", r.error);
+        let d = dump(&db);
+        assert!(!d.keys().any(|k| k.starts_with("a{")));
+    }
+
+    #[test]
+    fn honor_labels_and_exported_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut st = ScrapeState::default();
+        let body = "a{job=\"x\",exported_job=\"y\",instance=\"i\"} 1\n";
+        scrape(&mut st, &db, &spec(), Ok(body), 1000);
+        let mut sp = spec();
+        sp.honor_labels = true;
+        let mut st2 = ScrapeState::default();
+        scrape(&mut st2, &db, &sp, Ok("b{job=\"x\"} 1\n"), 1000);
+        let d = dump(&db);
+        assert!(
+            d.contains_key(r#"a{exported_exported_job="x", exported_instance="i", exported_job="y", instance="h:1", job="j"}"#),
+            "{:?}",
+            d.keys()
+        );
+        assert!(d.contains_key(r#"b{instance="h:1", job="x"}"#), "{:?}", d.keys());
+    }
+
+    #[test]
+    fn timestamps_honored_or_not_and_no_staleness_for_explicit_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut st = ScrapeState::default();
+        scrape(&mut st, &db, &spec(), Ok("a 1 500\n"), 1000);
+        scrape(&mut st, &db, &spec(), Ok(""), 2000);
+        let mut sp = spec();
+        sp.honor_timestamps = false;
+        let mut st2 = ScrapeState::default();
+        scrape(&mut st2, &db, &sp, Ok("b 1 500\n"), 1000);
+        let d = dump(&db);
+        assert_eq!(d[r#"a{instance="h:1", job="j"}"#], vec![(500, "1".into())]);
+        assert_eq!(d[r#"b{instance="h:1", job="j"}"#], vec![(1000, "1".into())]);
+    }
+
+    #[test]
+    fn out_of_order_and_duplicates_are_counted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut st = ScrapeState::default();
+        scrape(&mut st, &db, &spec(), Ok("a 1 5000\nb 1 5000\n"), 6000);
+        let r = scrape(&mut st, &db, &spec(), Ok("a 1 4000\nb 2 5000\n"), 7000);
+        assert_eq!(r.error, None);
+        assert_eq!(r.appended.out_of_order, 1);
+        assert_eq!(r.appended.duplicate, 1);
+        assert_eq!(r.appended.added, 2);
+    }
+
+    #[test]
+    fn parse_error_fails_the_scrape_with_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut st = ScrapeState::default();
+        scrape(&mut st, &db, &spec(), Ok("a 1\n"), 1000);
+        let r = scrape(&mut st, &db, &spec(), Ok("a 2\nb{ 1\n"), 2000);
+        assert!(r.error.is_some());
+        let d = dump(&db);
+        // `a` was parsed before the error: seen, so no marker, and its sample rolled back.
+        assert_eq!(d[r#"a{instance="h:1", job="j"}"#], vec![(1000, "1".into())]);
+        assert_eq!(d[r#"up{instance="h:1", job="j"}"#][1], (2000, "0".into()));
+    }
+
+    #[test]
+    fn metadata_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut st = ScrapeState::default();
+        scrape(&mut st, &db, &spec(), Ok("# HELP a The a\\\\b.\n# TYPE a counter\na 1\n"), 1000);
+        let m = st.cache.take_metadata_snapshot().unwrap();
+        assert_eq!(m[0].0, "a");
+        assert_eq!(m[0].1.kind, "counter");
+        assert_eq!(m[0].1.help, "The a\\b.");
+    }
+}
