@@ -545,9 +545,17 @@ mod tests {
         out
     }
 
-    fn scrape(st: &mut ScrapeState, db: &Db, sp: &AppendSpec, body: Result<&str, &str>, t: i64) -> Report {
+    fn scrape(
+        st: &mut ScrapeState,
+        db: &Db,
+        sp: &AppendSpec,
+        body: Result<&str, &str>,
+        t: i64,
+    ) -> Report {
         let m = Metrics::unregistered();
-        let b = body.map(|b| ("text/plain; version=0.0.4", b.as_bytes())).map_err(|e| e.to_string());
+        let b = body
+            .map(|b| ("text/plain; version=0.0.4", b.as_bytes()))
+            .map_err(|e| e.to_string());
         st.scrape_and_report(db, sp, &m, b, t, t, &|| 0.5)
     }
 
@@ -565,13 +573,26 @@ mod tests {
         scrape(&mut st, &db, &sp, Err("connection refused"), 3000);
         let d = dump(&db);
         let a = &d[r#"a{instance="h:1", job="j"}"#];
-        assert_eq!(a, &vec![(1000, "1".into()), (2000, "3".into()), (3000, "stale".into())]);
+        assert_eq!(
+            a,
+            &vec![
+                (1000, "1".into()),
+                (2000, "3".into()),
+                (3000, "stale".into())
+            ]
+        );
         let b = &d[r#"b{instance="h:1", job="j"}"#];
         assert_eq!(b, &vec![(1000, "2".into()), (2000, "stale".into())]);
         let up = &d[r#"up{instance="h:1", job="j"}"#];
-        assert_eq!(up, &vec![(1000, "1".into()), (2000, "1".into()), (3000, "0".into())]);
+        assert_eq!(
+            up,
+            &vec![(1000, "1".into()), (2000, "1".into()), (3000, "0".into())]
+        );
         let n = &d[r#"scrape_samples_scraped{instance="h:1", job="j"}"#];
-        assert_eq!(n, &vec![(1000, "2".into()), (2000, "1".into()), (3000, "0".into())]);
+        assert_eq!(
+            n,
+            &vec![(1000, "2".into()), (2000, "1".into()), (3000, "0".into())]
+        );
         assert!(d.contains_key(r#"scrape_duration_seconds{instance="h:1", job="j"}"#));
         assert!(d.contains_key(r#"scrape_series_added{instance="h:1", job="j"}"#));
         assert!(d.contains_key(r#"scrape_samples_post_metric_relabeling{instance="h:1", job="j"}"#));
@@ -613,15 +634,36 @@ mod tests {
         sp.label_limit = 3;
         let mut st = ScrapeState::default();
         let r = scrape(&mut st, &db, &sp, Ok("a{x=\"1\"} 1\n"), 1000);
-        assert!(r.error.as_deref().unwrap().starts_with("label_limit exceeded (metric: a, number of labels: 4, limit: 3)"), "{:?}", r.error);
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .starts_with("label_limit exceeded (metric: a, number of labels: 4, limit: 3)"),
+            "{:?}",
+            r.error
+        );
         let mut sp = spec();
         sp.label_value_length_limit = 2;
         let r = scrape(&mut st, &db, &sp, Ok("a{x=\"123\"} 1\n"), 2000);
-        assert!(r.error.as_deref().unwrap().starts_with("label_value_length_limit exceeded"), "{:?}", r.error);
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .starts_with("label_value_length_limit exceeded"),
+            "{:?}",
+            r.error
+        );
         let mut sp = spec();
         sp.label_name_length_limit = 3;
         let r = scrape(&mut st, &db, &sp, Ok("a{long=\"1\"} 1\n"), 3000);
-        assert!(r.error.as_deref().unwrap().starts_with("label_name_length_limit exceeded"), "{:?}", r.error);
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .starts_with("label_name_length_limit exceeded"),
+            "{:?}",
+            r.error
+        );
         let d = dump(&db);
         assert!(!d.keys().any(|k| k.starts_with("a{")));
     }
@@ -643,7 +685,11 @@ mod tests {
             "{:?}",
             d.keys()
         );
-        assert!(d.contains_key(r#"b{instance="h:1", job="x"}"#), "{:?}", d.keys());
+        assert!(
+            d.contains_key(r#"b{instance="h:1", job="x"}"#),
+            "{:?}",
+            d.keys()
+        );
     }
 
     #[test]
@@ -694,7 +740,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), Options::default()).unwrap();
         let mut st = ScrapeState::default();
-        scrape(&mut st, &db, &spec(), Ok("# HELP a The a\\\\b.\n# TYPE a counter\na 1\n"), 1000);
+        scrape(
+            &mut st,
+            &db,
+            &spec(),
+            Ok("# HELP a The a\\\\b.\n# TYPE a counter\na 1\n"),
+            1000,
+        );
         let m = st.cache.take_metadata_snapshot().unwrap();
         assert_eq!(m[0].0, "a");
         assert_eq!(m[0].1.kind, "counter");
