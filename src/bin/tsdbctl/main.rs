@@ -17,6 +17,8 @@ macro_rules! out {
 }
 
 mod archive;
+#[cfg(feature = "server")]
+mod check;
 mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -182,6 +184,9 @@ enum Cmd {
     Archive(archive::ArchiveArgs),
     /// Turn archive blocks back into Prometheus-compatible blocks.
     Unarchive(archive::UnarchiveArgs),
+    /// Validate files without starting anything (`check config prometheus.yml`, as promtool).
+    #[cfg(feature = "server")]
+    Check(check::CheckArgs),
     /// Open the database (replaying its WAL) and report what is in it, how long the replay took and
     /// the memory it used.
     Stats {
@@ -294,6 +299,8 @@ fn main() -> ExitCode {
         Cmd::CleanTombstones { db } => clean_tombstones(db),
         Cmd::Archive(a) => archive::archive(a),
         Cmd::Unarchive(a) => archive::unarchive(a),
+        #[cfg(feature = "server")]
+        Cmd::Check(a) => check::check(a),
         Cmd::Delete {
             db,
             matches,
