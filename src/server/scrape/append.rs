@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use super::relabel_shim::{self as relabel, Rule};
 use crate::db::{Appender, Db};
 use crate::exposition::{unescape_help, Entry, Format, Parser};
 use crate::head::{AppendError, Reject};
 use crate::labels::{Label, Labels, METRIC_NAME};
+use crate::relabel::{self, Rule};
 
 use super::cache::ScrapeCache;
 use super::metrics::Metrics;

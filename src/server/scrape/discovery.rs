@@ -12,25 +12,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use crate::config::{FileSdConfig, StaticConfig};
+use crate::config::{read_file_sd, ConfigError, FileSdConfig, StaticConfig};
 
 use super::metrics::{l1, Metrics};
 use super::target::Group;
 
 /// How often file SD looks at its files' modification times.
 pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-/// The label carrying the file a target came from.
-pub const FILEPATH_LABEL: &str = "__meta_filepath";
 
-/// Why a file SD file was not read.
-#[derive(Debug, thiserror::Error)]
-pub enum FileSdError {
-    #[error("reading {path}: {error}")]
-    Read { path: String, error: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("{path}: only .json, .yml and .yaml files are supported")]
-    Extension { path: String },
+/// Reads one file SD file ([`crate::config::read_file_sd`]): its target groups, each with
+/// `__meta_filepath`, named `<path>:<index>` as Prometheus names their source.
+pub fn read_file(path: &Path) -> Result<Vec<Group>, ConfigError> {
+    let p = path.display().to_string();
+    Ok(read_file_sd(path)?
+        .iter()
+        .enumerate()
+        .map(|(i, sc)| Group::from_static(format!("{p}:{i}"), sc))
+        .collect())
 }
 
 /// The groups of `static_configs`.
@@ -40,55 +38,6 @@ pub fn static_groups(job: &str, configs: &[StaticConfig]) -> Vec<Group> {
         .enumerate()
         .map(|(i, sc)| Group::from_static(format!("{job}/static/{i}"), sc))
         .collect()
-}
-
-/// Reads one file SD file: its target groups, with `__meta_filepath`.
-pub fn read_file(path: &Path) -> Result<Vec<Group>, FileSdError> {
-    let p = path.display().to_string();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !matches!(ext.as_str(), "json" | "yml" | "yaml") {
-        return Err(FileSdError::Extension { path: p });
-    }
-    let data = std::fs::read(path).map_err(|error| FileSdError::Read {
-        path: p.clone(),
-        error,
-    })?;
-    let groups = parse_groups(&data).map_err(|message| FileSdError::Parse {
-        path: p.clone(),
-        message,
-    })?;
-    Ok(groups
-        .into_iter()
-        .enumerate()
-        .map(|(i, sc)| {
-            let mut g = Group::from_static(format!("{p}:{i}"), &sc);
-            g.labels.insert(FILEPATH_LABEL.to_string(), p.clone());
-            g
-        })
-        .collect())
-}
-
-/// A file SD document (JSON is YAML): a list of `{targets, labels}`, label names checked.
-fn parse_groups(data: &[u8]) -> Result<Vec<StaticConfig>, String> {
-    if data.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(Vec::new());
-    }
-    let groups: Vec<StaticConfig> = serde_yaml::from_slice(data).map_err(|e| e.to_string())?;
-    for g in &groups {
-        for name in g.labels.keys() {
-            let mut b = name.bytes();
-            let ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-                && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
-            if !ok {
-                return Err(format!("{name:?} is not a valid label name"));
-            }
-        }
-    }
-    Ok(groups)
 }
 
 /// The files a pattern names now: the pattern itself, or with a `*` in its last element, the
@@ -220,6 +169,7 @@ impl FileSd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::FILE_SD_PATH_LABEL;
 
     #[test]
     fn globs() {
@@ -252,7 +202,7 @@ mod tests {
         assert_eq!(g[0].targets, vec!["h:1", "h:2"]);
         assert_eq!(g[0].labels.get("env").map(String::as_str), Some("x"));
         assert_eq!(
-            g[0].labels.get(FILEPATH_LABEL),
+            g[0].labels.get(FILE_SD_PATH_LABEL),
             Some(&j.display().to_string())
         );
         assert!(sd.refresh(&m).is_none(), "unchanged files");

@@ -28,7 +28,6 @@ pub mod cache;
 pub mod client;
 pub mod discovery;
 pub mod metrics;
-mod relabel_shim;
 pub mod scrape_loop;
 pub mod target;
 
@@ -44,12 +43,12 @@ use crate::db::Db;
 use crate::labels::Labels;
 use crate::server::{DroppedTarget, MetricMetadata, ScrapeView, TargetInfo};
 
+use crate::relabel::{self, Rule};
 use append::AppendSpec;
 use cache::ScrapeCache;
 use client::{ClientError, ScrapeClient};
 use discovery::{FileSd, POLL_INTERVAL};
 use metrics::{l1, Metrics};
-use relabel_shim::{self as relabel, Rule};
 use scrape_loop::{Command, Loop, Status, TargetShared};
 use target::{Group, PoolConfig, Target};
 

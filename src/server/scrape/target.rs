@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::relabel_shim::{self as relabel, Rule};
 use crate::config::{Duration, ScrapeConfig, StaticConfig};
 use crate::labels::{Label, Labels};
+use crate::relabel::{self, Rule};
 
 /// Label holding the target's `host:port`.
 pub const ADDRESS_LABEL: &str = "__address__";
