@@ -373,7 +373,8 @@ async fn removed_target_gets_stale_markers_and_reload_keeps_others_running() {
 async fn changed_pool_restarts_with_its_cache_and_limits_apply() {
     let a = TestTarget::start("a 1\nb 2\nc 3\n").await;
     let (_d, db) = open_db();
-    let m = manager(&db);
+    let mut reg = prometheus_client::registry::Registry::default();
+    let m = ScrapeManager::new(Arc::clone(&db), &mut reg);
     let cfg = |limit: &str| {
         format!(
             "scrape_configs:\n  - job_name: j\n    scrape_interval: 500ms\n    scrape_timeout: 400ms\n{limit}    static_configs:\n      - targets: ['{}']\n",
@@ -387,6 +388,21 @@ async fn changed_pool_restarts_with_its_cache_and_limits_apply() {
         .unwrap();
     wait_for("limit", 5, || m.targets().0[0].health == Health::Down).await;
     assert_eq!(m.targets().0[0].last_error, "sample limit exceeded");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    for want in [
+        "prometheus_target_scrape_pool_targets{scrape_job=\"j\"} 1\n",
+        "prometheus_target_scrape_pool_reloads_total 1\n",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
+    let limited: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_target_scrapes_exceeded_sample_limit_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(limited >= 1.0);
     m.stop().await;
     let d = dump(&db, "a|up");
     let sa = &d[&format!(r#"a{{instance="{}", job="j"}}"#, a.addr)];
@@ -429,4 +445,66 @@ async fn file_sd_targets_follow_the_file() {
     .await;
     wait_for("b scraped", 5, || b.requests() >= 1).await;
     m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabeling_drops_targets_and_series() {
+    let a = TestTarget::start("keep_me 1\ndrop_me 2\n").await;
+    let b = TestTarget::start("x 1\n").await;
+    let (_d, db) = open_db();
+    let m = manager(&db);
+    let yaml = format!(
+        r#"
+scrape_configs:
+  - job_name: r
+    scrape_interval: 500ms
+    scrape_timeout: 400ms
+    static_configs:
+      - targets: ['{}', '{}']
+        labels: {{team: a}}
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '{}'
+        action: drop
+      - source_labels: [team]
+        target_label: owner
+        replacement: 'team-$1'
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: drop_.*
+        action: drop
+"#,
+        a.addr,
+        b.addr,
+        regex_escape(&b.addr)
+    );
+    m.apply_config(&config(&yaml)).await.unwrap();
+    let (active, dropped) = m.targets();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].labels.get("owner"), Some("team-a"));
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(
+        dropped[0].discovered_labels.get("__address__"),
+        Some(b.addr.as_str())
+    );
+    wait_for("two scrapes", 5, || a.requests() >= 2).await;
+    m.stop().await;
+    assert_eq!(b.requests(), 0);
+    let d = dump(&db, ".+");
+    let k = |n: &str| {
+        format!(
+            r#"{n}{{instance="{}", job="r", owner="team-a", team="a"}}"#,
+            a.addr
+        )
+    };
+    assert!(d.contains_key(&k("keep_me")), "{:?}", d.keys());
+    assert!(!d.keys().any(|s| s.starts_with("drop_me")));
+    let post = &d[&k("scrape_samples_post_metric_relabeling")];
+    assert!(post.iter().all(|s| s.1 == 1.0), "{post:?}");
+    let scraped = &d[&k("scrape_samples_scraped")];
+    assert!(scraped.iter().all(|s| s.1 == 2.0), "{scraped:?}");
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('.', "\\.")
 }

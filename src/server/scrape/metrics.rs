@@ -73,17 +73,17 @@ impl Metrics {
         // Counter names lose `_total` here: the client appends it.
         r.register(
             "prometheus_target_interval_length_seconds",
-            "Actual intervals between scrapes.",
+            "Actual intervals between scrapes",
             m.interval_length.clone(),
         );
         r.register(
             "prometheus_target_scrape_pool_targets",
-            "Current number of targets in this scrape pool.",
+            "Current number of targets in this scrape pool",
             m.pool_targets.clone(),
         );
         r.register(
             "prometheus_target_scrapes_exceeded_sample_limit",
-            "Total number of scrapes that hit the sample limit and were rejected.",
+            "Total number of scrapes that hit the sample limit and were rejected",
             m.exceeded_sample_limit.clone(),
         );
         r.register(
@@ -93,62 +93,62 @@ impl Metrics {
         );
         r.register(
             "prometheus_target_scrapes_sample_duplicate_timestamp",
-            "Total number of samples rejected due to duplicate timestamps but different values.",
+            "Total number of samples rejected due to duplicate timestamps but different values",
             m.sample_duplicate.clone(),
         );
         r.register(
             "prometheus_target_scrapes_sample_out_of_bounds",
-            "Total number of samples rejected due to timestamp falling outside of the time bounds.",
+            "Total number of samples rejected due to timestamp falling outside of the time bounds",
             m.sample_out_of_bounds.clone(),
         );
         r.register(
             "prometheus_target_scrapes_sample_out_of_order",
-            "Total number of samples rejected due to not being out of the expected order.",
+            "Total number of samples rejected due to not being out of the expected order",
             m.sample_out_of_order.clone(),
         );
         r.register(
             "prometheus_target_scrape_pool_exceeded_label_limits",
-            "Total number of times scrape pools hit the label limits, during sync or config reload.",
+            "Total number of times scrape pools hit the label limits, during sync or config reload",
             m.exceeded_label_limits.clone(),
         );
         r.register(
             "prometheus_target_scrape_pool_exceeded_target_limit",
-            "Total number of times scrape pools hit the target limit, during sync or config reload.",
+            "Total number of times scrape pools hit the target limit, during sync or config reload",
             m.exceeded_target_limit.clone(),
         );
         r.register(
             "prometheus_target_scrape_pools",
-            "Total number of scrape pool creation attempts.",
+            "Total number of scrape pool creation attempts",
             m.pools.clone(),
         );
         r.register(
             "prometheus_target_scrape_pools_failed",
-            "Total number of scrape pool creations that failed.",
+            "Total number of scrape pool creations that failed",
             m.pools_failed.clone(),
         );
         r.register(
             "prometheus_target_scrape_pool_reloads",
-            "Total number of scrape pool reloads.",
+            "Total number of scrape pool reloads",
             m.pool_reloads.clone(),
         );
         r.register(
             "prometheus_target_scrape_pool_reloads_failed",
-            "Total number of failed scrape pool reloads.",
+            "Total number of failed scrape pool reloads",
             m.pool_reloads_failed.clone(),
         );
         r.register(
             "prometheus_target_scrape_pool_sync",
-            "Total number of syncs that were executed on a scrape pool.",
+            "Total number of syncs that were executed on a scrape pool",
             m.pool_sync.clone(),
         );
         r.register(
             "prometheus_target_sync_length_seconds",
-            "Actual interval to sync the scrape pool.",
+            "Actual interval to sync the scrape pool",
             m.sync_length.clone(),
         );
         r.register(
             "prometheus_target_scrapes_cache_flush_forced",
-            "How many times a scrape cache was flushed due to getting big while scrapes are failing.",
+            "How many times a scrape cache was flushed due to getting big while scrapes are failing",
             m.cache_flush_forced.clone(),
         );
         r.register(
@@ -158,22 +158,22 @@ impl Metrics {
         );
         r.register(
             "prometheus_sd_file_read_errors",
-            "The number of File-SD read errors.",
+            "The number of File-SD read errors",
             m.sd_file_read_errors.clone(),
         );
         r.register(
             "prometheus_sd_file_scan_duration_seconds",
-            "The duration of the File-SD scan in seconds.",
+            "The duration of the File-SD scan in seconds",
             m.sd_file_scan_duration.clone(),
         );
         r.register(
             "prometheus_sd_file_mtime_seconds",
-            "Timestamp (mtime) of files read by FileSD. Timestamp is set at read time.",
+            "Timestamp (mtime) of files read by FileSD. Timestamp is set at read time",
             m.sd_file_mtime.clone(),
         );
         r.register(
             "prometheus_sd_discovered_targets",
-            "Current number of discovered targets.",
+            "Current number of discovered targets",
             m.sd_discovered_targets.clone(),
         );
         m

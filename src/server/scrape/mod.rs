@@ -556,6 +556,8 @@ impl Core {
             shutdown: self.shutdown.subscribe(),
             handover,
             give: Some(give_tx),
+            meta_reported: 0,
+            reported: None,
         };
         LoopHandle {
             shared,

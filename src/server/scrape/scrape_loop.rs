@@ -83,6 +83,10 @@ pub struct Loop {
     pub handover: Option<oneshot::Receiver<ScrapeCache>>,
     /// Where this loop's cache goes if it is stopped with [`Command::StopHandover`].
     pub give: Option<oneshot::Sender<ScrapeCache>>,
+    /// This loop's share of `prometheus_target_metadata_cache_entries`, and where its owner
+    /// reads it back to remove it when the loop ends.
+    pub meta_reported: i64,
+    pub reported: Option<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 fn now_ms(t: SystemTime) -> i64 {
@@ -105,7 +109,24 @@ async fn stop_asked(rx: &mut watch::Receiver<Command>) -> Command {
 }
 
 impl Loop {
-    pub async fn run(mut self) {
+    /// Runs the loop until it is stopped (see [`Command`]) or shutdown.
+    pub async fn run(self) {
+        let metrics = self.metrics.clone();
+        let pool = self.shared.pool.clone();
+        let reported = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let r = Arc::clone(&reported);
+        self.run_inner(r).await;
+        let n = reported.load(std::sync::atomic::Ordering::Relaxed);
+        if n != 0 {
+            metrics
+                .metadata_cache_entries
+                .get_or_create(&l1("scrape_job", &pool))
+                .dec_by(n);
+        }
+    }
+
+    async fn run_inner(mut self, reported: Arc<std::sync::atomic::AtomicI64>) {
+        self.reported = Some(reported);
         // The replaced loop's scrape in flight finishes before this one starts.
         let cache = match self.handover.take() {
             Some(rx) => tokio::select! {
@@ -318,7 +339,17 @@ impl Loop {
         if let Some(b) = body {
             *buf = b;
         }
-        let _ = meta_len;
+        let delta = meta_len as i64 - self.meta_reported;
+        if delta != 0 {
+            self.metrics
+                .metadata_cache_entries
+                .get_or_create(&l1("scrape_job", &self.shared.pool))
+                .inc_by(delta);
+            self.meta_reported = meta_len as i64;
+            if let Some(r) = &self.reported {
+                r.store(self.meta_reported, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         if let Some(m) = meta {
             *self
                 .shared
