@@ -242,6 +242,7 @@ async fn openmetrics_gzip_and_text() {
         m.targets().0.iter().all(|t| t.health != Health::Unknown)
     })
     .await;
+    let md = m.metadata();
     m.stop().await;
     let d = dump(&db, "c_total|c_created|x|up");
     let k = |n: &str, a: &str| format!(r#"{n}{{instance="{a}", job="om"}}"#);
@@ -253,8 +254,8 @@ async fn openmetrics_gzip_and_text() {
     // 0.0.4 timestamps are integers (ms): the float one fails the scrape.
     assert_eq!(d[&k("up", &t3.addr)][0].1, 0.0);
     assert!(!d.contains_key(&k("x", &t3.addr)));
-    let md = m.metadata();
-    let _ = md;
+    assert_eq!(md.len(), 1);
+    assert_eq!((md[0].0.as_str(), md[0].1.kind.as_str()), ("c", "counter"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,4 +508,224 @@ scrape_configs:
 
 fn regex_escape(s: &str) -> String {
     s.replace('.', "\\.")
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for `target.test` and a client certificate, signed by the CA.
+fn make_certs(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca);
+    for (name, eku, san) in [
+        ("srv", "serverAuth", "DNS:target.test"),
+        ("cli", "clientAuth", "DNS:client.test"),
+    ] {
+        let mut req = vec!["req"];
+        req.extend(ec);
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=test"]);
+        openssl(dir, &req);
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage={eku}\n"),
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+/// An HTTPS target requiring a client certificate from the CA; serves `body` to every request.
+async fn tls_target(dir: &std::path::Path, body: &'static str) -> String {
+    use rustls::pki_types::CertificateDer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut read("srv.crt").as_slice())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = rustls_pemfile::private_key(&mut read("srv.key").as_slice())
+        .unwrap()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut read("ca.crt").as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ca_server_name_client_cert_and_insecure() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: openssl not installed");
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let c = certs.path();
+    make_certs(c);
+    let addr = tls_target(c, "secure 1\n").await;
+    let (_d, db) = open_db();
+    let m = manager(&db);
+    let p = |f: &str| c.join(f).display().to_string();
+    let job = |name: &str, tls: String| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    scrape_interval: 500ms\n    scrape_timeout: 400ms\n    tls_config: {tls}\n    static_configs:\n      - targets: ['{addr}']\n"
+        )
+    };
+    let client = format!(
+        "cert_file: '{}', key_file: '{}'",
+        p("cli.crt"),
+        p("cli.key")
+    );
+    let yaml = format!(
+        "scrape_configs:\n{}{}{}{}",
+        job(
+            "named",
+            format!(
+                "{{ca_file: '{}', server_name: target.test, {client}}}",
+                p("ca.crt")
+            )
+        ),
+        job(
+            "unnamed",
+            format!("{{ca_file: '{}', {client}}}", p("ca.crt"))
+        ),
+        job(
+            "insecure",
+            format!("{{insecure_skip_verify: true, {client}}}")
+        ),
+        job(
+            "nocert",
+            format!("{{ca_file: '{}', server_name: target.test}}", p("ca.crt"))
+        ),
+    );
+    m.apply_config(&config(&yaml)).await.unwrap();
+    wait_for("all scraped", 10, || {
+        m.targets().0.iter().all(|t| t.health != Health::Unknown)
+    })
+    .await;
+    let errors: BTreeMap<String, String> = m
+        .targets()
+        .0
+        .into_iter()
+        .map(|t| (t.scrape_pool, t.last_error))
+        .collect();
+    m.stop().await;
+    assert!(errors["unnamed"].contains("certificate"), "{errors:?}");
+    let d = dump(&db, "up");
+    let up = |job: &str| d[&format!(r#"up{{instance="{addr}", job="{job}"}}"#)][0].1;
+    assert_eq!(up("named"), 1.0);
+    assert_eq!(up("insecure"), 1.0);
+    assert_eq!(
+        up("unnamed"),
+        0.0,
+        "the certificate names target.test, not 127.0.0.1"
+    );
+    assert_eq!(
+        up("nocert"),
+        0.0,
+        "the target requires a client certificate"
+    );
 }
