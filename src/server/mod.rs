@@ -14,6 +14,8 @@
 //! The types below are the seams between them: the web layer reads scrape state only through
 //! [`ScrapeView`], so either side can change without the other.
 
+pub mod remote;
+
 use crate::config::Duration;
 use crate::labels::Labels;
 
