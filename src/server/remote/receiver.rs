@@ -169,6 +169,7 @@ struct ReceiverMetrics {
         prometheus_client::metrics::counter::Counter,
     >,
     samples: prometheus_client::metrics::counter::Counter,
+    duplicates: prometheus_client::metrics::counter::Counter,
 }
 
 #[derive(Clone)]
@@ -178,8 +179,8 @@ struct ReceiverState {
 }
 
 /// `POST /api/v1/write` as an axum router, for the web layer to merge under its auth and TLS.
-/// Registers `tsdb_remote_write_requests_total{code}` and
-/// `tsdb_remote_write_received_samples_total`.
+/// Registers `tsdb_remote_write_requests_total{code}`,
+/// `tsdb_remote_write_received_samples_total` and `tsdb_remote_write_duplicate_samples_total`.
 pub fn receiver_router(
     db: Arc<Db>,
     registry: &mut prometheus_client::registry::Registry,
@@ -188,16 +189,22 @@ pub fn receiver_router(
     let metrics = ReceiverMetrics {
         requests: Default::default(),
         samples: Default::default(),
+        duplicates: Default::default(),
     };
     registry.register(
         "tsdb_remote_write_requests",
-        "Remote-write requests received on /api/v1/write, by HTTP status code.",
+        "Remote-write requests received on /api/v1/write, by HTTP status code",
         metrics.requests.clone(),
     );
     registry.register(
         "tsdb_remote_write_received_samples",
-        "Samples appended from remote-write requests.",
+        "Samples appended from remote-write requests",
         metrics.samples.clone(),
+    );
+    registry.register(
+        "tsdb_remote_write_duplicate_samples",
+        "Samples received that equal their series' newest (same timestamp and value): accepted, not stored again",
+        metrics.duplicates.clone(),
     );
     axum::Router::new()
         .route("/api/v1/write", post(write_handler))
@@ -217,6 +224,7 @@ async fn write_handler(
     let (status, text) = match result {
         Ok(Ok(stats)) => {
             state.metrics.samples.inc_by(stats.appended);
+            state.metrics.duplicates.inc_by(stats.duplicates_ignored);
             (StatusCode::NO_CONTENT, String::new())
         }
         Ok(Err(e)) => (

@@ -80,63 +80,63 @@ impl Families {
         let p = "prometheus_remote_storage_";
         r.register(
             format!("{p}samples"),
-            "Total number of samples sent to remote storage.",
+            "Total number of samples sent to remote storage",
             f.samples.clone(),
         );
         r.register(
             format!("{p}samples_in"),
-            "Samples read from the WAL into remote storage queues.",
+            "Samples read from the WAL into remote storage queues",
             f.samples_in.clone(),
         );
-        r.register(format!("{p}samples_failed"), "Total number of samples which failed on send to remote storage, non-recoverable errors.", f.failed.clone());
-        r.register(format!("{p}samples_retried"), "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.", f.retried.clone());
-        r.register(format!("{p}samples_dropped"), "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.", f.dropped.clone());
+        r.register(format!("{p}samples_failed"), "Total number of samples which failed on send to remote storage, non-recoverable errors", f.failed.clone());
+        r.register(format!("{p}samples_retried"), "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable", f.retried.clone());
+        r.register(format!("{p}samples_dropped"), "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID", f.dropped.clone());
         r.register(
             format!("{p}enqueue_retries"),
-            "Total number of times enqueue has failed because a shards queue was full.",
+            "Total number of times enqueue has failed because a shards queue was full",
             f.enqueue_retries.clone(),
         );
         r.register(
             format!("{p}bytes"),
-            "The total number of bytes of data sent by the queue after compression.",
+            "The total number of bytes of data sent by the queue after compression",
             f.bytes.clone(),
         );
         r.register(
             format!("{p}samples_pending"),
-            "The number of samples pending in the queues shards to be sent to the remote storage.",
+            "The number of samples pending in the queues shards to be sent to the remote storage",
             f.pending.clone(),
         );
         r.register(
             format!("{p}shards"),
-            "The number of shards used for parallel sending to the remote storage.",
+            "The number of shards used for parallel sending to the remote storage",
             f.shards.clone(),
         );
         r.register(
             format!("{p}shards_min"),
-            "The minimum number of shards that the queue is allowed to run.",
+            "The minimum number of shards that the queue is allowed to run",
             f.shards_min.clone(),
         );
         r.register(
             format!("{p}shards_max"),
-            "The maximum number of shards that the queue is allowed to run.",
+            "The maximum number of shards that the queue is allowed to run",
             f.shards_max.clone(),
         );
-        r.register(format!("{p}shards_desired"), "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out.", f.shards_desired.clone());
-        r.register(format!("{p}shard_capacity"), "The capacity of each shard of the queue used for parallel sending to the remote storage.", f.shard_capacity.clone());
+        r.register(format!("{p}shards_desired"), "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out", f.shards_desired.clone());
+        r.register(format!("{p}shard_capacity"), "The capacity of each shard of the queue used for parallel sending to the remote storage", f.shard_capacity.clone());
         r.register(
             format!("{p}max_samples_per_send"),
-            "The maximum number of samples to be sent, in a single request, to the remote storage.",
+            "The maximum number of samples to be sent, in a single request, to the remote storage",
             f.max_samples_per_send.clone(),
         );
-        r.register(format!("{p}queue_highest_sent_timestamp_seconds"), "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.", f.highest_sent.clone());
+        r.register(format!("{p}queue_highest_sent_timestamp_seconds"), "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch", f.highest_sent.clone());
         r.register(
             format!("{p}sent_batch_duration_seconds"),
-            "Duration of send calls to the remote storage.",
+            "Duration of send calls to the remote storage",
             f.sent_batch_duration.clone(),
         );
         r.register(
             "prometheus_wal_watcher_current_segment",
-            "Current segment the WAL watcher is reading records from.",
+            "Current segment the WAL watcher is reading records from",
             f.current_segment.clone(),
         );
         f
@@ -233,7 +233,7 @@ impl RemoteWriter {
         let gauge_highest_recv = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "prometheus_remote_storage_highest_timestamp_in_seconds",
-            "Highest timestamp that has come into the remote storage via the WAL, in seconds since epoch.",
+            "Highest timestamp that has come into the remote storage via the WAL, in seconds since epoch",
             gauge_highest_recv.clone(),
         );
         if let Ok(entries) = std::fs::read_dir(data_dir.join("remote")) {
