@@ -1831,4 +1831,80 @@ mod tests {
         let db = Db::open(dir.path(), Options::default()).unwrap();
         assert_eq!(samples(&db), before);
     }
+    #[test]
+    fn wal_holds_keep_segments_from_truncation_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let db = Db::open(
+            dir.path(),
+            Options::default()
+                .background_compaction(false)
+                .fsync(FsyncPolicy::Never),
+        )
+        .unwrap();
+        let hour = 3_600_000;
+        let l = labels(1);
+        let append_at = |t: i64| {
+            let mut app = db.appender();
+            app.append(&l, t, 1.0).unwrap();
+            app.commit().unwrap();
+        };
+        append_at(0);
+        let held = db.wal.as_ref().unwrap().lock().unwrap().wal.segment();
+        db.hold_wal_segments("reader", held);
+        // Enough for head compaction (the head spans more than 1.5 block ranges); each
+        // truncation rolls a segment.
+        for h in 1..=8 {
+            append_at(h * hour);
+        }
+        db.compact_head().unwrap();
+        let segs = wal::segments(&wal_dir).unwrap();
+        assert_eq!(segs.first(), Some(&held), "held segment kept: {segs:?}");
+        assert!(wal::last_checkpoint(&wal_dir)
+            .unwrap()
+            .is_none_or(|c| c.1 < held));
+
+        // Once released, the next truncation checkpoints past it.
+        db.release_wal_segments("reader");
+        for h in 9..=12 {
+            append_at(h * hour);
+        }
+        db.compact_head().unwrap();
+        assert!(wal::segments(&wal_dir).unwrap()[0] > held);
+    }
+
+    #[test]
+    fn a_wal_hold_older_than_the_cap_does_not_keep_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let db = Db::open(
+            dir.path(),
+            Options::default()
+                .background_compaction(false)
+                .fsync(FsyncPolicy::Never)
+                .wal_hold_max_ms(300),
+        )
+        .unwrap();
+        let hour = 3_600_000;
+        let l = labels(1);
+        let append_at = |t: i64| {
+            let mut app = db.appender();
+            app.append(&l, t, 1.0).unwrap();
+            app.commit().unwrap();
+        };
+        let held = db.wal.as_ref().unwrap().lock().unwrap().wal.segment();
+        db.hold_wal_segments("stale", held);
+        for h in 0..=8 {
+            append_at(h * hour);
+        }
+        // Within the cap: kept (the segment was finished a moment ago).
+        db.compact_head().unwrap();
+        assert_eq!(wal::segments(&wal_dir).unwrap()[0], held);
+        std::thread::sleep(Duration::from_millis(600));
+        for h in 9..=12 {
+            append_at(h * hour);
+        }
+        db.compact_head().unwrap();
+        assert!(wal::segments(&wal_dir).unwrap()[0] > held);
+    }
 }
