@@ -616,3 +616,59 @@ async fn receiver_down_and_sender_restarted_loses_and_repeats_nothing() {
     assert!(pos.starts_with("read "), "{pos}");
     assert!(!pos.contains("lane"), "everything acknowledged, yet: {pos}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_compaction_keeps_the_segments_a_sender_still_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src_dir = tmp.path().join("src");
+    let dst = open_db(&tmp.path().join("dst"));
+    // The receiver's address, not listening yet: the sender's requests fail to connect.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let src = open_db(&src_dir);
+    let mut reg = prometheus_client::registry::Registry::default();
+    let w = RemoteWriter::new(src.clone(), &src_dir, &mut reg)
+        .with_flush_deadline(Duration::from_secs(2));
+    w.apply_config(&config(&format!("http://{addr}/api/v1/write"), ""))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nine hours of samples every 10 minutes: head compaction cuts blocks and truncates the WAL.
+    let t0 = now_ms() / 1000 * 1000 - 9 * 3_600_000;
+    let mut want = Samples::new();
+    for k in 0..55 {
+        merge(
+            &mut want,
+            append(&src, "rw_compact", 8, t0 + k * 600_000, 1),
+        );
+    }
+    let first_before = tsdb::wal::segments(&src_dir.join("wal")).unwrap()[0];
+    let blocks = src.compact_head().unwrap();
+    assert!(!blocks.is_empty(), "no head compaction happened");
+    assert_eq!(
+        tsdb::wal::segments(&src_dir.join("wal")).unwrap()[0],
+        first_before,
+        "the WAL was truncated past what the sender still needs"
+    );
+    // The receiver comes up: everything arrives.
+    let (app, _) = receiver(dst.clone());
+    let server = serve(app, TcpListener::bind(addr).unwrap());
+    let total: usize = want.values().map(Vec::len).sum();
+    wait_for("every sample", Duration::from_secs(30), || {
+        stored(&dst, "rw_compact")
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            >= total
+    })
+    .await;
+    w.stop().await;
+    server.abort();
+    assert_eq!(stored(&dst, "rw_compact"), want);
+    // The sender retried while the receiver was down.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    assert!(text.contains("prometheus_remote_storage_samples_retried_total{remote_name=\"test\""));
+}
