@@ -595,43 +595,68 @@ async fn control(s: Arc<Shared>) {
     }
 }
 
-/// Prometheus' `calculateDesiredShards`: enough shards to send the incoming rate plus 5% of the
-/// backlog per second, given the measured time per sample; left alone within 30%.
+/// Ticks the rates and computes the desired shard count (see [`shards_for`]).
 fn desired_shards(s: &Shared, interval: Duration) -> usize {
     s.data_out.tick(interval);
     s.data_dropped.tick(interval);
     s.data_out_duration.tick(interval);
     s.data_in.tick(interval);
-    let current = s.num_shards.load(Ordering::SeqCst);
-    let data_in = s.data_in.rate();
-    let data_out = s.data_out.rate();
-    let kept = data_out / (s.data_dropped.rate() + data_out);
-    let out_duration = s.data_out_duration.rate() / 1e9;
     let highest_sent = s.highest_sent_ms.load(Ordering::Relaxed) as f64 / 1000.0;
     let highest_recv = s.highest_recv_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-    let delay = highest_recv - highest_sent;
-    let pending = delay * data_in * kept;
-    if data_out <= 0.0 {
-        return current;
+    let (raw, n) = shards_for(ShardInputs {
+        current: s.num_shards.load(Ordering::SeqCst),
+        min: s.cfg.min_shards,
+        max: s.cfg.max_shards,
+        data_in: s.data_in.rate(),
+        data_out: s.data_out.rate(),
+        data_dropped: s.data_dropped.rate(),
+        out_duration: s.data_out_duration.rate() / 1e9,
+        delay: highest_recv - highest_sent,
+    });
+    if let Some(raw) = raw {
+        s.m.shards_desired.set(raw);
     }
-    let time_per_sample = out_duration / data_out;
-    let desired = time_per_sample * (data_in * kept + 0.05 * pending);
-    s.m.shards_desired.set(desired);
-    let lower = current as f64 * (1.0 - SHARD_TOLERANCE);
-    let upper = current as f64 * (1.0 + SHARD_TOLERANCE);
-    let desired = desired.ceil();
-    if lower <= desired && desired <= upper {
-        return current;
-    }
-    let mut n = desired.max(0.0) as usize;
-    if n < current && delay > 10.0 {
-        return current;
-    }
-    n = n.clamp(
-        s.cfg.min_shards.clamp(1, s.cfg.max_shards),
-        s.cfg.max_shards,
-    );
     n
+}
+
+/// The rates [`shards_for`] works from (per second; `out_duration` in seconds of sending per
+/// second, `delay` the seconds between the newest sample read and the newest sent).
+#[derive(Clone, Copy, Debug)]
+struct ShardInputs {
+    current: usize,
+    min: usize,
+    max: usize,
+    data_in: f64,
+    data_out: f64,
+    data_dropped: f64,
+    out_duration: f64,
+    delay: f64,
+}
+
+/// Prometheus' `calculateDesiredShards`: enough shards to send the incoming rate plus 5% of the
+/// backlog per second at the measured time per sample; unchanged within 30% of the current
+/// count, or when shrinking while more than 10 s behind; clamped to `min..=max`. Returns the
+/// raw estimate (for `shards_desired`) and the count to run.
+fn shards_for(i: ShardInputs) -> (Option<f64>, usize) {
+    if i.data_out <= 0.0 {
+        return (None, i.current);
+    }
+    let kept = i.data_out / (i.data_dropped + i.data_out);
+    let pending = i.delay * i.data_in * kept;
+    let time_per_sample = i.out_duration / i.data_out;
+    let raw = time_per_sample * (i.data_in * kept + 0.05 * pending);
+    let lower = i.current as f64 * (1.0 - SHARD_TOLERANCE);
+    let upper = i.current as f64 * (1.0 + SHARD_TOLERANCE);
+    let desired = raw.ceil();
+    if lower <= desired && desired <= upper {
+        return (Some(raw), i.current);
+    }
+    let n = desired.max(0.0) as usize;
+    if n < i.current && i.delay > 10.0 {
+        return (Some(raw), i.current);
+    }
+    let min = i.min.clamp(1, i.max.max(1));
+    (Some(raw), n.clamp(min, i.max.max(min)))
 }
 
 /// Prometheus' `shouldReshard`: not while sends are failing (the last success older than two
@@ -1379,6 +1404,59 @@ mod tests {
             std::fs::write(&p, bad).unwrap();
             assert!(read_position(&p).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn shard_count_follows_prometheus_formula() {
+        let base = ShardInputs {
+            current: 1,
+            min: 1,
+            max: 200,
+            data_in: 10_000.0,
+            data_out: 1_000.0,
+            data_dropped: 0.0,
+            // One shard busy all the time for 1000 samples/s: 1 ms a sample.
+            out_duration: 1.0,
+            delay: 0.0,
+        };
+        // 10k samples/s at 1 ms each: 10 shards.
+        assert_eq!(shards_for(base).1, 10);
+        // A backlog of 20 s adds 5% of it per second: 10k * (1 + 0.05 * 20) = 20 shards.
+        assert_eq!(
+            shards_for(ShardInputs {
+                delay: 20.0,
+                ..base
+            })
+            .1,
+            20
+        );
+        // Within 30% of the current count: unchanged.
+        assert_eq!(shards_for(ShardInputs { current: 9, ..base }).1, 9);
+        // Clamped to max_shards, and to min_shards when idle.
+        assert_eq!(shards_for(ShardInputs { max: 4, ..base }).1, 4);
+        let idle = ShardInputs {
+            current: 8,
+            min: 2,
+            data_in: 1.0,
+            ..base
+        };
+        assert_eq!(shards_for(idle).1, 2);
+        // Not shrinking while more than 10 s behind; nothing sent yet: no estimate.
+        assert_eq!(
+            shards_for(ShardInputs {
+                delay: 11.0,
+                ..idle
+            })
+            .1,
+            8
+        );
+        assert_eq!(
+            shards_for(ShardInputs {
+                data_out: 0.0,
+                ..base
+            }),
+            (None, 1)
+        );
     }
 
     #[test]
