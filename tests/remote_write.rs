@@ -672,3 +672,148 @@ async fn head_compaction_keeps_the_segments_a_sender_still_needs() {
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
     assert!(text.contains("prometheus_remote_storage_samples_retried_total{remote_name=\"test\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_headers_are_sent_and_a_401_drops_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = open_db(&tmp.path().join("dst"));
+    let (app, _) = receiver(dst.clone());
+    // "user:pw", base64; and the configured header.
+    let app = app.layer(axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            let h = req.headers();
+            let ok = h.get("authorization").and_then(|v| v.to_str().ok())
+                == Some("Basic dXNlcjpwdw==")
+                && h.get("x-tenant").and_then(|v| v.to_str().ok()) == Some("t1")
+                && h.get("content-encoding").and_then(|v| v.to_str().ok()) == Some("snappy")
+                && h.get("x-prometheus-remote-write-version")
+                    .and_then(|v| v.to_str().ok())
+                    == Some("0.1.0");
+            if ok {
+                next.run(req).await
+            } else {
+                axum::response::IntoResponse::into_response(axum::http::StatusCode::UNAUTHORIZED)
+            }
+        },
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+    let server = serve(app, listener);
+    let src_dir = tmp.path().join("src");
+    let src = open_db(&src_dir);
+    for (password, arrives) in [("wrong", false), ("pw", true)] {
+        let mut reg = prometheus_client::registry::Registry::default();
+        let w = RemoteWriter::new(src.clone(), &src_dir, &mut reg);
+        let extra = format!(
+            "    headers: {{X-Tenant: t1}}\n    basic_auth: {{username: user, password: {password}}}\n"
+        );
+        w.apply_config(&config(&url, &extra)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let name = format!("rw_auth_{password}");
+        let want = append(&src, &name, 3, now_ms() - 60_000, 10);
+        let failed = || {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+            text.lines()
+                .find(|l| l.starts_with("prometheus_remote_storage_samples_failed_total"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if arrives {
+            wait_for("samples", Duration::from_secs(20), || {
+                stored(&dst, &name) == want
+            })
+            .await;
+            assert_eq!(failed(), 0);
+        } else {
+            // 401 is not retried: the batch is dropped and counted.
+            wait_for("the failure count", Duration::from_secs(20), || {
+                failed() == 30
+            })
+            .await;
+            assert!(stored(&dst, &name).is_empty());
+        }
+        w.stop().await;
+    }
+    server.abort();
+}
+
+/// Throughput of our sender into our receiver over loopback (run with `--ignored --release`;
+/// prints the figure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_sender_into_our_receiver() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src_dir = tmp.path().join("src");
+    let dst = open_db(&tmp.path().join("dst"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+    let server = serve(receiver(dst.clone()).0, listener);
+    let src = open_db(&src_dir);
+    let mut reg = prometheus_client::registry::Registry::default();
+    let w = RemoteWriter::new(src.clone(), &src_dir, &mut reg);
+    let cfg: tsdb::config::Config = serde_yaml::from_str(&format!(
+        "remote_write:\n  - url: {url}\n    name: bench\n    queue_config:\n      max_samples_per_send: 2000\n      capacity: 10000\n      batch_send_deadline: 100ms\n      min_shards: 4\n"
+    ))
+    .unwrap();
+    w.apply_config(&cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (series, per) = (1000usize, 1000usize);
+    let t0 = now_ms() - 3_600_000;
+    let started = Instant::now();
+    let db = src.clone();
+    tokio::task::spawn_blocking(move || {
+        let ls: Vec<Labels> = (0..series)
+            .map(|s| {
+                Labels::from_pairs(&[("__name__", "rw_bench"), ("instance", &format!("i{s}"))])
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for i in 0..per {
+            let mut app = db.appender();
+            for (s, l) in ls.iter().enumerate() {
+                let t = t0 + i as i64 * 1000;
+                if i == 0 {
+                    ids.push(app.append(l, t, s as f64).unwrap());
+                } else {
+                    app.append_id(ids[s], t, (s + i) as f64).unwrap();
+                }
+            }
+            app.commit().unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let appended = started.elapsed();
+    let total = series * per;
+    let count = |db: &Db| -> usize {
+        let q = db.querier(i64::MIN / 2, i64::MAX / 2);
+        q.select(&[Matcher::equal("__name__", "rw_bench")])
+            .unwrap()
+            .iter()
+            .map(|s| s.samples().count())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count(&dst) < total {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all = started.elapsed();
+    w.stop().await;
+    server.abort();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    let shards = text
+        .lines()
+        .find(|l| l.starts_with("prometheus_remote_storage_shards{"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!(
+        "remote write throughput: {total} samples appended in {:.2} s, all received in {:.2} s: {:.0} samples/s end to end ({shards})",
+        appended.as_secs_f64(),
+        all.as_secs_f64(),
+        total as f64 / all.as_secs_f64()
+    );
+}

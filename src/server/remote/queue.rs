@@ -364,7 +364,7 @@ fn read_file_trim(path: &str) -> Result<String, RemoteError> {
 
 /// The HTTP client of one `remote_write` entry: TLS (rustls), proxy, redirects, and the headers
 /// every request carries (the entry's `headers`, then its credentials).
-fn build_client(
+pub(crate) fn build_client(
     cfg: &RemoteWriteConfig,
 ) -> Result<(reqwest::Client, reqwest::header::HeaderMap), RemoteError> {
     use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};

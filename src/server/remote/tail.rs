@@ -15,8 +15,10 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// Bytes read from the file per [`SegmentTail::fill`].
+/// Bytes read from the file per [`SegmentTail::fill`], at most.
 const READ_CHUNK: usize = 1 << 20;
+/// The read syscall's buffer.
+const SCRATCH: usize = 64 << 10;
 /// Largest record accepted (assembled or decompressed), as the WAL reader's cap.
 const MAX_RECORD: usize = crate::wal::MAX_RECORD_SIZE;
 
@@ -50,6 +52,7 @@ pub(crate) struct SegmentTail {
     assembled: Vec<u8>,
     decompressed: Vec<u8>,
     snappy: snap::raw::Decoder,
+    chunk: Box<[u8]>,
 }
 
 impl SegmentTail {
@@ -74,6 +77,7 @@ impl SegmentTail {
             assembled: Vec::new(),
             decompressed: Vec::new(),
             snappy: snap::raw::Decoder::new(),
+            chunk: vec![0; SCRATCH].into_boxed_slice(),
         })
     }
 
@@ -93,29 +97,25 @@ impl SegmentTail {
             self.buf_off += self.pos as u64;
             self.pos = 0;
         }
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
+        // Through a fixed scratch buffer: growing `buf` by a zeroed megabyte per call would cost
+        // a megabyte of memset per poll of an idle segment.
         let mut got = 0;
-        loop {
-            match self.file.read(&mut self.buf[old + got..]) {
+        while got < READ_CHUNK {
+            match self.file.read(&mut self.chunk[..]) {
                 Ok(0) => break,
                 Ok(n) => {
+                    self.buf.extend_from_slice(&self.chunk[..n]);
                     got += n;
-                    if old + got == self.buf.len() {
-                        break;
-                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.buf.truncate(old);
                     return Err(WalError::Io {
                         path: self.path.clone(),
                         source: e,
-                    });
+                    })
                 }
             }
         }
-        self.buf.truncate(old + got);
         Ok(got)
     }
 

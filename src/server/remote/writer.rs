@@ -222,6 +222,9 @@ pub struct RemoteWriter {
     gauge_highest_recv: Gauge<f64, AtomicU64>,
     flush_deadline: Duration,
     queues: tokio::sync::Mutex<HashMap<String, Running>>,
+    /// Queues found on disk by `new` and held until the first `apply_config` says whether they
+    /// still exist.
+    found: std::sync::Mutex<Vec<String>>,
 }
 
 impl RemoteWriter {
@@ -236,10 +239,12 @@ impl RemoteWriter {
             "Highest timestamp that has come into the remote storage via the WAL, in seconds since epoch",
             gauge_highest_recv.clone(),
         );
+        let mut found = Vec::new();
         if let Ok(entries) = std::fs::read_dir(data_dir.join("remote")) {
             for e in entries.flatten() {
                 if let Some(key) = e.file_name().to_str() {
                     queue::hold_saved(&db, data_dir, key);
+                    found.push(key.to_string());
                 }
             }
         }
@@ -251,6 +256,7 @@ impl RemoteWriter {
             gauge_highest_recv,
             flush_deadline: DEFAULT_FLUSH_DEADLINE,
             queues: tokio::sync::Mutex::new(HashMap::new()),
+            found: std::sync::Mutex::new(found),
         }
     }
 
@@ -282,6 +288,8 @@ impl RemoteWriter {
                 .map_err(|e| RemoteError::Config(format!("url {:?}: {e}", rw.url)))?;
             super::relabel::compile(&rw.write_relabel_configs)
                 .map_err(|e| RemoteError::Config(format!("{}: {e}", rw.url)))?;
+            // TLS files, credentials files, headers: checked before anything changes.
+            queue::build_client(rw)?;
             let fingerprint = format!("{rw:?} {external:?}");
             let name = match &rw.name {
                 Some(n) if !n.is_empty() => n.clone(),
@@ -310,6 +318,14 @@ impl RemoteWriter {
             ));
         }
         let mut queues = self.queues.lock().await;
+        // Queues of an earlier run that the configuration no longer has: their segments are free
+        // (their position stays on disk, should the entry come back).
+        let found = std::mem::take(&mut *self.found.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in found {
+            if !wanted.iter().any(|(s, _)| s.key == key) {
+                queue::release(&self.db, &key);
+            }
+        }
         let keys: Vec<String> = queues.keys().cloned().collect();
         for key in keys {
             let keep = wanted.iter().any(|(s, f)| {
@@ -411,5 +427,32 @@ fn queue_key(rw: &RemoteWriteConfig) -> String {
             "url-{:016x}",
             xxhash_rust::xxh64::xxh64(rw.url.as_bytes(), 0)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_are_names_or_url_hashes() {
+        let mut rw = RemoteWriteConfig {
+            url: "http://a/api/v1/write".into(),
+            ..RemoteWriteConfig::default()
+        };
+        let by_url = queue_key(&rw);
+        assert!(by_url.starts_with("url-") && by_url.len() == 20, "{by_url}");
+        rw.queue_config.max_shards = 7;
+        assert_eq!(
+            queue_key(&rw),
+            by_url,
+            "queue settings do not move the position"
+        );
+        rw.name = Some("vm-1".into());
+        assert_eq!(queue_key(&rw), "vm-1");
+        for odd in ["../x", "a/b", ".."] {
+            rw.name = Some(odd.into());
+            assert!(queue_key(&rw).starts_with("name-"), "{odd}");
+        }
     }
 }
