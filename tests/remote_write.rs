@@ -739,6 +739,140 @@ async fn credentials_and_headers_are_sent_and_a_401_drops_the_batch() {
     server.abort();
 }
 
+/// A CA and a server certificate for 127.0.0.1 made with `openssl`; (ca, cert, key) paths.
+fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    if !common::available("/usr/bin/openssl") {
+        return None;
+    }
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    Some((
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_speaks_tls_with_the_configured_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = make_certs(tmp.path()) else {
+        return;
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &fs::read(&cert).unwrap()[..])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut &fs::read(&key).unwrap()[..])
+        .unwrap()
+        .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let dst = open_db(&tmp.path().join("dst"));
+    let (app, _) = receiver(dst.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/api/v1/write", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            conns.spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    let src_dir = tmp.path().join("src");
+    let src = open_db(&src_dir);
+    let mut reg = prometheus_client::registry::Registry::default();
+    let w = RemoteWriter::new(src.clone(), &src_dir, &mut reg);
+    let extra = format!("    tls_config: {{ca_file: {}}}\n", ca.display());
+    w.apply_config(&config(&url, &extra)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let want = append(&src, "rw_tls", 3, now_ms() - 60_000, 10);
+    wait_for("samples over TLS", Duration::from_secs(20), || {
+        stored(&dst, "rw_tls") == want
+    })
+    .await;
+    w.stop().await;
+    server.abort();
+}
+
 /// Throughput of our sender into our receiver over loopback (run with `--ignored --release`;
 /// prints the figure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
