@@ -9,6 +9,9 @@
 //! ([`crate::head::ooo`]) and logged, after the WAL commit and before they reach the head, to the
 //! write-behind log `wbl/` (Prometheus' WBL; Prometheus 2.42 replays it from our directories).
 //!
+//! Readers of the WAL outside the head (the remote writer tails it) keep the segments they still
+//! need from truncation with [`DbCore::hold_wal_segments`], up to [`Options::wal_hold_max_ms`].
+//!
 //! ```
 //! use tsdb::{Db, Options, labels::{Labels, Matcher}};
 //! let dir = tempfile::tempdir().unwrap();

@@ -418,6 +418,14 @@ pub(crate) fn build_client(
             )))
         }
     }
+    if let Some(name) = &tls.server_name {
+        // reqwest verifies against the URL's host; it has no separate SNI/verification name.
+        log!(
+            "warn",
+            cfg.url,
+            "tls_config.server_name {name:?} is not supported; the URL's host is verified"
+        );
+    }
     if let Some(p) = &h.proxy_url {
         b = b.proxy(reqwest::Proxy::all(p).map_err(|e| bad(format!("proxy_url: {e}")))?);
     }
