@@ -761,21 +761,36 @@ impl Watcher {
         self.s.m.shards.set(n as i64);
     }
 
-    /// Closes the shards' channels and waits for them to send what they hold, up to the flush
-    /// deadline; then cancels them (their samples stay unacknowledged: the position keeps them).
+    /// Closes the shards' channels and waits for them to send what they hold. Resharding waits
+    /// as long as that takes (samples are only dropped by a 4xx); once the queue is stopping, at
+    /// most the flush deadline, then the shards are cancelled — their samples stay
+    /// unacknowledged, so the saved position keeps them for the next start.
     fn stop_shards(&mut self) {
         self.senders.clear();
         let shards = std::mem::take(&mut self.shards);
         let aborts: Vec<_> = shards.iter().map(|h| h.abort_handle()).collect();
-        let deadline = self.s.flush_deadline;
+        let s = self.s.clone();
         let done = self.rt.block_on(async move {
-            tokio::time::timeout(deadline, async {
+            let mut all = Box::pin(async move {
                 for h in shards {
                     let _ = h.await;
                 }
-            })
-            .await
-            .is_ok()
+            });
+            let mut quit_at: Option<Instant> = None;
+            loop {
+                if tokio::time::timeout(Duration::from_millis(100), all.as_mut())
+                    .await
+                    .is_ok()
+                {
+                    return true;
+                }
+                if s.quit.load(Ordering::SeqCst) {
+                    let q = *quit_at.get_or_insert_with(Instant::now);
+                    if q.elapsed() >= s.flush_deadline {
+                        return false;
+                    }
+                }
+            }
         });
         if !done {
             for a in aborts {
@@ -784,7 +799,8 @@ impl Watcher {
             log!(
                 "warn",
                 self.s.name,
-                "failed to flush all samples within {deadline:?}; they are sent again after the restart from the saved position"
+                "failed to flush all samples within {:?}; they are sent after the next start, from the saved position",
+                self.s.flush_deadline
             );
         }
     }
