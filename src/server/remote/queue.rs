@@ -33,6 +33,7 @@ use super::relabel::{self, Rule};
 use super::tail::{SegmentTail, Stall};
 use super::RemoteError;
 use crate::config::{QueueConfig, RemoteWriteConfig};
+use crate::labels::Label;
 use crate::wal::record::{self, RecordType, RefSample};
 use crate::wal::{self, WalReader};
 use crate::Db;
@@ -275,7 +276,7 @@ impl Queue {
             )));
         }
         let rules = relabel::compile(&cfg.write_relabel_configs)
-            .map_err(|e| RemoteError::Config(format!("{}: {e}", cfg.url)))?;
+            .map_err(|e| RemoteError::Config(format!("{}: write_relabel_configs: {e}", cfg.url)))?;
         let (client, headers) = build_client(cfg)?;
         let min = q.min_shards.clamp(1, q.max_shards);
         let dir = data_dir.join("remote").join(&spec.key);
@@ -977,15 +978,9 @@ impl Watcher {
 
     fn store_series(&mut self, rec: &[u8], seg: u64) {
         let mut scratch = Vec::new();
-        let mut found: Vec<(u64, Vec<(String, String)>)> = Vec::new();
+        let mut found: Vec<(u64, Vec<Label>)> = Vec::new();
         let r = record::for_each_series(rec, &mut scratch, |id, labels| {
-            found.push((
-                id,
-                labels
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-            ));
+            found.push((id, labels.iter().map(|(n, v)| Label::new(*n, *v)).collect()));
         });
         if let Err(e) = r {
             log!("warn", self.s.name, "undecodable series record: {e}");
@@ -993,16 +988,15 @@ impl Watcher {
         for (id, mut labels) in found {
             // External labels first, series labels win (Prometheus' `processExternalLabels`).
             for (n, v) in &self.s.external {
-                if !labels.iter().any(|(ln, _)| ln == n) {
-                    labels.push((n.clone(), v.clone()));
+                if !labels.iter().any(|l| &l.name == n) {
+                    labels.push(Label::new(n.as_str(), v.as_str()));
                 }
             }
-            labels.retain(|(_, v)| !v.is_empty());
-            let keep = relabel::process(&mut labels, &self.s.rules) && !labels.is_empty();
+            let keep = relabel::process_vec(&self.s.rules, &mut labels) && !labels.is_empty();
             let enc = keep.then(|| {
                 self.scratch.clear();
                 proto::encode_label_fields(
-                    labels.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                    labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
                     &mut self.scratch,
                 );
                 Arc::<[u8]>::from(self.scratch.as_slice())

@@ -2,9 +2,12 @@
 //! `model/relabel/relabel.go` (`Process`), every action, rules applied in order, each seeing the
 //! labels the previous one left.
 //!
-//! This is the remote writer's own copy of the engine so the component stands alone; when the
-//! crate-wide engine in `crate::relabel` lands, [`process`] is the one call to switch over.
+//! This is the remote writer's own copy of the engine so the component stands alone. Its two
+//! entry points have the signatures of the crate-wide engine (`crate::relabel::compile` and
+//! `crate::relabel::process_vec` on the `config` branch): once that is merged, importing
+//! `crate::relabel` instead of this module is the whole switch.
 
+use crate::labels::Label;
 use crate::relabel::{Action, RelabelConfig};
 use regex::Regex;
 
@@ -22,7 +25,7 @@ pub(crate) fn compile(cfgs: &[RelabelConfig]) -> Result<Vec<Rule>, String> {
         .enumerate()
         .map(|(i, c)| {
             let regex = Regex::new(&format!("^(?:{})$", c.regex))
-                .map_err(|e| format!("write_relabel_configs[{i}]: invalid regex: {e}"))?;
+                .map_err(|e| format!("rule {i}: invalid regex: {e}"))?;
             let needs_target = matches!(
                 c.action,
                 Action::Replace
@@ -34,13 +37,13 @@ pub(crate) fn compile(cfgs: &[RelabelConfig]) -> Result<Vec<Rule>, String> {
             );
             if needs_target && c.target_label.is_none() {
                 return Err(format!(
-                    "write_relabel_configs[{i}]: relabel configuration for {:?} action requires 'target_label' value",
+                    "rule {i}: relabel configuration for {:?} action requires 'target_label' value",
                     c.action
                 ));
             }
             if c.action == Action::HashMod && c.modulus.unwrap_or(0) == 0 {
                 return Err(format!(
-                    "write_relabel_configs[{i}]: relabel configuration for hashmod requires non-zero modulus"
+                    "rule {i}: relabel configuration for hashmod requires non-zero modulus"
                 ));
             }
             Ok(Rule {
@@ -57,35 +60,39 @@ fn valid_label_name(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-fn get<'a>(ls: &'a [(String, String)], name: &str) -> &'a str {
+fn get<'a>(ls: &'a [Label], name: &str) -> &'a str {
     ls.iter()
-        .find(|(n, _)| n == name)
-        .map_or("", |(_, v)| v.as_str())
+        .find(|l| l.name == name)
+        .map_or("", |l| l.value.as_str())
 }
 
-fn set(ls: &mut Vec<(String, String)>, name: &str, value: String) {
+fn set(ls: &mut Vec<Label>, name: &str, value: String) {
     if value.is_empty() {
-        ls.retain(|(n, _)| n != name);
+        ls.retain(|l| l.name != name);
         return;
     }
-    match ls.iter_mut().find(|(n, _)| n == name) {
-        Some(l) => l.1 = value,
-        None => ls.push((name.to_string(), value)),
+    match ls.iter_mut().find(|l| l.name == name) {
+        Some(l) => l.value = value,
+        None => ls.push(Label::new(name, value)),
     }
 }
 
-/// Applies `rules` to `labels` (sorted by name on return); `false` when a rule drops the series.
-pub(crate) fn process(labels: &mut Vec<(String, String)>, rules: &[Rule]) -> bool {
+/// Applies `rules` to `labels` (any order; empty values dropped, of duplicate names the last
+/// kept; sorted by name on return); `false` when a rule drops the series.
+pub(crate) fn process_vec(rules: &[Rule], labels: &mut Vec<Label>) -> bool {
+    let normalized = crate::labels::Labels::new(std::mem::take(labels));
+    *labels = normalized.into_vec();
     for r in rules {
         if !apply(labels, r) {
             return false;
         }
     }
-    labels.sort();
+    labels.retain(|l| !l.value.is_empty());
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
     true
 }
 
-fn apply(ls: &mut Vec<(String, String)>, r: &Rule) -> bool {
+fn apply(ls: &mut Vec<Label>, r: &Rule) -> bool {
     let c = &r.cfg;
     let val = c
         .source_labels
@@ -123,15 +130,18 @@ fn apply(ls: &mut Vec<(String, String)>, r: &Rule) -> bool {
         }
         Action::LabelMap => {
             let snapshot = ls.clone();
-            for (n, v) in &snapshot {
-                if r.regex.is_match(n) {
-                    let new = r.regex.replace_all(n, c.replacement.as_str()).into_owned();
-                    set(ls, &new, v.clone());
+            for l in &snapshot {
+                if r.regex.is_match(&l.name) {
+                    let new = r
+                        .regex
+                        .replace_all(&l.name, c.replacement.as_str())
+                        .into_owned();
+                    set(ls, &new, l.value.clone());
                 }
             }
         }
-        Action::LabelDrop => ls.retain(|(n, _)| !r.regex.is_match(n)),
-        Action::LabelKeep => ls.retain(|(n, _)| r.regex.is_match(n)),
+        Action::LabelDrop => ls.retain(|l| !r.regex.is_match(&l.name)),
+        Action::LabelKeep => ls.retain(|l| r.regex.is_match(&l.name)),
     }
     true
 }
@@ -196,11 +206,12 @@ mod tests {
         compile(&cfgs).unwrap()
     }
 
-    fn ls(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+    fn ls(pairs: &[(&str, &str)]) -> Vec<Label> {
+        pairs.iter().map(|(a, b)| Label::new(*a, *b)).collect()
+    }
+
+    fn process(l: &mut Vec<Label>, r: &[Rule]) -> bool {
+        process_vec(r, l)
     }
 
     #[test]

@@ -286,8 +286,9 @@ impl RemoteWriter {
             }
             reqwest::Url::parse(&rw.url)
                 .map_err(|e| RemoteError::Config(format!("url {:?}: {e}", rw.url)))?;
-            super::relabel::compile(&rw.write_relabel_configs)
-                .map_err(|e| RemoteError::Config(format!("{}: {e}", rw.url)))?;
+            super::relabel::compile(&rw.write_relabel_configs).map_err(|e| {
+                RemoteError::Config(format!("{}: write_relabel_configs: {e}", rw.url))
+            })?;
             // TLS files, credentials files, headers: checked before anything changes.
             queue::build_client(rw)?;
             let fingerprint = format!("{rw:?} {external:?}");
