@@ -14,6 +14,7 @@
 //! The types below are the seams between them: the web layer reads scrape state only through
 //! [`ScrapeView`], so either side can change without the other.
 
+pub mod remote;
 pub mod run;
 pub mod scrape;
 pub mod web;
