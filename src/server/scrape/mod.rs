@@ -162,7 +162,6 @@ impl ScrapeManager {
                     message: e.to_string(),
                 }
             })?;
-            core.metrics.pools.inc();
             let client = ScrapeClient::new(&sc.http).map_err(|error| {
                 core.metrics.pools_failed.inc();
                 ScrapeError::Client {
@@ -245,6 +244,7 @@ impl ScrapeManager {
                     pool
                 }
                 None => {
+                    core.metrics.pools.inc();
                     let mut pool = Pool::new(p);
                     self.start_discovery(&mut pool, &job);
                     let groups = all_groups(&pool);
