@@ -324,6 +324,21 @@ impl Rule {
             Action::DropEqual => get(labels, &self.target_label).unwrap_or("") != val,
             Action::KeepEqual => get(labels, &self.target_label).unwrap_or("") == val,
             Action::Replace => {
+                if self.target_template.is_none() {
+                    if let Some(lit) = self.replacement.literal() {
+                        // No group referenced: a match test, and no capture positions to
+                        // allocate (`replacement: static`, the common constant label).
+                        if !self.regex.is_match(val) {
+                            return true;
+                        }
+                        if lit.is_empty() {
+                            del(labels, &self.target_label);
+                        } else {
+                            set(labels, &self.target_label, lit.to_string());
+                        }
+                        return true;
+                    }
+                }
                 let mut locs = self.regex.capture_locations();
                 if self.regex.captures_read(&mut locs, val).is_none() {
                     return true;
@@ -343,18 +358,20 @@ impl Rule {
                     del(labels, &self.target_label);
                     return true;
                 }
-                let name = target.unwrap_or_else(|| self.target_label.clone());
-                set(labels, name, res);
+                match target {
+                    Some(name) => set(labels, &name, res),
+                    None => set(labels, &self.target_label, res),
+                }
                 true
             }
             Action::Lowercase => {
                 let v = go_lowercase(val);
-                set(labels, self.target_label.clone(), v);
+                set(labels, &self.target_label, v);
                 true
             }
             Action::Uppercase => {
                 let v = go_uppercase(val);
-                set(labels, self.target_label.clone(), v);
+                set(labels, &self.target_label, v);
                 true
             }
             Action::HashMod => {
@@ -364,7 +381,7 @@ impl Rule {
                 let mut tail = [0u8; 8];
                 tail.copy_from_slice(&digest[8..16]);
                 let v = u64::from_be_bytes(tail) % self.modulus.max(1);
-                set(labels, self.target_label.clone(), v.to_string());
+                set(labels, &self.target_label, v.to_string());
                 true
             }
             Action::LabelMap => {
@@ -372,13 +389,15 @@ impl Rule {
                 let mut locs = self.regex.capture_locations();
                 let mut adds: Vec<(String, String)> = Vec::new();
                 for l in labels.iter() {
-                    if self.regex.captures_read(&mut locs, &l.name).is_some() {
+                    if self.regex.is_match(&l.name)
+                        && self.regex.captures_read(&mut locs, &l.name).is_some()
+                    {
                         let name = self.replacement.expand(&l.name, &locs, &self.group_names);
                         adds.push((name, l.value.clone()));
                     }
                 }
                 for (n, v) in adds {
-                    set(labels, n, v);
+                    set(labels, &n, v);
                 }
                 true
             }
@@ -523,18 +542,24 @@ fn get<'a>(labels: &'a [Label], name: &str) -> Option<&'a str> {
 }
 
 /// Prometheus' `labels.Builder.Set`: an empty value deletes.
-fn set(labels: &mut Vec<Label>, name: String, value: String) {
+fn set(labels: &mut Vec<Label>, name: &str, value: String) {
     if value.is_empty() {
-        del(labels, &name);
+        del(labels, name);
         return;
     }
-    match labels.binary_search_by(|l| l.name.as_str().cmp(&name)) {
+    match labels.binary_search_by(|l| l.name.as_str().cmp(name)) {
         Ok(i) => {
             if let Some(l) = labels.get_mut(i) {
                 l.value = value;
             }
         }
-        Err(i) => labels.insert(i, Label { name, value }),
+        Err(i) => labels.insert(
+            i,
+            Label {
+                name: name.to_string(),
+                value,
+            },
+        ),
     }
 }
 
@@ -652,6 +677,15 @@ impl Template {
             pieces.push(Piece::Lit(lit));
         }
         Template { pieces }
+    }
+
+    /// The text of a template that references no group.
+    fn literal(&self) -> Option<&str> {
+        match self.pieces.as_slice() {
+            [] => Some(""),
+            [Piece::Lit(s)] => Some(s),
+            _ => None,
+        }
     }
 
     fn expand(

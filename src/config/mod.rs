@@ -95,6 +95,7 @@ impl ConfigError {
                     .strip_suffix(&suffix)
                     .map(str::to_string)
                     .unwrap_or_else(|| full.clone());
+                let message = explain_unsupported(message);
                 ConfigError::Syntax {
                     file: file.to_path_buf(),
                     line: loc.line(),
@@ -107,6 +108,42 @@ impl ConfigError {
                 message: full,
             },
         }
+    }
+}
+
+/// Keys Prometheus 2.42 accepts that tsdbctl does not implement (beyond every `*_sd_configs`
+/// other than `static_configs` and `file_sd_configs`): refused, since ignoring them would run
+/// with a different setup than the file says, but named as such rather than as typos.
+const UNSUPPORTED_KEYS: &[&str] = &[
+    "remote_read",
+    "storage",
+    "tracing",
+    "body_size_limit",
+    "oauth2",
+    "proxy_connect_header",
+    "send_native_histograms",
+    "sigv4",
+    "max_version",
+];
+
+/// Rewrites serde's "unknown field `x`, expected one of ..." for a key Prometheus knows.
+fn explain_unsupported(message: String) -> String {
+    let Some(start) = message.find("unknown field `") else {
+        return message;
+    };
+    let rest = &message[start + "unknown field `".len()..];
+    let Some(end) = rest.find('`') else {
+        return message;
+    };
+    let key = &rest[..end];
+    if UNSUPPORTED_KEYS.contains(&key) || (key.ends_with("_sd_configs") && key != "file_sd_configs")
+    {
+        format!(
+            "{}`{key}` is a Prometheus setting that tsdbctl does not support",
+            &message[..start]
+        )
+    } else {
+        message
     }
 }
 
@@ -528,6 +565,52 @@ impl Default for Authorization {
     }
 }
 
+/// A boolean as Prometheus' YAML decoder (YAML 1.1) reads it: besides `true`/`false`, also
+/// `yes`/`no`, `on`/`off`, `y`/`n` in their usual cases. Files written for Prometheus use them.
+fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<bool, E> {
+            match s {
+                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True"
+                | "TRUE" => Ok(true),
+                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False"
+                | "FALSE" => Ok(false),
+                _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+            }
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// [`yaml11_bool`] for a key that may be absent or null.
+fn yaml11_bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<bool>, D::Error> {
+            yaml11_bool(d).map(Some)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 /// Secrets print as `<secret>`, as Prometheus' `/api/v1/status/config` shows them.
 fn secret_opt<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
@@ -547,6 +630,7 @@ pub struct TlsConfig {
     pub key_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    #[serde(deserialize_with = "yaml11_bool")]
     pub insecure_skip_verify: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_version: Option<String>,
@@ -598,6 +682,7 @@ pub struct QueueConfig {
     pub batch_send_deadline: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    #[serde(deserialize_with = "yaml11_bool")]
     pub retry_on_http_429: bool,
 }
 
@@ -619,6 +704,7 @@ impl Default for QueueConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetadataConfig {
+    #[serde(deserialize_with = "yaml11_bool")]
     pub send: bool,
     pub send_interval: Duration,
     pub max_samples_per_send: usize,

@@ -84,7 +84,9 @@ impl From<RawGlobal> for GlobalConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawScrapeConfig {
     job_name: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     honor_labels: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     honor_timestamps: Option<bool>,
     params: Option<BTreeMap<String, Vec<String>>>,
     scrape_interval: Option<Duration>,
@@ -107,7 +109,9 @@ pub(super) struct RawScrapeConfig {
     bearer_token_file: Option<String>,
     tls_config: Option<TlsConfig>,
     proxy_url: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     follow_redirects: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     enable_http2: Option<bool>,
 }
 
@@ -162,6 +166,7 @@ pub(super) struct RawRemoteWriteConfig {
     headers: Option<BTreeMap<String, String>>,
     write_relabel_configs: Option<Vec<RelabelConfig>>,
     name: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     send_exemplars: Option<bool>,
     queue_config: Option<QueueConfig>,
     metadata_config: Option<MetadataConfig>,
@@ -172,7 +177,9 @@ pub(super) struct RawRemoteWriteConfig {
     bearer_token_file: Option<String>,
     tls_config: Option<TlsConfig>,
     proxy_url: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     follow_redirects: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
     enable_http2: Option<bool>,
 }
 
@@ -193,5 +200,51 @@ impl From<RawRemoteWriteConfig> for RemoteWriteConfig {
             metadata_config: r.metadata_config.unwrap_or_default(),
             http: http_from_raw!(r),
         }
+    }
+}
+
+/// `alerting:` is kept as written (nothing here sends alerts yet) but decoded once more through
+/// these shapes so that its keys and values are checked as Prometheus checks them.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct AlertingOnly {
+    pub alerting: Option<RawAlerting>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAlerting {
+    pub alert_relabel_configs: Option<Vec<RelabelConfig>>,
+    pub alertmanagers: Option<Vec<RawAlertmanager>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAlertmanager {
+    pub static_configs: Option<Vec<StaticConfig>>,
+    pub file_sd_configs: Option<Vec<FileSdConfig>>,
+    pub scheme: Option<String>,
+    pub path_prefix: Option<String>,
+    pub timeout: Option<Duration>,
+    pub api_version: Option<String>,
+    pub relabel_configs: Option<Vec<RelabelConfig>>,
+    // `common/config.HTTPClientConfig`, inlined.
+    basic_auth: Option<BasicAuth>,
+    authorization: Option<Authorization>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    tls_config: Option<TlsConfig>,
+    proxy_url: Option<String>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
+    follow_redirects: Option<bool>,
+    #[serde(deserialize_with = "super::yaml11_bool_opt")]
+    enable_http2: Option<bool>,
+}
+
+impl RawAlertmanager {
+    /// The inlined HTTP client settings, with their defaults.
+    pub fn http(&self) -> HttpClientConfig {
+        let r = self.clone();
+        http_from_raw!(r)
     }
 }

@@ -71,6 +71,63 @@ fn unknown_keys_rejected_everywhere_with_line() {
 }
 
 #[test]
+fn yaml_1_1_booleans_as_prometheus_reads_them() {
+    let c = parse("scrape_configs:\n- job_name: a\n  honor_labels: yes\n  honor_timestamps: off\n  tls_config:\n    insecure_skip_verify: Y\n  follow_redirects:\n").unwrap();
+    let a = &c.scrape_configs[0];
+    assert!(a.honor_labels && !a.honor_timestamps && a.http.tls_config.insecure_skip_verify);
+    assert!(a.http.follow_redirects);
+    let e = err("scrape_configs:\n- job_name: a\n  honor_labels: maybe\n");
+    assert_eq!(e.line(), Some(3), "{e}");
+}
+
+#[test]
+fn alerting_is_checked_and_kept() {
+    let text = "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['localhost:9093']\n    timeout: 5s\n    api_version: v2\n  alert_relabel_configs:\n  - regex: replica\n    action: labeldrop\n";
+    let c = parse(text).unwrap();
+    assert!(c.alerting.is_some());
+    for (bad, line) in [
+        ("alerting:\n  alertmanagers:\n  - static_config: []\n", 3),
+        ("alerting:\n  alertmanagers:\n  - api_version: v3\n", 3),
+        ("alerting:\n  alertmanagers:\n  - timeout: 5\n", 3),
+        (
+            "alerting:\n  alert_relabel_configs:\n  - action: keep\n    regex: (\n",
+            4,
+        ),
+        ("alerting:\n  alertmanagrs: []\n", 2),
+    ] {
+        let e = err(bad);
+        assert_eq!(e.line(), Some(line), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn prometheus_keys_we_do_not_support_say_so() {
+    for (text, line) in [
+        ("remote_read:\n- url: http://x\n", 1),
+        (
+            "scrape_configs:\n- job_name: k\n  kubernetes_sd_configs:\n  - role: pod\n",
+            3,
+        ),
+        (
+            "scrape_configs:\n- job_name: k\n  body_size_limit: 10MB\n",
+            3,
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!(e.line(), Some(line), "{e}");
+        assert!(
+            e.to_string()
+                .contains("is a Prometheus setting that tsdbctl does not support"),
+            "{e}"
+        );
+    }
+    // A typo is still a typo.
+    assert!(err("scrape_configs:\n- job_name: k\n  static_config: []\n")
+        .to_string()
+        .contains("unknown field `static_config`, expected"));
+}
+
+#[test]
 fn bad_values_name_key_and_line() {
     let cases: &[(&str, usize, &str)] = &[
         ("global:\n  scrape_interval: 1.5s\n", 2, "not a valid duration"),

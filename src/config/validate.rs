@@ -208,6 +208,10 @@ pub(super) fn validate(cfg: &mut Config, text: &str, file: &Path) -> Result<(), 
         }
     }
 
+    if cfg.alerting.is_some() {
+        validate_alerting(&cx)?;
+    }
+
     let mut names = BTreeSet::new();
     for (i, rw) in cfg.remote_write.iter_mut().enumerate() {
         let base = [k("remote_write"), Seg::Idx(i)];
@@ -249,6 +253,68 @@ pub(super) fn validate(cfg: &mut Config, text: &str, file: &Path) -> Result<(), 
                     &with(&base, &[k("name")]),
                     &ctx,
                     format!("found multiple remote write configs with job name {n:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `alerting:`: decoded again from the text through [`super::raw::RawAlerting`] (unknown keys
+/// and bad values are errors at their position), then Prometheus' checks.
+fn validate_alerting(cx: &Ctx<'_>) -> Result<(), ConfigError> {
+    let only: super::raw::AlertingOnly =
+        serde_yaml::from_str(cx.text).map_err(|e| ConfigError::from_yaml(cx.file, &e))?;
+    let Some(a) = only.alerting else {
+        return Ok(());
+    };
+    let base = [k("alerting")];
+    check_relabel(
+        cx,
+        &base,
+        "alert_relabel_configs",
+        "alerting",
+        a.alert_relabel_configs.as_deref().unwrap_or(&[]),
+    )?;
+    for (i, am) in a.alertmanagers.unwrap_or_default().into_iter().enumerate() {
+        let base = [k("alerting"), k("alertmanagers"), Seg::Idx(i)];
+        let ctx = format!("alerting.alertmanagers[{i}]");
+        if let Some(v) = &am.api_version {
+            if v != "v1" && v != "v2" {
+                return Err(cx.err(
+                    &with(&base, &[k("api_version")]),
+                    &ctx,
+                    format!("expected Alertmanager api version to be one of [v1 v2] but got {v}"),
+                ));
+            }
+        }
+        let mut http = am.http();
+        validate_http(cx, &base, &ctx, &mut http)?;
+        let relabel = am.relabel_configs.unwrap_or_default();
+        check_relabel(cx, &base, "relabel_configs", &ctx, &relabel)?;
+        for (j, group) in am.static_configs.unwrap_or_default().iter().enumerate() {
+            if !relabel.is_empty() {
+                break;
+            }
+            for (t, target) in group.targets.iter().enumerate() {
+                if target.contains('/') {
+                    return Err(cx.err(
+                        &with(
+                            &base,
+                            &[k("static_configs"), Seg::Idx(j), k("targets"), Seg::Idx(t)],
+                        ),
+                        &ctx,
+                        format!("{target:?} is not a valid hostname"),
+                    ));
+                }
+            }
+        }
+        for (j, fsd) in am.file_sd_configs.unwrap_or_default().iter().enumerate() {
+            if fsd.files.is_empty() || !fsd.files.iter().all(|f| file_sd_name_ok(f)) {
+                return Err(cx.err(
+                    &with(&base, &[k("file_sd_configs"), Seg::Idx(j)]),
+                    &ctx,
+                    "file_sd_configs: a path name is missing or not valid for file discovery",
                 ));
             }
         }
