@@ -729,3 +729,29 @@ async fn tls_ca_server_name_client_cert_and_insecure() {
         "the target requires a client certificate"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_limit_fails_every_target_of_the_pool() {
+    let a = TestTarget::start("a 1\n").await;
+    let b = TestTarget::start("b 1\n").await;
+    let (_d, db) = open_db();
+    let m = manager(&db);
+    let yaml = format!(
+        "scrape_configs:\n  - job_name: l\n    target_limit: 1\n    scrape_interval: 500ms\n    scrape_timeout: 400ms\n    static_configs:\n      - targets: ['{}', '{}']\n",
+        a.addr, b.addr
+    );
+    m.apply_config(&config(&yaml)).await.unwrap();
+    wait_for("scrapes", 5, || {
+        m.targets().0.iter().all(|t| t.health == Health::Down)
+    })
+    .await;
+    for t in m.targets().0 {
+        assert_eq!(
+            t.last_error,
+            "target_limit exceeded (number of targets: 2, limit: 1)"
+        );
+    }
+    m.stop().await;
+    // Nothing was fetched.
+    assert_eq!(a.requests() + b.requests(), 0);
+}

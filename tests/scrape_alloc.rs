@@ -91,15 +91,17 @@ fn repeated_scrape_allocates_nothing_per_sample() {
         v.into_iter().map(|(_, id)| id).collect()
     };
     let before = ALLOCS.load(Ordering::Relaxed);
+    let started = Instant::now();
     let mut app = db.appender();
     for &id in &ids {
         app.append_id(id, t, 8.0).unwrap();
     }
     app.commit().unwrap();
     let base_allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let base_time = started.elapsed();
     eprintln!(
         "scrape of {n} known series: {scrape_allocs} allocations ({:.3}/sample), {:?}; \
-         plain append_id + commit of {} samples: {base_allocs} allocations",
+         plain append_id + commit of {} samples: {base_allocs} allocations, {base_time:?}",
         scrape_allocs as f64 / n as f64,
         scrape_time,
         ids.len()

@@ -753,3 +753,80 @@ mod tests {
         assert_eq!(m[0].1.help, "The a\\b.");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::Options;
+    use proptest::prelude::*;
+
+    const VALID: &str = "# HELP a The a.\n# TYPE a counter\na_total{x=\"1\",y=\"2\"} 3 1000\nb 2\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_count 1\n# EOF\n";
+
+    /// Whatever a target sends, an append neither panics nor leaves the cache unusable, in both
+    /// formats, with limits on. One database for all cases (opening one per case costs more than
+    /// the case).
+    #[test]
+    fn arbitrary_bodies_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let m = Metrics::unregistered();
+        let t = std::cell::Cell::new(1_000_000i64);
+        let strategy = (
+            proptest::collection::vec((0usize..200, any::<u8>()), 0..8),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            any::<bool>(),
+            0u64..4,
+        );
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(1000));
+        runner
+            .run(&strategy, |(edits, random, om, limit)| {
+                let spec = AppendSpec {
+                    target_labels: Labels::from_pairs(&[("instance", "h:1"), ("job", "j")]),
+                    honor_labels: false,
+                    honor_timestamps: true,
+                    metric_rules: Arc::new(Vec::new()),
+                    sample_limit: limit,
+                    label_limit: limit * 2,
+                    label_name_length_limit: 0,
+                    label_value_length_limit: 0,
+                };
+                let mut body = VALID.as_bytes().to_vec();
+                for (i, b) in edits {
+                    let i = i % body.len();
+                    body[i] = b;
+                }
+                body.extend_from_slice(&random);
+                let ct = if om {
+                    "application/openmetrics-text"
+                } else {
+                    ""
+                };
+                let mut st = ScrapeState::default();
+                for _ in 0..2 {
+                    t.set(t.get() + 1000);
+                    st.scrape_and_report(
+                        &db,
+                        &spec,
+                        &m,
+                        Ok((ct, &body)),
+                        t.get(),
+                        t.get(),
+                        &|| 0.1,
+                    );
+                }
+                t.set(t.get() + 1000);
+                let r = st.scrape_and_report(
+                    &db,
+                    &spec,
+                    &m,
+                    Ok(("", b"ok 1\n")),
+                    t.get(),
+                    t.get(),
+                    &|| 0.1,
+                );
+                prop_assert!(r.error.is_none() || limit > 0, "{:?}", r.error);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -162,7 +162,6 @@ impl ScrapeManager {
                     message: e.to_string(),
                 }
             })?;
-            core.metrics.pools.inc();
             let client = ScrapeClient::new(&sc.http).map_err(|error| {
                 core.metrics.pools_failed.inc();
                 ScrapeError::Client {
@@ -245,6 +244,7 @@ impl ScrapeManager {
                     pool
                 }
                 None => {
+                    core.metrics.pools.inc();
                     let mut pool = Pool::new(p);
                     self.start_discovery(&mut pool, &job);
                     let groups = all_groups(&pool);
@@ -470,7 +470,11 @@ impl Core {
             }
         }
         for (hash, t) in uniq {
-            if pool.loops.contains_key(&hash) {
+            if let Some(l) = pool.loops.get(&hash) {
+                *l.shared
+                    .discovered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = t.discovered;
                 continue;
             }
             let handle = self.start_loop(job, pool, t, seed, caches.remove(&hash));
@@ -523,6 +527,7 @@ impl Core {
         let target_labels = t.public_labels();
         let shared = Arc::new(TargetShared {
             pool: job.to_string(),
+            discovered: Mutex::new(t.discovered.clone()),
             target: t,
             url,
             interval,
@@ -589,7 +594,11 @@ impl ScrapeView for ScrapeManager {
             for t in ts {
                 let s = t.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 active.push(TargetInfo {
-                    discovered_labels: t.target.discovered.clone(),
+                    discovered_labels: t
+                        .discovered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
                     labels: t.target.public_labels(),
                     scrape_pool: t.pool.clone(),
                     scrape_url: t.url.clone(),

@@ -37,6 +37,10 @@ pub enum Command {
 pub struct TargetShared {
     pub pool: String,
     pub target: Target,
+    /// The target's labels before relabeling as last discovered: a target whose discovered
+    /// labels change without changing its identity keeps its loop (Prometheus'
+    /// `SetDiscoveredLabels`).
+    pub discovered: Mutex<crate::labels::Labels>,
     pub url: String,
     pub interval: crate::config::Duration,
     pub timeout: crate::config::Duration,
