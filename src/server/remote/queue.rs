@@ -1187,7 +1187,7 @@ impl Watcher {
 }
 
 fn wal_err(e: wal::WalError) -> RemoteError {
-    RemoteError::Config(format!("reading the WAL: {e}"))
+    RemoteError::Wal(e)
 }
 
 /// The first segment after `seg`, if any exists (normally `seg + 1`).
