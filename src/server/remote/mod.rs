@@ -52,6 +52,9 @@ pub enum RemoteError {
     /// A `remote_write` entry that cannot run.
     #[error("remote_write config: {0}")]
     Config(String),
+    /// Reading the WAL failed (I/O, or damage in a segment that is not the live one).
+    #[error("reading the WAL: {0}")]
+    Wal(#[from] crate::wal::WalError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -343,6 +343,12 @@ mod tests {
             prop_assert_eq!(ours, prost::Message::encode_to_vec(&req));
         }
 
+    }
+
+    proptest! {
+        // The fuzz body over a few thousand random and mutated inputs (stable Rust, no libFuzzer).
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
         #[test]
         fn fuzz_body_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
             fuzz_decode_write_request(&data);

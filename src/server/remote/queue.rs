@@ -52,6 +52,8 @@ pub(crate) type Pos = (u64, u64);
 
 /// How often the watcher looks for new WAL bytes when it has read everything.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a watcher that failed (an I/O error reading the WAL) waits before starting over.
+const RESTART_AFTER: Duration = Duration::from_secs(5);
 /// How often the position is saved and the hold updated.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Prometheus' `shardUpdateDuration`: how often the desired shard count is computed.
@@ -740,11 +742,35 @@ fn watch(s: Arc<Shared>, rt: tokio::runtime::Handle, saved: Option<Saved>) {
         lane_total: vec![0; LANES],
         lane_skip: vec![0; LANES],
     };
-    w.start_shards(s.num_shards.load(Ordering::SeqCst));
-    if let Err(e) = w.run(saved) {
-        log!("error", s.name, "WAL watcher stopped: {e}");
+    let mut saved = saved;
+    loop {
+        w.start_shards(s.num_shards.load(Ordering::SeqCst));
+        let r = w.run(saved);
+        // Everything handed to the shards is sent (or, when stopping, given up) first, so the
+        // tracker's position is exact whether the queue stops or starts over.
+        w.stop_shards();
+        let Err(e) = r else { break };
+        if w.quitting() {
+            break;
+        }
+        // As Prometheus' watcher: log, wait, start over from the position reached.
+        log!(
+            "error",
+            s.name,
+            "WAL watcher failed, restarting in {RESTART_AFTER:?}: {e}"
+        );
+        let until = Instant::now() + RESTART_AFTER;
+        while Instant::now() < until && !w.quitting() {
+            std::thread::sleep(POLL);
+        }
+        if w.quitting() {
+            break;
+        }
+        saved = s.tracker.lock().unwrap_or_else(|e| e.into_inner()).saved();
+        w.series.clear();
+        w.checkpoint_seen = None;
+        w.resume = None;
     }
-    w.stop_shards();
     save(&s);
 }
 
@@ -1187,7 +1213,7 @@ impl Watcher {
 }
 
 fn wal_err(e: wal::WalError) -> RemoteError {
-    RemoteError::Config(format!("reading the WAL: {e}"))
+    RemoteError::Wal(e)
 }
 
 /// The first segment after `seg`, if any exists (normally `seg + 1`).
