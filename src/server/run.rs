@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::registry::Registry;
@@ -79,7 +79,10 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         .map_err(ServeError::Runtime)?;
     let db = Arc::new(Db::open(&opts.db_dir, opts.db_options.clone())?);
     for w in &db.open_report().warnings {
-        log(Level::Warn, &format!("opening {}: {w}", opts.db_dir.display()));
+        log(
+            Level::Warn,
+            &format!("opening {}: {w}", opts.db_dir.display()),
+        );
     }
     let result = runtime.block_on(serve(&opts, config, db.clone()));
     // Everything appended is in the WAL: force it to disk whatever the fsync policy.
@@ -131,7 +134,10 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     ready.store(true, Ordering::SeqCst);
     log(
         Level::Info,
-        &format!("server is ready to receive web requests on {}", opts.web.listen),
+        &format!(
+            "server is ready to receive web requests on {}",
+            opts.web.listen
+        ),
     );
 
     let reload = |source: &'static str| {
@@ -143,8 +149,14 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
         async move {
             let result = async {
                 let config = Config::load(&opts.config_file).map_err(|e| e.to_string())?;
-                scrape.apply_config(&config).await.map_err(|e| e.to_string())?;
-                remote.apply_config(&config).await.map_err(|e| e.to_string())?;
+                scrape
+                    .apply_config(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                remote
+                    .apply_config(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if let Ok(mut y) = config_yaml.write() {
                     *y = config.to_yaml();
                 }
@@ -209,7 +221,10 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     log(Level::Info, &format!("received {signal}, shutting down"));
     ready.store(false, Ordering::SeqCst);
     scrape.stop().await;
-    log(Level::Info, "scrapes stopped, everything scraped is committed");
+    log(
+        Level::Info,
+        "scrapes stopped, everything scraped is committed",
+    );
     remote.stop().await;
     log(Level::Info, "remote writers stopped, positions saved");
     let _ = stop_web.send(());

@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Most samples a query may hold in memory at once.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     query_max_samples: usize,
+    /// Queries evaluated at once; more wait.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    query_max_concurrency: usize,
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration_ms)]
     lookback_delta: i64,
@@ -63,7 +66,7 @@ pub struct ServeArgs {
     retention: Retention,
 }
 
-pub fn serve(a: ServeArgs) -> ExitCode {
+pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     let fsync = if a.fsync_interval <= 0 {
         FsyncPolicy::Commit
     } else {
@@ -91,13 +94,23 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             "web.enable-remote-write-receiver",
             a.enable_remote_write_receiver.to_string(),
         ),
-        ("web.external-url", a.external_url.clone().unwrap_or_default()),
+        (
+            "web.external-url",
+            a.external_url.clone().unwrap_or_default(),
+        ),
         ("web.max-connections", a.max_connections.to_string()),
         ("query.timeout", fmt_ms(a.query_timeout)),
         ("query.max-samples", a.query_max_samples.to_string()),
+        ("query.max-concurrency", a.query_max_concurrency.to_string()),
         ("query.lookback-delta", fmt_ms(a.lookback_delta)),
-        ("storage.tsdb.retention.time", fmt_ms(a.retention.retention_time)),
-        ("storage.tsdb.retention.size", format!("{}B", a.retention.retention_size)),
+        (
+            "storage.tsdb.retention.time",
+            fmt_ms(a.retention.retention_time),
+        ),
+        (
+            "storage.tsdb.retention.size",
+            format!("{}B", a.retention.retention_size),
+        ),
         (
             "storage.tsdb.out-of-order-time-window",
             fmt_ms(a.out_of_order_window),
@@ -120,17 +133,13 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             query_timeout_ms: a.query_timeout,
             enable_lifecycle: a.enable_lifecycle,
             max_connections: a.max_connections,
+            max_concurrent_queries: a.query_max_concurrency,
         },
         enable_remote_write_receiver: a.enable_remote_write_receiver,
         flags,
     };
-    match run(opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tsdbctl serve: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    run(opts).map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A duration flag's value as Prometheus prints it (`15d`, `2m`).

@@ -20,7 +20,6 @@
 pub mod proto;
 mod queue;
 pub mod receiver;
-mod relabel;
 mod tail;
 mod writer;
 

@@ -29,11 +29,11 @@
 
 use super::log;
 use super::proto;
-use super::relabel::{self, Rule};
 use super::tail::{SegmentTail, Stall};
 use super::RemoteError;
 use crate::config::{QueueConfig, RemoteWriteConfig};
 use crate::labels::Label;
+use crate::relabel::{self, Rule};
 use crate::wal::record::{self, RecordType, RefSample};
 use crate::wal::{self, WalReader};
 use crate::Db;

@@ -286,7 +286,7 @@ impl RemoteWriter {
             }
             reqwest::Url::parse(&rw.url)
                 .map_err(|e| RemoteError::Config(format!("url {:?}: {e}", rw.url)))?;
-            super::relabel::compile(&rw.write_relabel_configs).map_err(|e| {
+            crate::relabel::compile(&rw.write_relabel_configs).map_err(|e| {
                 RemoteError::Config(format!("{}: write_relabel_configs: {e}", rw.url))
             })?;
             // TLS files, credentials files, headers: checked before anything changes.
