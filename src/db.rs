@@ -295,6 +295,9 @@ pub struct DbCore {
     /// First WAL segment each outside reader still needs, by reader name (see
     /// [`DbCore::hold_wal_segments`]).
     wal_holds: Mutex<HashMap<String, u64>>,
+    /// Samples committed since open, and rejected at commit (see [`DbCore::appended_totals`]).
+    appended_total: AtomicU64,
+    rejected_total: AtomicU64,
     /// Held (flock) for the lifetime of the `Db`.
     _lock: File,
 }
@@ -539,6 +542,8 @@ impl DbCore {
                 Condvar::new(),
             )),
             wal_holds: Mutex::new(HashMap::new()),
+            appended_total: AtomicU64::new(0),
+            rejected_total: AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -594,6 +599,16 @@ impl DbCore {
 
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// Samples committed into the head since the directory was opened, and samples rejected by
+    /// commits (out of order, duplicates, out of bounds) — Prometheus'
+    /// `prometheus_tsdb_head_samples_appended_total` and its out-of-order counters.
+    pub fn appended_totals(&self) -> (u64, u64) {
+        (
+            self.appended_total.load(Ordering::Relaxed),
+            self.rejected_total.load(Ordering::Relaxed),
+        )
     }
 
     /// What [`Db::open`] found (warnings to show, replay figures).
@@ -1111,6 +1126,10 @@ impl DbCore {
         // rebuilds exactly this head.
         let stats = app.apply();
         drop(w);
+        self.appended_total
+            .fetch_add(stats.appended, Ordering::Relaxed);
+        self.rejected_total
+            .fetch_add(stats.rejected.total(), Ordering::Relaxed);
         if self.compactable() {
             self.trigger_compaction();
         }
@@ -1607,7 +1626,9 @@ fn delete_block_dir(dir: &Path) -> Result<(), DbError> {
 }
 
 /// Bytes of the files under `dir` (0 if it does not exist).
-fn dir_size(dir: &Path) -> u64 {
+/// Bytes of the files under `dir`, recursively (0 for what cannot be read): the size retention,
+/// `tsdbctl inspect` and `/metrics` report.
+pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };

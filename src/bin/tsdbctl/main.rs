@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tsdb::api;
+use tsdb::db::dir_size;
 use tsdb::exposition::Format;
 use tsdb::ingest::{IngestOptions, Ingester};
 use tsdb::promql::{QueryOptions, QueryResult, Value};
@@ -848,20 +849,6 @@ fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
         outln!("{n:>9}  {name}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn compact(dir: PathBuf, flush_head: bool, retention: &Retention) -> Result<ExitCode, String> {

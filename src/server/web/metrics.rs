@@ -6,7 +6,7 @@
 //! fares (head, blocks, WAL, compactions). The database figures are read at scrape time from what
 //! [`DbCore`] exposes; the collector holds the database weakly, so it never keeps it open.
 
-use crate::db::{Db, DbCore};
+use crate::db::{dir_size, Db, DbCore};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -15,7 +15,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::path::Path;
 use std::sync::{Arc, Weak};
 
 /// Prometheus' buckets of `prometheus_http_request_duration_seconds`.
@@ -180,20 +179,8 @@ pub struct DbFigures {
     pub head_chunks_disk_errors: u64,
     pub wal_replayed_samples: u64,
     pub wal_replay_seconds: f64,
-}
-
-/// Sum of the sizes of the files under `dir` (0 where unreadable).
-pub(crate) fn dir_size(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    pub samples_appended: u64,
+    pub samples_rejected: u64,
 }
 
 /// Reads [`DbFigures`]; walks every head series once (for chunk and sample counts).
@@ -230,6 +217,8 @@ pub fn db_figures(db: &DbCore) -> DbFigures {
         head_chunks_disk_errors: head.chunk_disk_errors().0,
         wal_replayed_samples: report.replayed_samples,
         wal_replay_seconds: report.replay_seconds,
+        samples_appended: db.appended_totals().0,
+        samples_rejected: db.appended_totals().1,
     }
 }
 
@@ -340,6 +329,18 @@ impl Collector for DbCollector {
             "Failed writes of completed head chunks to chunks_head/.",
             f.head_chunks_disk_errors,
         )?;
+        counter(
+            &mut e,
+            "prometheus_tsdb_head_samples_appended",
+            "Total number of appended samples.",
+            f.samples_appended,
+        )?;
+        counter(
+            &mut e,
+            "tsdb_head_samples_rejected",
+            "Samples rejected at commit (out of order, duplicate, out of bounds).",
+            f.samples_rejected,
+        )?;
         gauge(
             &mut e,
             "tsdb_wal_replayed_samples",
@@ -387,6 +388,8 @@ mod tests {
             "prometheus_http_requests_total{handler=\"/api/v1/query\",code=\"200\"} 1\n",
             "tsdb_engine_queries_total{type=\"instant\",result=\"success\"} 1\n",
             "prometheus_tsdb_compactions_total 0\n",
+            "prometheus_tsdb_head_samples_appended_total 6\n",
+            "tsdb_head_samples_rejected_total 0\n",
         ] {
             assert!(out.contains(want), "{want} missing in\n{out}");
         }
