@@ -69,6 +69,10 @@ struct Server {
 
 impl Server {
     fn start(db: &Path, config: &Path) -> Server {
+        Server::start_with(db, config, &[])
+    }
+
+    fn start_with(db: &Path, config: &Path, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -83,6 +87,7 @@ impl Server {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--web.enable-lifecycle")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -295,4 +300,49 @@ fn serve_refuses_a_broken_config_before_starting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scrape_timeout"), "{err}");
     assert!(err.contains(":5"), "line of the key: {err}");
+}
+
+/// Two servers: A scrapes a target and remote-writes to B's receiver. After A's SIGTERM, its
+/// queue's position is saved, and B holds every sample A stored, with A's external labels.
+#[test]
+fn serve_remote_writes_to_another_serve_and_saves_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db_a, db_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (cfg_a, cfg_b) = (dir.path().join("a.yml"), dir.path().join("b.yml"));
+    let target = CountingTarget::start("rw");
+    fs::write(&cfg_b, "global:\n  scrape_interval: 1s\n").unwrap();
+    let b = Server::start_with(&db_b, &cfg_b, &["--web.enable-remote-write-receiver"]);
+    fs::write(
+        &cfg_a,
+        format!(
+            "{}remote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    name: to-b\n    queue_config:\n      batch_send_deadline: 200ms\n",
+            config(&[("rw", target.addr)]).replace(
+                "global:\n",
+                "global:\n  external_labels:\n    replica: a\n"
+            ),
+            b.port
+        ),
+    )
+    .unwrap();
+    let a = Server::start(&db_a, &cfg_a);
+    b.wait_for("A's samples at B", |s| {
+        s.query("demo_total{replica=\"a\"}")
+            .first()
+            .is_some_and(|(_, v)| *v >= 3.0)
+    });
+    let (status, logs) = a.terminate();
+    assert!(status.success(), "A exit {status}; log:\n{logs}");
+    let pos = db_a.join("remote/to-b/position");
+    assert!(pos.exists(), "no saved position at {}", pos.display());
+    // What A stored has all arrived at B (A flushed its queue before stopping).
+    let stored_a = stored(&db_a, "demo_total{k=\"rw\"}[1h]");
+    b.wait_for("everything A stored at B", |s| {
+        s.query("demo_total{replica=\"a\"}")
+            .first()
+            .is_some_and(|(_, v)| *v >= stored_a.last().unwrap().1)
+    });
+    let (status, logs) = b.terminate();
+    assert!(status.success(), "B exit {status}; log:\n{logs}");
+    let stored_b = stored(&db_b, "demo_total{k=\"rw\",replica=\"a\"}[1h]");
+    assert_eq!(stored_b, stored_a, "B holds exactly A's samples");
 }
