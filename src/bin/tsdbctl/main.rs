@@ -16,6 +16,10 @@ macro_rules! out {
     };
 }
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod archive;
 #[cfg(feature = "server")]
 mod check;
