@@ -194,7 +194,7 @@ def wait_ready(base, proc, timeout):
     while time.time() - t < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode} before becoming ready")
-        for path in ("/-/ready", "/api/v1/status/buildinfo"):
+        for path in ("/-/ready", "/api/v1/status/buildinfo", "/api/v1/query?query=1"):
             try:
                 status, _, _ = http_get(base + path, timeout=2)
                 if status == 200:
@@ -447,6 +447,14 @@ def report(out):
                 runs[name] = json.load(f)
     if not runs:
         return "no results\n"
+    for r in runs.values():
+        # Memory per phase, from the samples (older result files lack these keys).
+        ph = r["phases_s"]
+        w, i = ph["warmup"], ph["warmup"] + ph["ingest"]
+        ingest = [s["rss_kb"] for s in r["samples"] if w <= s["t"] <= i and s.get("rss_kb")]
+        query = [s["rss_kb"] for s in r["samples"] if s["t"] > i and s.get("rss_kb")]
+        r["rss_mb_max_ingest"] = max(ingest) / 1024 if ingest else None
+        r["rss_mb_max_query"] = max(query) / 1024 if query else None
     p, t = runs.get("prometheus"), runs.get("tsdbctl")
 
     def row(label, key, digits=2, lower_is_better=True):
@@ -464,8 +472,10 @@ def report(out):
         row("CPU seconds per 15 s scrape cycle, ingest only", "cpu_s_per_scrape_cycle_ingest", 2),
         row("CPU cores, ingest + queries", "cpu_cores_ingest_and_query", 3),
         row("RSS MiB at end of ingest phase", "rss_mb_end_of_ingest", 0),
+        row("RSS MiB, highest sample of the ingest phase", "rss_mb_max_ingest", 0),
+        row("RSS MiB, highest sample of the query phase", "rss_mb_max_query", 0),
         row("RSS MiB at end", "rss_mb_end", 0),
-        row("Peak RSS (VmHWM) MiB", "hwm_mb", 0),
+        row("Peak RSS (VmHWM) MiB, whole run", "hwm_mb", 0),
         row("Data directory MiB at end", "disk_mb_end", 0),
         row("Startup to ready, s", "ready_s", 1),
         row("SIGTERM to exit, s", "shutdown_s", 1),
