@@ -379,7 +379,7 @@ def measure(system, args, children, sim, base_port, config, workdir):
         "cpu_s_total": final_cpu,
         "cpu_s_warmup": w["cpu_s"],
         "cpu_cores_ingest": rate(w, i),
-        "cpu_cores_ingest_and_query": rate(i, e),
+        "cpu_cores_ingest_and_query": rate(i, e) if e["t"] > i["t"] + 1 else None,
         "cpu_s_per_scrape_cycle_ingest": rate(w, i) * args.interval,
         "sim_cpu_cores": rate(samples[0], e, "sim_cpu_s"),
         "rss_mb_end": final_mem.get("VmRSS", 0) / 1024,
@@ -489,7 +489,7 @@ def report(out):
                 return "—", None
             q = r["queries"][n]
             if q["median_ms"] is None:
-                return f"failed ({q['error_count']})", None
+                return (f"failed ({q['error_count']})" if q["error_count"] else "not run"), None
             return f"{q['median_ms']:.0f} / {q['p90_ms']:.0f}", q["median_ms"]
         pc, pm = cell(p)
         tc, tm = cell(t)
