@@ -9,6 +9,9 @@
 //! ([`crate::head::ooo`]) and logged, after the WAL commit and before they reach the head, to the
 //! write-behind log `wbl/` (Prometheus' WBL; Prometheus 2.42 replays it from our directories).
 //!
+//! Readers of the WAL outside the head (the remote writer tails it) keep the segments they still
+//! need from truncation with [`DbCore::hold_wal_segments`], up to [`Options::wal_hold_max_ms`].
+//!
 //! ```
 //! use tsdb::{Db, Options, labels::{Labels, Matcher}};
 //! let dir = tempfile::tempdir().unwrap();
@@ -96,7 +99,17 @@ pub struct Options {
     /// accepted when within this of the head's newest sample ([`crate::head::ooo`]) and logged
     /// to the write-behind log `wbl/`. Default 0: off, as in Prometheus.
     pub out_of_order_window_ms: i64,
+    /// How long WAL segments held for a reader outside the head ([`DbCore::hold_wal_segments`],
+    /// the remote writer) survive truncation: a held segment whose last write is older than this
+    /// is checkpointed and deleted anyway, so a receiver that stays down cannot grow the WAL (and
+    /// the replay on the next open) without bound; its reader loses what it had not sent, as
+    /// Prometheus' remote write does after a WAL truncation. Default [`DEFAULT_WAL_HOLD_MAX_MS`].
+    pub wal_hold_max_ms: i64,
 }
+
+/// Default [`Options::wal_hold_max_ms`]: 6 hours, three block ranges — a receiver outage that
+/// long loses nothing, where Prometheus 2.42 keeps only what the next head truncation spares.
+pub const DEFAULT_WAL_HOLD_MAX_MS: i64 = 3 * DEFAULT_BLOCK_RANGE_MS;
 
 impl Default for Options {
     fn default() -> Options {
@@ -111,6 +124,7 @@ impl Default for Options {
             retention_bytes: 0,
             background_compaction: true,
             out_of_order_window_ms: 0,
+            wal_hold_max_ms: DEFAULT_WAL_HOLD_MAX_MS,
         }
     }
 }
@@ -151,6 +165,10 @@ impl Options {
 
     pub fn read_only(mut self, read_only: bool) -> Options {
         self.read_only = read_only;
+        self
+    }
+    pub fn wal_hold_max_ms(mut self, ms: i64) -> Options {
+        self.wal_hold_max_ms = ms;
         self
     }
 }
@@ -274,6 +292,12 @@ pub struct DbCore {
     epoch: AtomicU64,
     /// Wakes the background compaction thread (commits do when the head becomes compactable).
     signal: Arc<(Mutex<Wake>, Condvar)>,
+    /// First WAL segment each outside reader still needs, by reader name (see
+    /// [`DbCore::hold_wal_segments`]).
+    wal_holds: Mutex<HashMap<String, u64>>,
+    /// Samples committed since open, and rejected at commit (see [`DbCore::appended_totals`]).
+    appended_total: AtomicU64,
+    rejected_total: AtomicU64,
     /// Held (flock) for the lifetime of the `Db`.
     _lock: File,
 }
@@ -517,6 +541,9 @@ impl DbCore {
                 }),
                 Condvar::new(),
             )),
+            wal_holds: Mutex::new(HashMap::new()),
+            appended_total: AtomicU64::new(0),
+            rejected_total: AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -572,6 +599,16 @@ impl DbCore {
 
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// Samples committed into the head since the directory was opened, and samples rejected by
+    /// commits (out of order, duplicates, out of bounds) — Prometheus'
+    /// `prometheus_tsdb_head_samples_appended_total` and its out-of-order counters.
+    pub fn appended_totals(&self) -> (u64, u64) {
+        (
+            self.appended_total.load(Ordering::Relaxed),
+            self.rejected_total.load(Ordering::Relaxed),
+        )
     }
 
     /// What [`Db::open`] found (warnings to show, replay figures).
@@ -930,14 +967,16 @@ impl DbCore {
         };
         let wal_dir = self.dir.join("wal");
         let head = &self.head;
-        wal::checkpoint(
-            &wal_dir,
-            to,
-            &|id| head.series(id).is_some(),
-            mint,
-            self.opts.wal_compression,
-        )?;
-        wal::truncate(&wal_dir, to)?;
+        if let Some(to) = self.wal_truncation_point(&wal_dir, to)? {
+            wal::checkpoint(
+                &wal_dir,
+                to,
+                &|id| head.series(id).is_some(),
+                mint,
+                self.opts.wal_compression,
+            )?;
+            wal::truncate(&wal_dir, to)?;
+        }
         // The write-behind log: Prometheus 2.42 replays its segments only (a checkpoint directory
         // there is ignored), so instead of a checkpoint the out-of-order samples still in the head
         // (all from `mint` on, after head truncation) are logged again into a fresh segment and
@@ -977,6 +1016,58 @@ impl DbCore {
             }
         }
         Ok(())
+    }
+
+    /// Keeps WAL segments from `first_needed` on from truncation for the reader `name` (a
+    /// remote-write queue tailing the WAL), replacing its earlier hold. Compaction checkpoints
+    /// only the segments before the lowest hold, except segments older than
+    /// [`Options::wal_hold_max_ms`] (the cap on a reader that never catches up).
+    pub fn hold_wal_segments(&self, name: &str, first_needed: u64) {
+        let mut h = self.wal_holds.lock().unwrap_or_else(|e| e.into_inner());
+        h.insert(name.to_string(), first_needed);
+    }
+
+    /// Drops the hold of reader `name`.
+    pub fn release_wal_segments(&self, name: &str) {
+        let mut h = self.wal_holds.lock().unwrap_or_else(|e| e.into_inner());
+        h.remove(name);
+    }
+
+    /// The last segment head truncation may checkpoint and delete, given that it wants `to`:
+    /// `to`, lowered below the lowest hold except for held segments last written more than
+    /// [`Options::wal_hold_max_ms`] ago; `None` when that leaves nothing new to checkpoint.
+    fn wal_truncation_point(&self, wal_dir: &Path, to: u64) -> Result<Option<u64>, DbError> {
+        let floor = {
+            let h = self.wal_holds.lock().unwrap_or_else(|e| e.into_inner());
+            h.values().copied().min()
+        };
+        let mut limit = match floor {
+            Some(f) if f <= to => f,
+            _ => return Ok(Some(to)),
+        };
+        let cutoff = std::time::SystemTime::now().checked_sub(Duration::from_millis(
+            self.opts.wal_hold_max_ms.max(0) as u64,
+        ));
+        for seg in wal::segments(wal_dir)? {
+            if seg < limit || seg > to {
+                continue;
+            }
+            let path = wal_dir.join(format!("{seg:08}"));
+            let modified = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(io_err(&path))?;
+            if cutoff.is_some_and(|c| modified < c) {
+                limit = seg + 1;
+            } else {
+                break;
+            }
+        }
+        let Some(to) = limit.checked_sub(1) else {
+            return Ok(None);
+        };
+        let done = wal::last_checkpoint(wal_dir)?.is_some_and(|c| c.1 >= to);
+        let any = wal::segments(wal_dir)?.first().is_some_and(|&s| s <= to);
+        Ok((any && !done).then_some(to))
     }
 
     /// Forces every committed WAL byte to stable storage.
@@ -1035,6 +1126,10 @@ impl DbCore {
         // rebuilds exactly this head.
         let stats = app.apply();
         drop(w);
+        self.appended_total
+            .fetch_add(stats.appended, Ordering::Relaxed);
+        self.rejected_total
+            .fetch_add(stats.rejected.total(), Ordering::Relaxed);
         if self.compactable() {
             self.trigger_compaction();
         }
@@ -1531,7 +1626,9 @@ fn delete_block_dir(dir: &Path) -> Result<(), DbError> {
 }
 
 /// Bytes of the files under `dir` (0 if it does not exist).
-fn dir_size(dir: &Path) -> u64 {
+/// Bytes of the files under `dir`, recursively (0 for what cannot be read): the size retention,
+/// `tsdbctl inspect` and `/metrics` report.
+pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
@@ -1757,5 +1854,81 @@ mod tests {
         };
         let db = Db::open(dir.path(), Options::default()).unwrap();
         assert_eq!(samples(&db), before);
+    }
+    #[test]
+    fn wal_holds_keep_segments_from_truncation_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let db = Db::open(
+            dir.path(),
+            Options::default()
+                .background_compaction(false)
+                .fsync(FsyncPolicy::Never),
+        )
+        .unwrap();
+        let hour = 3_600_000;
+        let l = labels(1);
+        let append_at = |t: i64| {
+            let mut app = db.appender();
+            app.append(&l, t, 1.0).unwrap();
+            app.commit().unwrap();
+        };
+        append_at(0);
+        let held = db.wal.as_ref().unwrap().lock().unwrap().wal.segment();
+        db.hold_wal_segments("reader", held);
+        // Enough for head compaction (the head spans more than 1.5 block ranges); each
+        // truncation rolls a segment.
+        for h in 1..=8 {
+            append_at(h * hour);
+        }
+        db.compact_head().unwrap();
+        let segs = wal::segments(&wal_dir).unwrap();
+        assert_eq!(segs.first(), Some(&held), "held segment kept: {segs:?}");
+        assert!(wal::last_checkpoint(&wal_dir)
+            .unwrap()
+            .is_none_or(|c| c.1 < held));
+
+        // Once released, the next truncation checkpoints past it.
+        db.release_wal_segments("reader");
+        for h in 9..=12 {
+            append_at(h * hour);
+        }
+        db.compact_head().unwrap();
+        assert!(wal::segments(&wal_dir).unwrap()[0] > held);
+    }
+
+    #[test]
+    fn a_wal_hold_older_than_the_cap_does_not_keep_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let db = Db::open(
+            dir.path(),
+            Options::default()
+                .background_compaction(false)
+                .fsync(FsyncPolicy::Never)
+                .wal_hold_max_ms(300),
+        )
+        .unwrap();
+        let hour = 3_600_000;
+        let l = labels(1);
+        let append_at = |t: i64| {
+            let mut app = db.appender();
+            app.append(&l, t, 1.0).unwrap();
+            app.commit().unwrap();
+        };
+        let held = db.wal.as_ref().unwrap().lock().unwrap().wal.segment();
+        db.hold_wal_segments("stale", held);
+        for h in 0..=8 {
+            append_at(h * hour);
+        }
+        // Within the cap: kept (the segment was finished a moment ago).
+        db.compact_head().unwrap();
+        assert_eq!(wal::segments(&wal_dir).unwrap()[0], held);
+        std::thread::sleep(Duration::from_millis(600));
+        for h in 9..=12 {
+            append_at(h * hour);
+        }
+        db.compact_head().unwrap();
+        assert!(wal::segments(&wal_dir).unwrap()[0] > held);
     }
 }

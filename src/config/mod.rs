@@ -7,12 +7,276 @@
 //! Parsing lives here, outside `server`, only as far as the types go: the scrape manager, the remote
 //! writer and `tsdbctl check config` all read the same [`Config`].
 
+mod file_sd;
+mod locate;
+mod raw;
+pub mod rules;
+mod validate;
+
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::relabel::RelabelConfig;
+
+pub use file_sd::{read_file_sd, FILE_SD_PATH_LABEL};
+pub use locate::{line_of, Seg};
+pub use rules::{RuleFile, RuleGroup, RuleKind, RuleSpec};
+pub use validate::check_target_address;
+
+/// Why a configuration (or a file it names) cannot be used. Each variant says which file, and
+/// where in it: the YAML decoder's line and column for syntax, type and unknown-key errors, the
+/// line of the offending key for errors found by validation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not YAML, a wrong type, an unknown key: as the decoder reports it.
+    #[error("{}:{line}:{column}: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A decoder error without a position (an empty document, a flattened section).
+    #[error("{}: {message}", file.display())]
+    Decode { file: PathBuf, message: String },
+    /// A value that decodes but is not valid. `context` is the path of the object at fault
+    /// (`scrape_configs[0] (job "node")`), `line` the line of the offending key when found.
+    #[error("{}{}: {context}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        file: PathBuf,
+        line: Option<usize>,
+        context: String,
+        message: String,
+    },
+    /// A rule file named by `rule_files` that is not valid: every problem found, each with its
+    /// `line:column` in that file.
+    #[error("{}: {}", file.display(), errors.join("; "))]
+    RuleFile { file: PathBuf, errors: Vec<String> },
+}
+
+impl ConfigError {
+    /// The line the error points at, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Syntax { line, .. } => Some(*line),
+            ConfigError::Invalid { line, .. } => *line,
+            _ => None,
+        }
+    }
+
+    /// The file the error is about.
+    pub fn file(&self) -> &Path {
+        match self {
+            ConfigError::Io { path, .. } => path,
+            ConfigError::Syntax { file, .. }
+            | ConfigError::Decode { file, .. }
+            | ConfigError::Invalid { file, .. }
+            | ConfigError::RuleFile { file, .. } => file,
+        }
+    }
+
+    /// A decoder error, with its position kept.
+    pub(crate) fn from_yaml(file: &Path, e: &serde_yaml::Error) -> ConfigError {
+        let full = e.to_string();
+        match e.location() {
+            Some(loc) => {
+                // serde_yaml appends " at line L column C"; the position goes in front instead.
+                let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+                let message = full
+                    .strip_suffix(&suffix)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| full.clone());
+                let message = explain_unsupported(message);
+                ConfigError::Syntax {
+                    file: file.to_path_buf(),
+                    line: loc.line(),
+                    column: loc.column(),
+                    message,
+                }
+            }
+            None => ConfigError::Decode {
+                file: file.to_path_buf(),
+                message: full,
+            },
+        }
+    }
+}
+
+/// Keys Prometheus 2.42 accepts that tsdbctl does not implement (beyond every `*_sd_configs`
+/// other than `static_configs` and `file_sd_configs`): refused, since ignoring them would run
+/// with a different setup than the file says, but named as such rather than as typos.
+const UNSUPPORTED_KEYS: &[&str] = &[
+    "remote_read",
+    "storage",
+    "tracing",
+    "body_size_limit",
+    "oauth2",
+    "proxy_connect_header",
+    "send_native_histograms",
+    "sigv4",
+    "max_version",
+];
+
+/// Rewrites serde's "unknown field `x`, expected one of ..." for a key Prometheus knows.
+fn explain_unsupported(message: String) -> String {
+    let Some(start) = message.find("unknown field `") else {
+        return message;
+    };
+    let rest = &message[start + "unknown field `".len()..];
+    let Some(end) = rest.find('`') else {
+        return message;
+    };
+    let key = &rest[..end];
+    if UNSUPPORTED_KEYS.contains(&key) || (key.ends_with("_sd_configs") && key != "file_sd_configs")
+    {
+        format!(
+            "{}`{key}` is a Prometheus setting that tsdbctl does not support",
+            &message[..start]
+        )
+    } else {
+        message
+    }
+}
+
+impl Config {
+    /// Reads, decodes and validates a configuration file, as Prometheus does at start and on
+    /// reload: defaults filled in from `global`, relative paths resolved against the file's
+    /// directory, `rule_files` globs expanded and every rule file checked.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// [`Config::load`] on text already read; `path` names the file in errors and anchors
+    /// relative paths (its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg = Config::parse_unchecked_files(text, path)?;
+        validate::expand_rule_files(&mut cfg, text, path)?;
+        cfg.load_rule_files()?;
+        Ok(cfg)
+    }
+
+    /// Decoding and validation of the text alone: no file named by the configuration is read
+    /// and `rule_files` stay patterns. Relative paths are still resolved against `path`'s
+    /// directory.
+    pub fn parse_unchecked_files(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // An empty document is Prometheus' default configuration.
+        let mut cfg: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::from_yaml(path, &e))?
+        };
+        validate::validate(&mut cfg, text, path)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        cfg.set_directory(dir);
+        Ok(cfg)
+    }
+
+    /// The configuration as `/api/v1/status/config` shows it: YAML with secrets as `<secret>`.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self)
+            .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+
+    /// Prometheus' `SetDirectory`: relative file names are relative to the configuration file.
+    fn set_directory(&mut self, dir: &Path) {
+        let join = |p: &mut String| {
+            if !p.is_empty() && !Path::new(p.as_str()).is_absolute() {
+                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        };
+        let join_opt = |p: &mut Option<String>| {
+            if let Some(p) = p {
+                join(p)
+            }
+        };
+        join_opt(&mut self.global.query_log_file);
+        for r in &mut self.rule_files {
+            join(r);
+        }
+        let http = |h: &mut HttpClientConfig| {
+            if let Some(b) = &mut h.basic_auth {
+                join_opt(&mut b.password_file);
+            }
+            if let Some(a) = &mut h.authorization {
+                join_opt(&mut a.credentials_file);
+            }
+            join_opt(&mut h.bearer_token_file);
+            join_opt(&mut h.tls_config.ca_file);
+            join_opt(&mut h.tls_config.cert_file);
+            join_opt(&mut h.tls_config.key_file);
+        };
+        for sc in &mut self.scrape_configs {
+            http(&mut sc.http);
+            for f in &mut sc.file_sd_configs {
+                for p in &mut f.files {
+                    join(p);
+                }
+            }
+        }
+        for rw in &mut self.remote_write {
+            http(&mut rw.http);
+        }
+    }
+
+    /// Expands the `rule_files` patterns of a configuration from
+    /// [`Config::parse_unchecked_files`] (as [`Config::load`] does): a plain name must exist.
+    pub fn expand_rule_files(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        validate::expand_rule_files(self, text, path)
+    }
+
+    /// promtool's checks of the other files a configuration names (after
+    /// [`Config::parse_unchecked_files`]; `text` and `path` are that file's, for error lines):
+    /// credential and client-certificate files exist, every `file_sd_configs` file that exists
+    /// is a valid target file with valid targets. Returns warnings (a `file_sd` pattern that
+    /// matches nothing is one, not an error: the file may appear later).
+    pub fn check_referenced_files(
+        &self,
+        text: &str,
+        path: &Path,
+    ) -> Result<Vec<String>, ConfigError> {
+        validate::check_referenced_files(self, text, path)
+    }
+
+    /// Reads and validates every rule file (after [`Config::load`], whose `rule_files` are
+    /// already expanded and resolved).
+    pub fn load_rule_files(&self) -> Result<Vec<RuleFile>, ConfigError> {
+        self.rule_files
+            .iter()
+            .map(|f| RuleFile::load(Path::new(f)))
+            .collect()
+    }
+}
+
+/// The body of the `config_parse` fuzz target: decoding and validating untrusted text must never
+/// panic, whatever it is.
+#[doc(hidden)]
+pub fn fuzz_parse_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("/nonexistent-fuzz-dir/prometheus.yml");
+    if let Ok(cfg) = Config::parse_unchecked_files(text, path) {
+        let _ = cfg.to_yaml();
+    }
+    let _ = file_sd::parse_file_sd(text, path);
+    let _ = RuleFile::parse(text, path);
+}
+
+#[cfg(test)]
+mod tests;
 
 /// A duration in Prometheus' syntax (`15s`, `1m30s`, `500ms`, units y w d h m s ms), stored in
 /// milliseconds. Serializes back to the canonical form Prometheus prints (`1m30s`).
@@ -53,7 +317,9 @@ impl fmt::Display for Duration {
             ("ms", 1),
         ];
         for (u, mult) in units {
-            if ms >= mult {
+            // Years and weeks only when exact: Prometheus prints `90d`, not `12w6d`.
+            let exact_only = matches!(u, "y" | "w");
+            if ms >= mult && (!exact_only || ms % mult == 0) {
                 write!(f, "{}{}", ms / mult, u)?;
                 ms %= mult;
             }
@@ -77,8 +343,28 @@ impl std::str::FromStr for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // Parsed inside the visitor so that the YAML decoder gives the error the value's own
+        // line and column, not those of the enclosing mapping.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 15s or 1m30s")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Duration, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Duration, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -91,7 +377,7 @@ impl Serialize for Duration {
 /// The whole file. `alerting` is accepted so that existing files load; rules and alerts are
 /// evaluated by a later layer.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "raw::RawConfig")]
 pub struct Config {
     pub global: GlobalConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -105,7 +391,7 @@ pub struct Config {
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "raw::RawGlobal")]
 pub struct GlobalConfig {
     pub scrape_interval: Duration,
     pub scrape_timeout: Duration,
@@ -150,20 +436,17 @@ impl Default for GlobalConfig {
 
 /// One `scrape_configs` entry. Options left out inherit from `global` when the file is loaded
 /// (`Option` here means "not given in the file").
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(from = "raw::RawScrapeConfig")]
 pub struct ScrapeConfig {
     pub job_name: String,
     pub honor_labels: bool,
-    #[serde(default = "yes")]
     pub honor_timestamps: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, Vec<String>>,
     pub scrape_interval: Option<Duration>,
     pub scrape_timeout: Option<Duration>,
-    #[serde(default = "default_metrics_path")]
     pub metrics_path: String,
-    #[serde(default = "default_scheme")]
     pub scheme: String,
     pub sample_limit: Option<u64>,
     pub target_limit: Option<u64>,
@@ -182,14 +465,12 @@ pub struct ScrapeConfig {
     pub http: HttpClientConfig,
 }
 
-fn yes() -> bool {
-    true
-}
-fn default_metrics_path() -> String {
-    "/metrics".to_string()
-}
-fn default_scheme() -> String {
-    "http".to_string()
+impl Default for ScrapeConfig {
+    /// Prometheus' `DefaultScrapeConfig` (`/metrics`, `http`, timestamps honored); the
+    /// interval, timeout and limits stay unset until a file is loaded.
+    fn default() -> ScrapeConfig {
+        raw::RawScrapeConfig::default().into()
+    }
 }
 
 /// A target group: addresses (`host:port`) and the labels every one of them gets. Also the
@@ -221,14 +502,15 @@ impl Default for FileSdConfig {
 /// Prometheus' `common/config.HTTPClientConfig`: how a scrape or a remote write authenticates
 /// and what TLS it speaks. Flattened into the configs that use it, as in Prometheus' YAML.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpClientConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
-    /// Deprecated form of `authorization: {credentials: ...}`; still accepted by 2.42.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Deprecated form of `authorization: {credentials: ...}`; still accepted by 2.42, and
+    /// moved into `authorization` when a file is loaded, as Prometheus does.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_opt")]
     pub bearer_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bearer_token_file: Option<String>,
@@ -285,6 +567,52 @@ impl Default for Authorization {
     }
 }
 
+/// A boolean as Prometheus' YAML decoder (YAML 1.1) reads it: besides `true`/`false`, also
+/// `yes`/`no`, `on`/`off`, `y`/`n` in their usual cases. Files written for Prometheus use them.
+fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<bool, E> {
+            match s {
+                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True"
+                | "TRUE" => Ok(true),
+                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False"
+                | "FALSE" => Ok(false),
+                _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+            }
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// [`yaml11_bool`] for a key that may be absent or null.
+fn yaml11_bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<bool>, D::Error> {
+            yaml11_bool(d).map(Some)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 /// Secrets print as `<secret>`, as Prometheus' `/api/v1/status/config` shows them.
 fn secret_opt<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
@@ -304,6 +632,7 @@ pub struct TlsConfig {
     pub key_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    #[serde(deserialize_with = "yaml11_bool")]
     pub insecure_skip_verify: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_version: Option<String>,
@@ -311,7 +640,7 @@ pub struct TlsConfig {
 
 /// One `remote_write` entry.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "raw::RawRemoteWriteConfig")]
 pub struct RemoteWriteConfig {
     pub url: String,
     pub remote_timeout: Duration,
@@ -355,6 +684,7 @@ pub struct QueueConfig {
     pub batch_send_deadline: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    #[serde(deserialize_with = "yaml11_bool")]
     pub retry_on_http_429: bool,
 }
 
@@ -376,6 +706,7 @@ impl Default for QueueConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetadataConfig {
+    #[serde(deserialize_with = "yaml11_bool")]
     pub send: bool,
     pub send_interval: Duration,
     pub max_samples_per_send: usize,

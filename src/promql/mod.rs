@@ -36,6 +36,13 @@ use std::time::Duration;
 pub use annotations::Annotations;
 pub use eval::format_labels_go;
 
+/// Parses a PromQL expression (syntax only), with the parser's panics on some duration
+/// literals turned into errors — for callers that validate expressions before evaluating them
+/// (rule files).
+pub fn parse_expr(input: &str) -> Result<promql_parser::parser::Expr, String> {
+    parse_error::parse(input)
+}
+
 /// Prometheus' default lookback delta.
 pub const DEFAULT_LOOKBACK_MS: i64 = 5 * 60 * 1000;
 /// Prometheus' default `--query.max-samples`.

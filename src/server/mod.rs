@@ -14,6 +14,11 @@
 //! The types below are the seams between them: the web layer reads scrape state only through
 //! [`ScrapeView`], so either side can change without the other.
 
+pub mod remote;
+pub mod run;
+pub mod scrape;
+pub mod web;
+
 use crate::config::Duration;
 use crate::labels::Labels;
 
@@ -81,4 +86,37 @@ pub trait ScrapeView: Send + Sync {
     /// Metadata per metric family name, deduplicated across targets (a name may carry several
     /// distinct entries when targets disagree).
     fn metadata(&self) -> Vec<(String, MetricMetadata)>;
+}
+
+/// Log severity, as Prometheus' logfmt `level=` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One log line on stderr in Prometheus' logfmt shape (`ts=... level=info msg="..."`), so the
+/// tools operators already point at Prometheus' logs parse ours.
+pub fn log(level: Level, msg: &str) {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let level = match level {
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    };
+    let mut quoted = String::with_capacity(msg.len() + 2);
+    crate::api::write_json_string(&mut quoted, msg);
+    // A closed stderr is not worth dying for.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "ts={} level={level} msg={quoted}",
+        crate::api::format_rfc3339(now)
+    );
 }

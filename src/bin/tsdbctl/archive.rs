@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tsdb::block::archive::{self, BlockInfo, DataDirLock};
 use tsdb::block::Ulid;
+use tsdb::db::dir_size;
 
 #[derive(Args)]
 pub struct ArchiveArgs {
@@ -61,18 +62,6 @@ fn report(verb: &str, old: Ulid, new: Ulid, db: &std::path::Path, started: Insta
         size(new),
         started.elapsed().as_secs_f64()
     );
-}
-
-fn dir_size(p: &std::path::Path) -> u64 {
-    std::fs::read_dir(p).map_or(0, |rd| {
-        rd.flatten()
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => dir_size(&e.path()),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            })
-            .sum()
-    })
 }
 
 pub fn archive(a: ArchiveArgs) -> Result<ExitCode, String> {

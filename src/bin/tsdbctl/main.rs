@@ -17,7 +17,11 @@ macro_rules! out {
 }
 
 mod archive;
+#[cfg(feature = "server")]
+mod check;
 mod plot;
+#[cfg(feature = "server")]
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -25,6 +29,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tsdb::api;
+use tsdb::db::dir_size;
 use tsdb::exposition::Format;
 use tsdb::ingest::{IngestOptions, Ingester};
 use tsdb::promql::{QueryOptions, QueryResult, Value};
@@ -77,6 +82,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run as a server: scrape the targets of a prometheus.yml, store the samples, answer the
+    /// Prometheus HTTP API, remote-write in and out. Stops gracefully on SIGTERM/SIGINT; SIGHUP or
+    /// `POST /-/reload` re-reads the configuration.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
     /// Load Prometheus text exposition (0.0.4 or OpenMetrics) into the database. Each document (a
     /// file, stdin, or an OpenMetrics block closed by `# EOF`) is one transaction.
     ///
@@ -182,6 +192,9 @@ enum Cmd {
     Archive(archive::ArchiveArgs),
     /// Turn archive blocks back into Prometheus-compatible blocks.
     Unarchive(archive::UnarchiveArgs),
+    /// Validate files without starting anything (`check config prometheus.yml`, as promtool).
+    #[cfg(feature = "server")]
+    Check(check::CheckArgs),
     /// Open the database (replaying its WAL) and report what is in it, how long the replay took and
     /// the memory it used.
     Stats {
@@ -284,6 +297,8 @@ fn main() -> ExitCode {
                 &expr,
             )
         }
+        #[cfg(feature = "server")]
+        Cmd::Serve(a) => serve::serve(a),
         Cmd::Stats { db, output } => stats(db, output),
         Cmd::Inspect { db, limit } => inspect(db, limit),
         Cmd::Compact {
@@ -294,6 +309,8 @@ fn main() -> ExitCode {
         Cmd::CleanTombstones { db } => clean_tombstones(db),
         Cmd::Archive(a) => archive::archive(a),
         Cmd::Unarchive(a) => archive::unarchive(a),
+        #[cfg(feature = "server")]
+        Cmd::Check(a) => check::check(a),
         Cmd::Delete {
             db,
             matches,
@@ -832,20 +849,6 @@ fn inspect(dir: PathBuf, limit: usize) -> Result<ExitCode, String> {
         outln!("{n:>9}  {name}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn compact(dir: PathBuf, flush_head: bool, retention: &Retention) -> Result<ExitCode, String> {
