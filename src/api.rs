@@ -387,8 +387,9 @@ pub fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn write_metric(out: &mut String, labels: &Labels) {
-    out.push_str("{\"metric\":{");
+/// A label set as Go's `labels.Labels` marshals it: an object, names in order.
+pub fn write_labels_json(out: &mut String, labels: &Labels) {
+    out.push('{');
     for (i, l) in labels.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -398,6 +399,11 @@ fn write_metric(out: &mut String, labels: &Labels) {
         write_json_string(out, &l.value);
     }
     out.push('}');
+}
+
+fn write_metric(out: &mut String, labels: &Labels) {
+    out.push_str("{\"metric\":");
+    write_labels_json(out, labels);
 }
 
 fn write_point(out: &mut String, t: i64, v: f64) {

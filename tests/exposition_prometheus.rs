@@ -10,6 +10,8 @@
 //!
 //! Without /usr/bin/prometheus the test prints a notice and passes, unless TSDB_REQUIRE_PEERS=1.
 
+mod common;
+use common::free_port;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -187,14 +189,6 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_prometheus(docs: &[Doc], target_port: u16) -> Prometheus {

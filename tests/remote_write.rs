@@ -21,13 +21,7 @@ const VICTORIA: &str = "/usr/bin/victoria-metrics";
 
 type Samples = BTreeMap<Labels, Vec<(i64, u64)>>;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 fn open_db(dir: &Path) -> Arc<Db> {
     Arc::new(

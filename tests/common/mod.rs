@@ -78,6 +78,35 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
+/// A port free on 127.0.0.1 at the time of the call.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port` (the server closes the connection and sends no
+/// chunked encoding): status and body.
+pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u32, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
 /// A running Prometheus, killed on drop.
 pub struct Prometheus {
     child: Child,
@@ -87,11 +116,7 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(data: &Path, config: &str) -> Prometheus {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let cfg = data.join("prometheus.yml");
         fs::write(&cfg, config.replace("PORT", &port.to_string())).unwrap();
         let log = data.join("prometheus.log");
@@ -125,19 +150,7 @@ impl Prometheus {
     }
 
     pub fn get(&self, path: &str) -> std::io::Result<(u32, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        // HTTP/1.0: the server closes the connection and sends no chunked encoding.
-        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Ok((status, body.to_string()))
+        http(self.port, "GET", path)
     }
 
     /// SIGTERM, then wait for a clean exit (Prometheus closes its WAL on the way out).

@@ -551,19 +551,7 @@ fn query_error(e: QueryError, instant: bool) -> ApiError {
     }
 }
 
-/// A label set as Go's `labels.Labels` marshals it: an object, names sorted.
-pub(crate) fn write_labels(out: &mut String, l: &Labels) {
-    out.push('{');
-    for (i, lb) in l.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_json_string(out, &lb.name);
-        out.push(':');
-        write_json_string(out, &lb.value);
-    }
-    out.push('}');
-}
+pub(crate) use crate::api::write_labels_json as write_labels;
 
 fn write_strings<'a>(out: &mut String, items: impl IntoIterator<Item = &'a String>) {
     out.push('[');
