@@ -17,7 +17,7 @@ use crate::block::{self, Block, Interval};
 use crate::chunk::XorIterator;
 use crate::head::{ClosedChunk, Head, HeadChunksError};
 use crate::labels::{Labels, Matcher};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -247,7 +247,10 @@ impl<'a> Querier<'a> {
 
     /// The series matching every matcher that have samples in range, sorted by labels.
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, crate::db::DbError> {
-        let mut merged: BTreeMap<Labels, Vec<ChunkMeta>> = BTreeMap::new();
+        // Sources are appended in head-then-blocks order and merged after a stable sort by labels:
+        // sorted runs (each block's postings order) make that sort linear, unlike a map insert
+        // per series.
+        let mut merged: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
         let ids = self.head.index().postings_for_matchers(matchers);
         let tombstones = self.head.tombstones();
         for id in ids {
@@ -299,16 +302,22 @@ impl<'a> Querier<'a> {
             let chunks = crate::head::ooo::merge_ooo(chunks, &ooo);
             let chunks = without_deleted(chunks, tombstones.get(id));
             if !chunks.is_empty() {
-                merged.entry(s.to_labels()).or_default().extend(chunks);
+                merged.push((s.to_labels(), chunks));
             }
         }
         drop(tombstones);
         for b in &self.blocks_after_head_read() {
-            for (labels, chunks) in b.select(matchers, self.mint, self.maxt)? {
-                merged.entry(labels).or_default().extend(chunks);
+            merged.extend(b.select(matchers, self.mint, self.maxt)?);
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut grouped: Vec<(Labels, Vec<ChunkMeta>)> = Vec::with_capacity(merged.len());
+        for (labels, chunks) in merged {
+            match grouped.last_mut() {
+                Some(last) if last.0 == labels => last.1.extend(chunks),
+                _ => grouped.push((labels, chunks)),
             }
         }
-        Ok(merged
+        Ok(grouped
             .into_iter()
             .map(|(labels, mut chunks)| {
                 chunks.sort_by_key(|c| c.min_t);

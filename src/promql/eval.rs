@@ -626,8 +626,16 @@ impl Ev<'_> {
     }
 
     /// Selects the series of a selector with their samples in `[mint, maxt]`, decoded in
-    /// parallel. Or-matchers (`{a="b" or c="d"}`) take the union.
-    fn select(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> R<Vec<Selected>> {
+    /// parallel. Or-matchers (`{a="b" or c="d"}`) take the union. With `drop_stale` staleness
+    /// markers are removed in the parallel part (range selectors ignore them); the sample count
+    /// charged to the query includes them either way.
+    fn select(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        drop_stale: bool,
+    ) -> R<Vec<Selected>> {
         let sets = selector_matchers(vs)?;
         let q = self.db.querier(mint, maxt);
         let mut series = Vec::new();
@@ -644,13 +652,20 @@ impl Ev<'_> {
             }
             series.sort_by(|a, b| a.labels().cmp(b.labels()));
         }
-        let out: Vec<Selected> = series
+        let out: Vec<(Selected, usize)> = series
             .par_iter()
-            .map(|s| (s.labels().clone(), decode(s, mint, maxt)))
+            .map(|s| {
+                let mut pts = decode(s, mint, maxt);
+                let decoded = pts.len();
+                if drop_stale {
+                    pts.retain(|p| !is_stale(p.1));
+                }
+                ((s.labels().clone(), pts), decoded)
+            })
             .collect();
-        let total: usize = out.iter().map(|s| s.1.len()).sum();
+        let total: usize = out.iter().map(|s| s.1).sum();
         self.add_samples(total)?;
-        Ok(out)
+        Ok(out.into_iter().map(|s| s.0).collect())
     }
 
     /// An instant vector selector over the grid, with the lookback window `(r - lookback, r]`.
@@ -662,7 +677,7 @@ impl Ev<'_> {
         let refs = |i: usize| at.unwrap_or(g.t(i)) - offset;
         let (lo, hi) = (refs(0), refs(n - 1));
         let lookback = self.opts.lookback_ms;
-        let data = self.select(vs, lo - lookback + 1, hi)?;
+        let data = self.select(vs, lo - lookback + 1, hi, false)?;
         let cols: Vec<Col> = data
             .into_par_iter()
             .map(|(labels, pts)| {
@@ -709,16 +724,13 @@ impl Ev<'_> {
             Some(a) => (a - offset, a - offset),
             None => (g.start - offset, g.end - offset),
         };
-        let data = self.select(vs, lo - range + 1, hi)?;
+        let data = self.select(vs, lo - range + 1, hi, true)?;
         Ok(data
             .into_iter()
-            .map(|(labels, mut pts)| {
-                pts.retain(|p| !is_stale(p.1));
-                RSeries {
-                    labels,
-                    pts,
-                    drop_name: false,
-                }
+            .map(|(labels, pts)| RSeries {
+                labels,
+                pts,
+                drop_name: false,
             })
             .collect())
     }
@@ -1221,6 +1233,17 @@ impl Ev<'_> {
             .par_iter()
             .map(|s| {
                 let mut vals = vec![None; n];
+                // rate/increase add a series' counter resets from an index instead of scanning
+                // every window for them (same additions, same order).
+                let mut resets = Vec::new();
+                let counter_rate = match func {
+                    RangeFn::Rate => Some(true),
+                    RangeFn::Increase => Some(false),
+                    _ => None,
+                };
+                if counter_rate.is_some() {
+                    f::reset_positions(&s.pts, &mut resets);
+                }
                 let (mut lo, mut hi) = (0usize, 0usize);
                 for (i, v) in vals.iter_mut().enumerate() {
                     let t = g.t(i);
@@ -1247,7 +1270,12 @@ impl Ev<'_> {
                     if q_invalid.get(i) == Some(&true) {
                         q_warn[i].store(true, Ordering::Relaxed);
                     }
-                    *v = func.apply(w, start, r, range, t, &sc);
+                    *v = match counter_rate {
+                        Some(is_rate) => f::counter_rate_indexed(
+                            &s.pts, lo, hi, &resets, start, r, range, is_rate,
+                        ),
+                        None => func.apply(w, start, r, range, t, &sc),
+                    };
                 }
                 if counter_check && vals.iter().any(|v| v.is_some()) {
                     if let Some(metric) = s.labels.get(METRIC_NAME) {
