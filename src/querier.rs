@@ -64,6 +64,11 @@ impl Series {
         &self.labels
     }
 
+    /// The labels, without cloning them (the chunks are dropped).
+    pub fn into_labels(self) -> Labels {
+        self.labels
+    }
+
     pub fn chunks(&self) -> &[ChunkMeta] {
         &self.chunks
     }

@@ -652,20 +652,21 @@ impl Ev<'_> {
             }
             series.sort_by(|a, b| a.labels().cmp(b.labels()));
         }
-        let out: Vec<(Selected, usize)> = series
-            .par_iter()
+        // Series are consumed in the workers so their chunk buffers are freed there too.
+        let total = AtomicUsize::new(0);
+        let out: Vec<Selected> = series
+            .into_par_iter()
             .map(|s| {
-                let mut pts = decode(s, mint, maxt);
-                let decoded = pts.len();
+                let mut pts = decode(&s, mint, maxt);
+                total.fetch_add(pts.len(), Ordering::Relaxed);
                 if drop_stale {
                     pts.retain(|p| !is_stale(p.1));
                 }
-                ((s.labels().clone(), pts), decoded)
+                (s.into_labels(), pts)
             })
             .collect();
-        let total: usize = out.iter().map(|s| s.1).sum();
-        self.add_samples(total)?;
-        Ok(out.into_iter().map(|s| s.0).collect())
+        self.add_samples(total.into_inner())?;
+        Ok(out)
     }
 
     /// An instant vector selector over the grid, with the lookback window `(r - lookback, r]`.
@@ -1228,9 +1229,11 @@ impl Ev<'_> {
             _ => Vec::new(),
         };
         let q_warn: Vec<AtomicBool> = q_invalid.iter().map(|_| AtomicBool::new(false)).collect();
+        let (rv_at, rv_offset) = (rv.at, rv.offset);
+        // Series are consumed so each one's samples are freed in the worker that used them.
         let cols: Vec<Col> = rv
             .series
-            .par_iter()
+            .into_par_iter()
             .map(|s| {
                 let mut vals = vec![None; n];
                 // rate/increase add a series' counter resets from an index instead of scanning
@@ -1247,7 +1250,7 @@ impl Ev<'_> {
                 let (mut lo, mut hi) = (0usize, 0usize);
                 for (i, v) in vals.iter_mut().enumerate() {
                     let t = g.t(i);
-                    let r = rv.at.unwrap_or(t) - rv.offset;
+                    let r = rv_at.unwrap_or(t) - rv_offset;
                     let start = r - range;
                     while hi < s.pts.len() && s.pts[hi].0 <= r {
                         hi += 1;
@@ -1291,7 +1294,7 @@ impl Ev<'_> {
                     }
                 }
                 Col {
-                    labels: s.labels.clone(),
+                    labels: s.labels,
                     vals,
                     drop_name: s.drop_name || !keep_name,
                 }
@@ -1452,27 +1455,34 @@ impl Ev<'_> {
         let out: Vec<Col> = groups
             .par_iter()
             .map(|(labels, members)| {
-                let mut vals = vec![None; n];
-                let mut drop_name = false;
-                let mut heap: Vec<f64> = Vec::new();
-                for (i, slot) in vals.iter_mut().enumerate() {
-                    *slot = aggregate_step(
-                        op,
-                        &cols,
-                        members,
-                        i,
-                        param_scalar(i),
-                        &mut heap,
-                        &mut drop_name,
-                    );
-                }
+                // Steps are independent and each adds its members in the same order, so a group
+                // (`sum(...)` has one) also spreads over the threads by step, bit-identically.
+                let steps: Vec<(Option<f64>, bool)> = (0..n)
+                    .into_par_iter()
+                    .map_init(Vec::new, |heap: &mut Vec<f64>, i| {
+                        let mut drop_name = false;
+                        let v = aggregate_step(
+                            op,
+                            &cols,
+                            members,
+                            i,
+                            param_scalar(i),
+                            heap,
+                            &mut drop_name,
+                        );
+                        (v, drop_name)
+                    })
+                    .collect();
                 Col {
                     labels: labels.clone(),
-                    vals,
-                    drop_name,
+                    vals: steps.iter().map(|s| s.0).collect(),
+                    drop_name: steps.iter().any(|s| s.1),
                 }
             })
             .collect();
+        // The inputs' buffers are freed in parallel too: a sequential drop of thousands of
+        // series is a visible share of a query.
+        cols.into_par_iter().for_each(drop);
         Ok(Val::Vector(out))
     }
 
