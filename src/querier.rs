@@ -17,9 +17,14 @@ use crate::block::{self, Block, Interval};
 use crate::chunk::XorIterator;
 use crate::head::{ClosedChunk, Head, HeadChunksError};
 use crate::labels::{Labels, Matcher};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use rayon::prelude::*;
+
+/// One series of a select before merging: its labels and chunks in range.
+type SelectedSeries = (Labels, Vec<ChunkMeta>);
 
 /// Reads the database over `[mint, maxt]`.
 pub struct Querier<'a> {
@@ -62,6 +67,11 @@ pub struct Series {
 impl Series {
     pub fn labels(&self) -> &Labels {
         &self.labels
+    }
+
+    /// The labels, without cloning them (the chunks are dropped).
+    pub fn into_labels(self) -> Labels {
+        self.labels
     }
 
     pub fn chunks(&self) -> &[ChunkMeta] {
@@ -245,70 +255,98 @@ impl<'a> Querier<'a> {
         self.maxt
     }
 
+    /// One head series of [`Querier::select`]: its labels and chunks in range, `None` when it is
+    /// gone or has none.
+    fn head_series(
+        &self,
+        id: u64,
+        tombstones: &block::Tombstones,
+    ) -> Result<Option<SelectedSeries>, crate::db::DbError> {
+        let Some(s) = self.head.series(id) else {
+            return Ok(None);
+        };
+        let (closed, open, ooo): (Vec<ClosedChunk>, Option<ChunkMeta>, Vec<(i64, f64)>) = {
+            let c = s.lock();
+            let ooo = c
+                .ooo_samples()
+                .iter()
+                .filter(|&&(t, _)| t >= self.mint && t <= self.maxt)
+                .copied()
+                .collect();
+            let closed = c
+                .closed
+                .iter()
+                .filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt)
+                .cloned()
+                .collect();
+            let open = c.head.as_ref().and_then(|h| {
+                (h.app.num_samples() > 0 && h.max_t >= self.mint && h.min_t <= self.maxt).then(
+                    || ChunkMeta {
+                        min_t: h.min_t,
+                        max_t: h.max_t,
+                        data: Arc::from(h.app.bytes()),
+                    },
+                )
+            });
+            (closed, open, ooo)
+        };
+        // Chunks in `chunks_head/` are read after the series lock is released.
+        let mut chunks = Vec::with_capacity(closed.len() + 1);
+        for c in closed {
+            let data = match self.head.chunk_data(&c.data) {
+                Ok(d) => d,
+                // Head truncation deleted the file meanwhile: the chunk is in a block now,
+                // which `blocks_after_head_read` returns.
+                Err(HeadChunksError::NoFile(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            chunks.push(ChunkMeta {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data,
+            });
+        }
+        chunks.extend(open);
+        let chunks = crate::head::ooo::merge_ooo(chunks, &ooo);
+        let chunks = without_deleted(chunks, tombstones.get(id));
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((s.to_labels(), chunks)))
+    }
+
     /// The series matching every matcher that have samples in range, sorted by labels.
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, crate::db::DbError> {
-        let mut merged: BTreeMap<Labels, Vec<ChunkMeta>> = BTreeMap::new();
+        // Sources are appended in head-then-blocks order and merged after a stable sort by labels:
+        // sorted runs (each block's postings order) make that sort linear, unlike a map insert
+        // per series.
+        let mut merged: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
         let ids = self.head.index().postings_for_matchers(matchers);
         let tombstones = self.head.tombstones();
-        for id in ids {
-            let Some(s) = self.head.series(id) else {
-                continue;
-            };
-            let (closed, open, ooo): (Vec<ClosedChunk>, Option<ChunkMeta>, Vec<(i64, f64)>) = {
-                let c = s.lock();
-                let ooo = c
-                    .ooo_samples()
-                    .iter()
-                    .filter(|&&(t, _)| t >= self.mint && t <= self.maxt)
-                    .copied()
-                    .collect();
-                let closed = c
-                    .closed
-                    .iter()
-                    .filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt)
-                    .cloned()
-                    .collect();
-                let open = c.head.as_ref().and_then(|h| {
-                    (h.app.num_samples() > 0 && h.max_t >= self.mint && h.min_t <= self.maxt).then(
-                        || ChunkMeta {
-                            min_t: h.min_t,
-                            max_t: h.max_t,
-                            data: Arc::from(h.app.bytes()),
-                        },
-                    )
-                });
-                (closed, open, ooo)
-            };
-            // Chunks in `chunks_head/` are read after the series lock is released.
-            let mut chunks = Vec::with_capacity(closed.len() + 1);
-            for c in closed {
-                let data = match self.head.chunk_data(&c.data) {
-                    Ok(d) => d,
-                    // Head truncation deleted the file meanwhile: the chunk is in a block now,
-                    // which `blocks_after_head_read` returns.
-                    Err(HeadChunksError::NoFile(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                chunks.push(ChunkMeta {
-                    min_t: c.min_t,
-                    max_t: c.max_t,
-                    data,
-                });
-            }
-            chunks.extend(open);
-            let chunks = crate::head::ooo::merge_ooo(chunks, &ooo);
-            let chunks = without_deleted(chunks, tombstones.get(id));
-            if !chunks.is_empty() {
-                merged.entry(s.to_labels()).or_default().extend(chunks);
+        // Head series are read independently (lock, chunk metas, `chunks_head/` reads), so they
+        // run in parallel; postings order and the first error in that order are kept.
+        let head: Vec<Result<Option<SelectedSeries>, crate::db::DbError>> = ids
+            .par_iter()
+            .map(|&id| self.head_series(id, &tombstones))
+            .collect();
+        for s in head {
+            if let Some(s) = s? {
+                merged.push(s);
             }
         }
         drop(tombstones);
         for b in &self.blocks_after_head_read() {
-            for (labels, chunks) in b.select(matchers, self.mint, self.maxt)? {
-                merged.entry(labels).or_default().extend(chunks);
+            merged.extend(b.select(matchers, self.mint, self.maxt)?);
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut grouped: Vec<(Labels, Vec<ChunkMeta>)> = Vec::with_capacity(merged.len());
+        for (labels, chunks) in merged {
+            match grouped.last_mut() {
+                Some(last) if last.0 == labels => last.1.extend(chunks),
+                _ => grouped.push((labels, chunks)),
             }
         }
-        Ok(merged
+        Ok(grouped
             .into_iter()
             .map(|(labels, mut chunks)| {
                 chunks.sort_by_key(|c| c.min_t);

@@ -27,6 +27,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
+/// One series of [`Block::select`]: its labels and chunks in range.
+type SelectedSeries = (Labels, Vec<ChunkMeta>);
+
 pub use chunks::{ChunkFileError, ChunkReader, ChunkWriter};
 pub use index::{ChunkRefMeta, IndexError, IndexFileReader, IndexWriter, SeriesEntry};
 pub use meta::{BlockCompaction, BlockDesc, BlockMeta, BlockStats, MetaError, Ulid};
@@ -632,35 +637,61 @@ impl Block {
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, BlockError> {
         let refs = self.series_refs(matchers)?;
-        let mut out = Vec::new();
-        let mut labels = Vec::new();
-        let mut metas = Vec::new();
-        for r in refs {
-            self.index
-                .series_into(r, &mut labels, &mut metas)
-                .map_err(|e| self.index_err(e))?;
-            let mut chunks = Vec::new();
-            let deleted = self.tombstones.get(r);
-            for m in metas.iter().filter(|m| m.max_t >= mint && m.min_t <= maxt) {
-                let data = self.chunk(m.chunk_ref)?;
-                if deleted
-                    .iter()
-                    .any(|d| d.mint <= m.max_t && m.min_t <= d.maxt)
-                {
-                    chunks.extend(self.without_deleted(m.chunk_ref, data, deleted)?);
-                    continue;
-                }
-                chunks.push(ChunkMeta {
-                    min_t: m.min_t,
-                    max_t: m.max_t,
-                    data: Arc::from(data),
-                });
-            }
-            if !chunks.is_empty() {
-                out.push((Labels::from_sorted_unchecked(labels.clone()), chunks));
+        // Series decode independently (label symbols, chunk records and their CRCs), so they run
+        // in parallel; the results keep the postings order and the first error in that order wins,
+        // as in a sequential walk.
+        let per_series: Vec<Result<Option<SelectedSeries>, BlockError>> = refs
+            .par_iter()
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(labels, metas), &r| self.select_one(r, labels, metas, mint, maxt),
+            )
+            .collect();
+        let mut out = Vec::with_capacity(per_series.len());
+        for s in per_series {
+            if let Some(s) = s? {
+                out.push(s);
             }
         }
         Ok(out)
+    }
+
+    /// One series of [`Block::select`], with the caller's scratch buffers.
+    fn select_one(
+        &self,
+        r: u64,
+        labels: &mut Vec<crate::labels::Label>,
+        metas: &mut Vec<ChunkRefMeta>,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<SelectedSeries>, BlockError> {
+        self.index
+            .series_into(r, labels, metas)
+            .map_err(|e| self.index_err(e))?;
+        let mut chunks = Vec::new();
+        let deleted = self.tombstones.get(r);
+        for m in metas.iter().filter(|m| m.max_t >= mint && m.min_t <= maxt) {
+            let data = self.chunk(m.chunk_ref)?;
+            if deleted
+                .iter()
+                .any(|d| d.mint <= m.max_t && m.min_t <= d.maxt)
+            {
+                chunks.extend(self.without_deleted(m.chunk_ref, data, deleted)?);
+                continue;
+            }
+            chunks.push(ChunkMeta {
+                min_t: m.min_t,
+                max_t: m.max_t,
+                data: Arc::from(data),
+            });
+        }
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            Labels::from_sorted_unchecked(labels.clone()),
+            chunks,
+        )))
     }
 
     /// The chunk re-encoded without the samples `deleted` covers; `None` if none remain.

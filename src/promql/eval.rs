@@ -626,8 +626,16 @@ impl Ev<'_> {
     }
 
     /// Selects the series of a selector with their samples in `[mint, maxt]`, decoded in
-    /// parallel. Or-matchers (`{a="b" or c="d"}`) take the union.
-    fn select(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> R<Vec<Selected>> {
+    /// parallel. Or-matchers (`{a="b" or c="d"}`) take the union. With `drop_stale` staleness
+    /// markers are removed in the parallel part (range selectors ignore them); the sample count
+    /// charged to the query includes them either way.
+    fn select(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        drop_stale: bool,
+    ) -> R<Vec<Selected>> {
         let sets = selector_matchers(vs)?;
         let q = self.db.querier(mint, maxt);
         let mut series = Vec::new();
@@ -644,12 +652,20 @@ impl Ev<'_> {
             }
             series.sort_by(|a, b| a.labels().cmp(b.labels()));
         }
+        // Series are consumed in the workers so their chunk buffers are freed there too.
+        let total = AtomicUsize::new(0);
         let out: Vec<Selected> = series
-            .par_iter()
-            .map(|s| (s.labels().clone(), decode(s, mint, maxt)))
+            .into_par_iter()
+            .map(|s| {
+                let mut pts = decode(&s, mint, maxt);
+                total.fetch_add(pts.len(), Ordering::Relaxed);
+                if drop_stale {
+                    pts.retain(|p| !is_stale(p.1));
+                }
+                (s.into_labels(), pts)
+            })
             .collect();
-        let total: usize = out.iter().map(|s| s.1.len()).sum();
-        self.add_samples(total)?;
+        self.add_samples(total.into_inner())?;
         Ok(out)
     }
 
@@ -662,7 +678,7 @@ impl Ev<'_> {
         let refs = |i: usize| at.unwrap_or(g.t(i)) - offset;
         let (lo, hi) = (refs(0), refs(n - 1));
         let lookback = self.opts.lookback_ms;
-        let data = self.select(vs, lo - lookback + 1, hi)?;
+        let data = self.select(vs, lo - lookback + 1, hi, false)?;
         let cols: Vec<Col> = data
             .into_par_iter()
             .map(|(labels, pts)| {
@@ -709,16 +725,13 @@ impl Ev<'_> {
             Some(a) => (a - offset, a - offset),
             None => (g.start - offset, g.end - offset),
         };
-        let data = self.select(vs, lo - range + 1, hi)?;
+        let data = self.select(vs, lo - range + 1, hi, true)?;
         Ok(data
             .into_iter()
-            .map(|(labels, mut pts)| {
-                pts.retain(|p| !is_stale(p.1));
-                RSeries {
-                    labels,
-                    pts,
-                    drop_name: false,
-                }
+            .map(|(labels, pts)| RSeries {
+                labels,
+                pts,
+                drop_name: false,
             })
             .collect())
     }
@@ -1216,15 +1229,28 @@ impl Ev<'_> {
             _ => Vec::new(),
         };
         let q_warn: Vec<AtomicBool> = q_invalid.iter().map(|_| AtomicBool::new(false)).collect();
+        let (rv_at, rv_offset) = (rv.at, rv.offset);
+        // Series are consumed so each one's samples are freed in the worker that used them.
         let cols: Vec<Col> = rv
             .series
-            .par_iter()
+            .into_par_iter()
             .map(|s| {
                 let mut vals = vec![None; n];
+                // rate/increase add a series' counter resets from an index instead of scanning
+                // every window for them (same additions, same order).
+                let mut resets = Vec::new();
+                let counter_rate = match func {
+                    RangeFn::Rate => Some(true),
+                    RangeFn::Increase => Some(false),
+                    _ => None,
+                };
+                if counter_rate.is_some() {
+                    f::reset_positions(&s.pts, &mut resets);
+                }
                 let (mut lo, mut hi) = (0usize, 0usize);
                 for (i, v) in vals.iter_mut().enumerate() {
                     let t = g.t(i);
-                    let r = rv.at.unwrap_or(t) - rv.offset;
+                    let r = rv_at.unwrap_or(t) - rv_offset;
                     let start = r - range;
                     while hi < s.pts.len() && s.pts[hi].0 <= r {
                         hi += 1;
@@ -1247,7 +1273,12 @@ impl Ev<'_> {
                     if q_invalid.get(i) == Some(&true) {
                         q_warn[i].store(true, Ordering::Relaxed);
                     }
-                    *v = func.apply(w, start, r, range, t, &sc);
+                    *v = match counter_rate {
+                        Some(is_rate) => f::counter_rate_indexed(
+                            &s.pts, lo, hi, &resets, start, r, range, is_rate,
+                        ),
+                        None => func.apply(w, start, r, range, t, &sc),
+                    };
                 }
                 if counter_check && vals.iter().any(|v| v.is_some()) {
                     if let Some(metric) = s.labels.get(METRIC_NAME) {
@@ -1263,7 +1294,7 @@ impl Ev<'_> {
                     }
                 }
                 Col {
-                    labels: s.labels.clone(),
+                    labels: s.labels,
                     vals,
                     drop_name: s.drop_name || !keep_name,
                 }
@@ -1424,27 +1455,34 @@ impl Ev<'_> {
         let out: Vec<Col> = groups
             .par_iter()
             .map(|(labels, members)| {
-                let mut vals = vec![None; n];
-                let mut drop_name = false;
-                let mut heap: Vec<f64> = Vec::new();
-                for (i, slot) in vals.iter_mut().enumerate() {
-                    *slot = aggregate_step(
-                        op,
-                        &cols,
-                        members,
-                        i,
-                        param_scalar(i),
-                        &mut heap,
-                        &mut drop_name,
-                    );
-                }
+                // Steps are independent and each adds its members in the same order, so a group
+                // (`sum(...)` has one) also spreads over the threads by step, bit-identically.
+                let steps: Vec<(Option<f64>, bool)> = (0..n)
+                    .into_par_iter()
+                    .map_init(Vec::new, |heap: &mut Vec<f64>, i| {
+                        let mut drop_name = false;
+                        let v = aggregate_step(
+                            op,
+                            &cols,
+                            members,
+                            i,
+                            param_scalar(i),
+                            heap,
+                            &mut drop_name,
+                        );
+                        (v, drop_name)
+                    })
+                    .collect();
                 Col {
                     labels: labels.clone(),
-                    vals,
-                    drop_name,
+                    vals: steps.iter().map(|s| s.0).collect(),
+                    drop_name: steps.iter().any(|s| s.1),
                 }
             })
             .collect();
+        // The inputs' buffers are freed in parallel too: a sequential drop of thousands of
+        // series is a visible share of a query.
+        cols.into_par_iter().for_each(drop);
         Ok(Val::Vector(out))
     }
 

@@ -19,10 +19,12 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 }
 
 /// Seconds of a millisecond duration the way Go's `Duration.Seconds()` computes them.
+/// Go splits the nanoseconds into whole seconds and the remainder; with milliseconds both parts
+/// are exact in i64 (`ms / 1000` and `(ms % 1000) * 10^6` equal Go's quotient and remainder), so
+/// no 128-bit division is needed on the per-step path.
 pub(crate) fn duration_seconds(ms: i64) -> f64 {
-    let ns = ms as i128 * 1_000_000;
-    let sec = ns / 1_000_000_000;
-    let nsec = ns % 1_000_000_000;
+    let sec = ms / 1000;
+    let nsec = (ms % 1000) * 1_000_000;
     sec as f64 + nsec as f64 / 1e9
 }
 
@@ -38,10 +40,7 @@ pub(crate) fn extrapolated_rate(
     if pts.len() < 2 {
         return None;
     }
-    let n_minus_one = pts.len() - 1;
-    let (first_t, first_v) = pts[0];
-    let (last_t, last_v) = pts[n_minus_one];
-    let mut result = last_v - first_v;
+    let mut result = pts[pts.len() - 1].1 - pts[0].1;
     if is_counter {
         for w in pts.windows(2) {
             if w[1].1 < w[0].1 {
@@ -49,6 +48,82 @@ pub(crate) fn extrapolated_rate(
             }
         }
     }
+    Some(extrapolate(
+        pts,
+        result,
+        range_start,
+        range_end,
+        range_ms,
+        is_counter,
+        is_rate,
+    ))
+}
+
+/// The positions `k` of a series where `pts[k + 1] < pts[k]` (a counter reset), in order; NaN
+/// comparisons are false, as in the window scan.
+pub(crate) fn reset_positions(pts: &[(i64, f64)], out: &mut Vec<usize>) {
+    out.clear();
+    out.extend(
+        pts.windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1].1 < w[0].1)
+            .map(|(k, _)| k),
+    );
+}
+
+/// `rate`/`increase` of the window `pts[lo..hi]` with the series' reset positions precomputed by
+/// [`reset_positions`]: the resets inside the window are added in position order, the same
+/// additions in the same order as the scan in [`extrapolated_rate`], so the result is
+/// bit-identical while a step costs O(log resets) instead of O(window).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn counter_rate_indexed(
+    pts: &[(i64, f64)],
+    lo: usize,
+    hi: usize,
+    resets: &[usize],
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    is_rate: bool,
+) -> Option<f64> {
+    let w = pts.get(lo..hi)?;
+    if w.len() < 2 {
+        return None;
+    }
+    let mut result = w[w.len() - 1].1 - w[0].1;
+    // Reset k lies in the window when both k and k + 1 do: lo <= k < hi - 1.
+    let a = resets.partition_point(|&k| k < lo);
+    let b = resets.partition_point(|&k| k < hi - 1);
+    for &k in resets.get(a..b).unwrap_or_default() {
+        if let Some(p) = pts.get(k) {
+            result += p.1;
+        }
+    }
+    Some(extrapolate(
+        w,
+        result,
+        range_start,
+        range_end,
+        range_ms,
+        true,
+        is_rate,
+    ))
+}
+
+/// The extrapolation step of Prometheus' `extrapolatedRate` given the window's raw difference
+/// (`result`, resets included). `pts` has at least two samples.
+fn extrapolate(
+    pts: &[(i64, f64)],
+    result: f64,
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> f64 {
+    let n_minus_one = pts.len() - 1;
+    let (first_t, first_v) = pts[0];
+    let last_t = pts[n_minus_one].0;
     let mut duration_to_start = (first_t - range_start) as f64 / 1000.0;
     let mut duration_to_end = (range_end - last_t) as f64 / 1000.0;
     let sampled_interval = (last_t - first_t) as f64 / 1000.0;
@@ -76,7 +151,7 @@ pub(crate) fn extrapolated_rate(
     if is_rate {
         factor /= duration_seconds(range_ms);
     }
-    Some(result * factor)
+    result * factor
 }
 
 /// `irate` and `idelta` (Prometheus' `instantValue`).
@@ -590,6 +665,43 @@ pub(crate) fn natsort_less(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Go's `Duration.Seconds()` as written with 128-bit nanoseconds, the reference for the i64 form.
+    fn duration_seconds_i128(ms: i64) -> f64 {
+        let ns = ms as i128 * 1_000_000;
+        (ns / 1_000_000_000) as f64 + (ns % 1_000_000_000) as f64 / 1e9
+    }
+
+    proptest! {
+        #[test]
+        fn duration_seconds_matches_128_bit_form(ms in any::<i64>()) {
+            prop_assert_eq!(duration_seconds(ms).to_bits(), duration_seconds_i128(ms).to_bits());
+        }
+
+        /// Every window of a series with resets (and NaNs) gives the scan's bits exactly.
+        #[test]
+        fn indexed_counter_rate_is_bit_identical(
+            vals in prop::collection::vec(
+                prop_oneof![8 => 0.0f64..1e6, 1 => Just(f64::NAN), 1 => Just(0.0)], 0..40),
+            range in 1i64..200_000,
+            is_rate in any::<bool>(),
+        ) {
+            let pts: Vec<(i64, f64)> =
+                vals.iter().enumerate().map(|(i, &v)| (i as i64 * 15_000, v)).collect();
+            let mut resets = Vec::new();
+            reset_positions(&pts, &mut resets);
+            for lo in 0..=pts.len() {
+                for hi in lo..=pts.len() {
+                    let end = pts.get(hi.saturating_sub(1)).map_or(0, |p| p.0) + 7_000;
+                    let start = end - range;
+                    let scan = extrapolated_rate(&pts[lo..hi], start, end, range, true, is_rate);
+                    let idx = counter_rate_indexed(&pts, lo, hi, &resets, start, end, range, is_rate);
+                    prop_assert_eq!(scan.map(f64::to_bits), idx.map(f64::to_bits));
+                }
+            }
+        }
+    }
 
     #[test]
     fn go_duration_seconds() {
