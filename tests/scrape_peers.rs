@@ -384,15 +384,22 @@ fn motivating_example_and_node_exporter_against_prometheus() {
         "Prometheus {r_theirs} vs {inc_theirs} * {f_theirs}"
     );
     // The increases differ only by what the counter did between our first sample and
-    // Prometheus' first, and between the last ones: at most Prometheus' increase over its
-    // scrape interval around our first sample, plus the same around our last one.
-    let wide = &prom_query(&prom, "function_calls_total[1m]", t_eval + 2000)[0].1;
-    let step_around = |t: i64| -> f64 {
-        let before = wide.iter().rev().find(|s| s.0 <= t).map_or(0.0, |s| s.1);
-        let after = wide.iter().find(|s| s.0 >= t).map(|s| s.1).unwrap();
+    // Prometheus' first, and between the last ones. The counter only grows, so that is at most
+    // Prometheus' increase from its sample at or before the earlier of the two to its sample at or
+    // after the later one (a scrape of ours delayed by a loaded machine widens the span, and the
+    // bound with it).
+    let wide = &prom_query(&prom, "function_calls_total[3m]", t_eval + 2000)[0].1;
+    let span = |a: i64, b: i64| -> f64 {
+        let (lo, hi) = (a.min(b), a.max(b));
+        let before = wide.iter().rev().find(|s| s.0 <= lo).map_or(0.0, |s| s.1);
+        let after = wide.iter().find(|s| s.0 >= hi).map(|s| s.1).unwrap();
         after - before
     };
-    let bound = step_around(raw_ours[0].0) + step_around(raw_ours[raw_ours.len() - 1].0);
+    let bound = span(raw_ours[0].0, raw_theirs[0].0)
+        + span(
+            raw_ours[raw_ours.len() - 1].0,
+            raw_theirs[raw_theirs.len() - 1].0,
+        );
     eprintln!(
         "rate(function_calls_total[1m]) at {t_eval}: ours {r_ours:.4}/s, Prometheus {r_theirs:.4}/s \
          (rel. diff {:.4}); increase over the sampled span: ours {inc_ours} over {} samples, \
