@@ -3,6 +3,8 @@
 //! SD. Intervals are 500 ms so that the whole file runs in a few seconds.
 #![cfg(feature = "server")]
 
+mod common;
+use common::openssl;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -508,20 +510,6 @@ scrape_configs:
 
 fn regex_escape(s: &str) -> String {
     s.replace('.', "\\.")
-}
-
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA, a server certificate for `target.test` and a client certificate, signed by the CA.

@@ -3,7 +3,9 @@
 //! errors have Prometheus' shapes and codes, readiness and reload behave as Prometheus', and
 //! shutdown drains.
 
+mod common;
 use axum::routing::post;
+use common::openssl;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -103,19 +105,6 @@ async fn start(mut opts: WebOptions, extra: axum::Router) -> Server {
         ready,
         _dir: dir,
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA and a server certificate for localhost and 127.0.0.1 signed by it, in `dir`.

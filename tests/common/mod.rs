@@ -255,3 +255,17 @@ pub fn parse_dump(out: &str) -> BTreeMap<Labels, Vec<(i64, f64)>> {
     }
     got
 }
+
+/// Runs the `openssl` CLI with `args` in `dir` (test certificates); its failure panics with stderr.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
