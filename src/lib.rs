@@ -24,6 +24,8 @@ pub mod promql;
 pub mod querier;
 pub mod relabel;
 #[cfg(feature = "server")]
+pub mod rules;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod wal;
 
