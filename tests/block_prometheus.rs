@@ -16,13 +16,10 @@
 
 mod common;
 
-use common::{available, parse_dump, promtool, PROMTOOL};
+use common::{available, parse_dump, promtool, Prometheus, PROMETHEUS, PROMTOOL};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +30,6 @@ use tsdb::labels::{Labels, MatchType, Matcher};
 use tsdb::querier::ChunkMeta;
 use tsdb::{Db, Options};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 const HOUR: i64 = 3_600_000;
 
 type Samples = BTreeMap<Labels, Vec<(i64, f64)>>;
@@ -330,95 +326,11 @@ fn we_read_blocks_promtool_creates() {
     }
 }
 
-/// A running Prometheus, killed on drop.
-struct Prometheus {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    fn start(data: &Path, config: &str) -> Prometheus {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cfg = data.join("prometheus.yml");
-        fs::write(&cfg, config.replace("PORT", &port.to_string())).unwrap();
-        let log = data.join("prometheus.log");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Prometheus { child, log }
-    }
-
-    fn logs(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then wait for the exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("Prometheus did not stop after SIGTERM");
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn prometheus_available() -> bool {
-    if Path::new(PROMETHEUS).exists() {
-        return true;
-    }
-    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{PROMETHEUS} is missing and TSDB_REQUIRE_PEERS=1");
-    }
-    eprintln!("SKIP: {PROMETHEUS} not installed; Prometheus block cross-checks not run");
-    false
-}
-
-/// One HTTP/1.0 request to Prometheus on `port`; returns the status code.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<u32> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    Ok(resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
-}
-
 /// Prometheus' admin delete API writes tombstones into our block; our reader decodes them and
 /// `select` leaves exactly the deleted samples out.
 #[test]
 fn we_read_tombstones_prometheus_writes_into_our_block() {
-    if !prometheus_available() {
+    if !available(PROMETHEUS) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -438,30 +350,11 @@ fn we_read_tombstones_prometheus_writes_into_our_block() {
         data.iter().map(|(l, s)| (l.clone(), chunks_of(s))),
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = data_dir.join("prometheus.log");
-    let cfg = data_dir.join("prometheus.yml");
-    fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-admin-api")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let p = Prometheus { child, log };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http(port, "GET", "/-/ready").ok() != Some(200) {
-        assert!(Instant::now() < deadline, "not ready; log:\n{}", p.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let p = Prometheus::start_with(
+        data_dir,
+        "global:\n  scrape_interval: 1h\n",
+        &["--web.enable-admin-api"],
+    );
     // node_load1 on instance a:9100 loses a 20-minute stretch; every `weird` series loses it all.
     let (d0, d1) = (mint + 30 * 60_000, mint + 50 * 60_000);
     let q = format!(
@@ -469,9 +362,9 @@ fn we_read_tombstones_prometheus_writes_into_our_block() {
         d0 / 1000,
         d1 / 1000
     );
-    assert_eq!(http(port, "POST", &q).unwrap(), 204, "{}", p.logs());
+    assert_eq!(p.request("POST", &q).unwrap().0, 204, "{}", p.logs());
     let q = "/api/v1/admin/tsdb/delete_series?match[]=weird";
-    assert_eq!(http(port, "POST", q).unwrap(), 204, "{}", p.logs());
+    assert_eq!(p.request("POST", q).unwrap().0, 204, "{}", p.logs());
     p.stop();
 
     let b = Block::open(&data_dir.join(ulid.to_string())).unwrap();
@@ -518,7 +411,7 @@ fn block_dirs(dir: &Path) -> Vec<PathBuf> {
 /// compactable at the next commit, and the blocks it writes are read back with our reader.
 #[test]
 fn we_read_blocks_prometheus_cut_from_its_head() {
-    if !prometheus_available() {
+    if !available(PROMETHEUS) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

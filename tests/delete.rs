@@ -12,20 +12,19 @@
 //! Without the Prometheus binaries the cross-checks print a skip notice, or fail if
 //! `TSDB_REQUIRE_PEERS=1`.
 
+mod common;
+
+use common::{available, parse_dump, promtool, Prometheus, PROMETHEUS, PROMTOOL};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tsdb::block::{Block, Interval, Tombstones};
 use tsdb::labels::{parse_selector, Labels, MatchType, Matcher};
 use tsdb::{Db, FsyncPolicy, Options};
 
-const PROMTOOL: &str = "/usr/bin/promtool";
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 const STEP: i64 = 15_000;
@@ -328,54 +327,6 @@ fn delete_waits_for_a_concurrent_compaction() {
 // ---------------------------------------------------------------------------------------------
 // Cross-checks against promtool and Prometheus 2.42.
 
-fn peer_available(path: &str) -> bool {
-    if Path::new(path).exists() {
-        return true;
-    }
-    if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{path} is missing and TSDB_REQUIRE_PEERS=1");
-    }
-    eprintln!("SKIP: {path} not installed; deletion cross-check not run");
-    false
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Parses `promtool tsdb dump` output: `{a="x", b="y"} <value> <timestamp>` per line (our label
-/// values need no escapes).
-fn parse_dump(out: &str) -> Samples {
-    let mut got = Samples::new();
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let (l, rest) = line.split_once("} ").unwrap();
-        let pairs: Vec<(String, String)> = l
-            .trim_start_matches('{')
-            .split(", ")
-            .map(|p| {
-                let (n, v) = p.split_once('=').unwrap();
-                (n.to_string(), v.trim_matches('"').to_string())
-            })
-            .collect();
-        let refs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let (v, t) = rest.split_once(' ').unwrap();
-        got.entry(Labels::from_pairs(&refs))
-            .or_default()
-            .push((t.trim().parse().unwrap(), v.parse().unwrap()));
-    }
-    got
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -399,14 +350,14 @@ fn recent_db(dir: &Path, n: u32) -> (Samples, i64) {
 
 #[test]
 fn promtool_dump_after_tsdbctl_delete_lacks_the_deleted_samples() {
-    if !peer_available(PROMTOOL) {
+    if !available(PROMTOOL) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (data, start) = recent_db(dir, 6);
     let d = dir.to_str().unwrap();
-    let before = parse_dump(&run(PROMTOOL, &["tsdb", "dump", d]));
+    let before = parse_dump(&promtool(&["tsdb", "dump", d]));
     assert_eq!(before, data);
 
     // Series 1 and 3 lose 3 hours across both blocks and the head (RFC 3339 and Unix seconds);
@@ -457,7 +408,7 @@ fn promtool_dump_after_tsdbctl_delete_lacks_the_deleted_samples() {
     let mut want = without(&data, &parse_selector(r#"m{s=~"1|3"}"#).unwrap(), d0, d1);
     want = without(&want, &[Matcher::equal("s", "4")], d0, d1);
 
-    let after = parse_dump(&run(PROMTOOL, &["tsdb", "dump", d]));
+    let after = parse_dump(&promtool(&["tsdb", "dump", d]));
     assert_eq!(after.len(), want.len());
     for (l, s) in &want {
         assert_eq!(after.get(l), Some(s), "{l}");
@@ -480,138 +431,53 @@ fn promtool_dump_after_tsdbctl_delete_lacks_the_deleted_samples() {
     assert!(!out.status.success());
 }
 
-/// A running Prometheus, killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
+const PROMETHEUS_CONFIG: &str = "global:\n  scrape_interval: 1h\nscrape_configs: []\n";
 
-impl Prometheus {
-    fn start(data: &Path, extra: &[&str]) -> Prometheus {
-        let port = TcpListener::bind("127.0.0.1:0")
+/// `query` (a range selector) at `time_ms` from Prometheus, as samples per series.
+fn matrix(p: &Prometheus, query: &str, time_ms: i64) -> Samples {
+    let q: String = query
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let path = format!(
+        "/api/v1/query?query={q}&time={}.{:03}",
+        time_ms / 1000,
+        time_ms % 1000
+    );
+    let (status, body) = p.get(&path).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut out = Samples::new();
+    for series in v["data"]["result"].as_array().unwrap() {
+        let pairs: Vec<(&str, &str)> = series["metric"]
+            .as_object()
             .unwrap()
-            .local_addr()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+            .collect();
+        let s = series["values"]
+            .as_array()
             .unwrap()
-            .port();
-        let cfg = data.join("prometheus.yml");
-        fs::write(&cfg, "global:\n  scrape_interval: 1h\nscrape_configs: []\n").unwrap();
-        let log = data.join("prometheus.log");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let p = Prometheus { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while p.request("GET", "/-/ready").map(|r| r.0).ok() != Some(200) {
-            assert!(Instant::now() < deadline, "not ready; log:\n{}", p.logs());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-
-    fn logs(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn request(&self, method: &str, path: &str) -> std::io::Result<(u32, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-        )?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Ok((status, body.to_string()))
-    }
-
-    /// `query` (a range selector) at `time_ms`, as samples per series.
-    fn matrix(&self, query: &str, time_ms: i64) -> Samples {
-        let q: String = query
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
+            .iter()
+            .map(|pt| {
+                let t = (pt[0].as_f64().unwrap() * 1000.0).round() as i64;
+                (t, pt[1].as_str().unwrap().parse::<f64>().unwrap())
             })
             .collect();
-        let path = format!(
-            "/api/v1/query?query={q}&time={}.{:03}",
-            time_ms / 1000,
-            time_ms % 1000
-        );
-        let (status, body) = self.request("GET", &path).unwrap();
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let mut out = Samples::new();
-        for series in v["data"]["result"].as_array().unwrap() {
-            let pairs: Vec<(&str, &str)> = series["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
-                .collect();
-            let s = series["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|pt| {
-                    let t = (pt[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    (t, pt[1].as_str().unwrap().parse::<f64>().unwrap())
-                })
-                .collect();
-            out.insert(Labels::from_pairs(&pairs), s);
-        }
-        out
+        out.insert(Labels::from_pairs(&pairs), s);
     }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit {status}; log:\n{}", self.logs());
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("Prometheus did not stop after SIGTERM");
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    out
 }
 
 #[test]
 fn prometheus_replays_our_tombstones_and_reads_our_block_tombstones() {
-    if !peer_available(PROMETHEUS) {
+    if !available(PROMETHEUS) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -627,9 +493,9 @@ fn prometheus_replays_our_tombstones_and_reads_our_block_tombstones() {
         assert_eq!((st.series, st.head_series, st.blocks.len()), (2, 2, 1));
     }
     let want = without(&data, &sel, d0, i64::MAX);
-    let p = Prometheus::start(dir, &[]);
+    let p = Prometheus::start(dir, PROMETHEUS_CONFIG);
     let window = last - start + MIN;
-    let got = p.matrix(&format!("m[{}s]", window / 1000), last);
+    let got = matrix(&p, &format!("m[{}s]", window / 1000), last);
     let log = p.logs();
     assert!(!log.contains("corruption"), "{log}");
     p.stop();
@@ -641,7 +507,7 @@ fn prometheus_replays_our_tombstones_and_reads_our_block_tombstones() {
 
 #[test]
 fn our_block_tombstones_are_what_prometheus_writes() {
-    if !peer_available(PROMETHEUS) {
+    if !available(PROMETHEUS) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -677,7 +543,7 @@ fn our_block_tombstones_are_what_prometheus_writes() {
             db.delete(&parse_selector(sel).unwrap(), d0, d1).unwrap();
         }
     }
-    let p = Prometheus::start(&theirs, &["--web.enable-admin-api"]);
+    let p = Prometheus::start_with(&theirs, PROMETHEUS_CONFIG, &["--web.enable-admin-api"]);
     for (sel, d0, d1) in deletions {
         let m: String = sel.bytes().map(|b| format!("%{b:02X}")).collect();
         // The API takes seconds with a fraction.

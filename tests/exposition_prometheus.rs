@@ -11,19 +11,15 @@
 //! Without /usr/bin/prometheus the test prints a notice and passes, unless TSDB_REQUIRE_PEERS=1.
 
 mod common;
-use common::free_port;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tsdb::exposition::{Entry, Format, Parser};
 use tsdb::labels::Labels;
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 struct Doc {
     name: String,
@@ -177,18 +173,12 @@ fn serve(docs: Arc<Vec<Doc>>) -> u16 {
     port
 }
 
-/// A Prometheus server, killed on drop.
+/// A Prometheus server scraping every document as its own job, with its directory.
 struct Prometheus {
-    child: Child,
+    /// Killed on drop, before its directory is removed.
+    _server: common::Prometheus,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_prometheus(docs: &[Doc], target_port: u16) -> Prometheus {
@@ -201,24 +191,10 @@ fn start_prometheus(docs: &[Doc], target_port: u16) -> Prometheus {
             d.name, d.name
         ));
     }
-    let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let server = common::Prometheus::start(dir.path(), &cfg);
     Prometheus {
-        child,
-        port,
+        port: server.port,
+        _server: server,
         _dir: dir,
     }
 }
@@ -299,12 +275,7 @@ fn value_bits(s: &str) -> u64 {
 
 #[test]
 fn documents_are_accepted_and_stored_as_prometheus_does() {
-    if !Path::new(PROMETHEUS).exists() {
-        assert!(
-            std::env::var("TSDB_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "{PROMETHEUS} is missing and TSDB_REQUIRE_PEERS=1"
-        );
-        eprintln!("skipping: {PROMETHEUS} not installed");
+    if !common::available(common::PROMETHEUS) {
         return;
     }
     let now_s = SystemTime::now()

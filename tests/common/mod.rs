@@ -115,7 +115,14 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
+    /// Starts Prometheus on `data` with `config` (`PORT` in it becomes its own port) and waits
+    /// until it is ready.
     pub fn start(data: &Path, config: &str) -> Prometheus {
+        Prometheus::start_with(data, config, &[])
+    }
+
+    /// [`Prometheus::start`] with extra flags (e.g. `--web.enable-admin-api`).
+    pub fn start_with(data: &Path, config: &str, extra: &[&str]) -> Prometheus {
         let port = free_port();
         let cfg = data.join("prometheus.yml");
         fs::write(&cfg, config.replace("PORT", &port.to_string())).unwrap();
@@ -124,6 +131,7 @@ impl Prometheus {
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -151,6 +159,11 @@ impl Prometheus {
 
     pub fn get(&self, path: &str) -> std::io::Result<(u32, String)> {
         http(self.port, "GET", path)
+    }
+
+    /// One request without a body: (status, body).
+    pub fn request(&self, method: &str, path: &str) -> std::io::Result<(u32, String)> {
+        http(self.port, method, path)
     }
 
     /// SIGTERM, then wait for a clean exit (Prometheus closes its WAL on the way out).
