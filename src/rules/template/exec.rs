@@ -159,6 +159,12 @@ impl<'a, 'q> Exec<'a, 'q> {
     fn print(&mut self, v: &Value<'a>) {
         match v {
             Value::Nil => self.out.push_str("<no value>"),
+            // Go's printValue dereferences pointers that are not Stringers: `{...}`, not `&{...}`.
+            Value::Sample(_) => {
+                let mut s = String::new();
+                write_value(&mut s, v);
+                self.out.push_str(s.strip_prefix('&').unwrap_or(&s));
+            }
             Value::Str(s) => self.out.push_str(s),
             v => write_value(&mut self.out, v),
         }
@@ -359,7 +365,7 @@ impl<'a, 'q> Exec<'a, 'q> {
             args.push(f);
         }
         funcs::call(name, args, self.ctx)
-            .or_else(|e| fail(c.pos, cmd_string(c), format!("error calling {name}: {e}")))
+            .or_else(|e| fail(c.pos, cmd_string(c), call_error(name, e)))
     }
 
     /// Evaluates an operand (`c` names the command for errors).
@@ -386,13 +392,8 @@ impl<'a, 'q> Exec<'a, 'q> {
                         ctx(),
                         format!("wrong number of args for {name}: want at least 1 got 0"),
                     ),
-                    _ => funcs::call(name, Vec::new(), self.ctx).or_else(|e| {
-                        fail(
-                            c.pos,
-                            cmd_string(&sub),
-                            format!("error calling {name}: {e}"),
-                        )
-                    }),
+                    _ => funcs::call(name, Vec::new(), self.ctx)
+                        .or_else(|e| fail(c.pos, cmd_string(&sub), call_error(name, e))),
                 };
                 r
             }
@@ -420,6 +421,16 @@ fn fields<'a>(mut v: Value<'a>, f: &[String]) -> Result<Value<'a>, String> {
         v = v.field(name)?;
     }
     Ok(v)
+}
+
+/// Go checks arity and argument types before the call (no "error calling" prefix); what the
+/// function itself returns is wrapped.
+fn call_error(name: &str, e: String) -> String {
+    if e.starts_with("wrong number of args for ") || e.starts_with("wrong type for value") {
+        e
+    } else {
+        format!("error calling {name}: {e}")
+    }
 }
 
 fn arg_text(a: &Arg) -> String {

@@ -513,7 +513,8 @@ pub fn js_escape(s: &str) -> String {
             '>' => out.push_str("\\u003E"),
             '&' => out.push_str("\\u0026"),
             '=' => out.push_str("\\u003D"),
-            c if (c as u32) < 0x20 || (!c.is_ascii() && c.is_control()) => {
+            // Go escapes what unicode.IsPrint refuses (controls, U+2028, ...).
+            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
             c => out.push(c),

@@ -606,3 +606,125 @@ proptest! {
         fuzz_template(&b);
     }
 }
+
+/// Messages `promtool check rules` (2.42) prints for these annotation templates.
+#[test]
+fn parse_errors_match_promtool() {
+    for (text, want) in [
+        ("{{ if }}", "missing value for if"),
+        ("{{ nosuch }}", "function \"nosuch\" not defined"),
+        ("{{ end }}", "unexpected {{end}}"),
+        ("{{ 1 2 ) }}", "unexpected \")\" in command"),
+        ("{{ $x }}", "undefined variable \"$x\""),
+        ("{{ .a | 1 }}", "non executable command in pipeline stage 2"),
+        (
+            "{{ range $i, $e, $f := . }}{{end}}",
+            "too many declarations in range",
+        ),
+        ("{{ break }}", "{{break}} outside {{range}}"),
+        ("{{ $x := }}", "missing value for command"),
+        ("{{ 3x }}", "bad number syntax: \"3x\""),
+        ("{{ \"abc }}", "unterminated quoted string"),
+        ("{{ (1 }}", "unclosed left paren"),
+        ("{{ template }}", "unexpected \"}}\" in template clause"),
+        ("{{ .a.b. }}", "unexpected <.> in operand"),
+    ] {
+        let e = Template::parse("__alert_A", text).unwrap_err().to_string();
+        assert_eq!(e, format!("template: __alert_A:1: {want}"), "{text}");
+    }
+}
+
+/// Expansions `promtool test rules` (2.42) printed for these annotations of an alert over
+/// `m{instance="host.example.com:9100",job="node"} 1e6` (facts; pointer addresses left out).
+#[test]
+fn expansion_matches_prometheus() {
+    let labels = Labels::from_pairs(&[
+        ("__name__", "m"),
+        ("instance", "host.example.com:9100"),
+        ("job", "node"),
+    ]);
+    let q = [QuerySample {
+        labels: labels.clone(),
+        value: 1e6,
+    }];
+    let ext = Labels::default();
+    let d = TemplateData {
+        labels: &labels,
+        external_labels: &ext,
+        external_url: "http://h",
+        value: 1e6,
+    };
+    for (text, want) in [
+        (
+            r#"{{ $value }}|{{ .Value }}|{{ $labels.missing }}|{{ index $labels "nope" }}|{{ $labels }}"#,
+            "1e+06|1e+06|||map[__name__:m instance:host.example.com:9100 job:node]",
+        ),
+        (
+            r#"{{ printf "%5.1f|%-6s|%q|%x|%X|%o|%b|%e|%E|%g|%G|%v|%t|%c|%U" 3.14159 "ab" "q\"" 255 "hi" 8 5 1234.5678 0.000123 0.00001234 1e21 $value true 65 65 }}"#,
+            "  3.1|ab    |\"q\\\"\"|ff|6869|10|101|1.234568e+03|1.230000E-04|1.234e-05|1E+21|1e+06|true|A|U+0041",
+        ),
+        (
+            r#"{{ printf "%d %s %d" "x" 3 }}|{{ printf "%d" 1 2 }}|{{ printf "%!" }}|{{ printf "%.3s|%8.3f|%+d|% d|%08.3f|%-8d|" "abcdef" 3.14159 5 5 -3.14159 42 }}"#,
+            "%!d(string=x) %!s(int=3) %!d(MISSING)|1%!(EXTRA int=2)|%!!(MISSING)|abc|   3.142|+5| 5|-003.142|42      |",
+        ),
+        (
+            "{{ 1e3 }} {{ 1.0 }} {{ 0x10 }} {{ 010 }} {{ 1_000 }} {{ -0.0 }} {{ 1e-7 }} {{ 123456789.0 }} {{ 0.000001 }} {{ 100000000000000000000.0 }}",
+            "1000 1 16 8 1000 -0 1e-07 1.23456789e+08 1e-06 1e+20",
+        ),
+        (
+            r#"{{ print 1 2 "a" 3.5 true nil }}|{{ println "x" 1 }}|{{ print }}|{{ len "héllo" }}"#,
+            "1 2a3.5 true <nil>|x 1\n||6",
+        ),
+        (
+            "{{ humanize 0.000001234 }} {{ humanize -1234 }} {{ humanize1024 -2048 }} {{ humanizeDuration 0.5 }} {{ humanizeDuration -0.5 }} {{ humanizeDuration 59.99 }} {{ humanizePercentage 1 }} {{ humanizeTimestamp 1.5 }} {{ humanizeTimestamp -0.5 }}",
+            "1.234u -1.234k -2ki 500ms -500ms 59.99s 100% 1970-01-01 00:00:01.5 +0000 UTC 1969-12-31 23:59:59.5 +0000 UTC",
+        ),
+        (
+            r#"{{ "a b" | urlquery }} {{ js "<x>&=\u2028é\t" }} {{ html "\x00<\"" }} {{ title "hello wORLD foo_bar a-b é日本 1st" }}"#,
+            "a+b \\u003Cx\\u003E\\u0026\\u003D\\u2028é\\u0009 \u{FFFD}&lt;&#34; Hello WORLD Foo_bar A-B É日本 1st",
+        ),
+        (
+            r#"{{ eq 1 1 }} {{ eq "a" "b" "a" }} {{ lt 1.5 2.5 }} {{ and 0 1 }} {{ or 0 "" }} {{ not "" }}"#,
+            "true true true 0  true",
+        ),
+        (
+            r#"{{ slice "abcdef" 2 }} {{ index "abc" 0 }} {{ range $i, $c := args "x" "y" }}{{ $i }}={{ $c }} {{ end }}"#,
+            "cdef 97 arg0=x arg1=y ",
+        ),
+        (
+            "{{ with $x := 5 }}{{ $x }}{{ end }} {{ if $y := 0 }}a{{ else if $y }}b{{ else }}c{{ $y }}{{ end }}",
+            "5 c0",
+        ),
+        (
+            r#"{{ toTime 1500000000 }} {{ parseDuration "1d" }} {{ parseDuration "1m30s" }} {{ stripPort "[::1]" }} {{ stripDomain "a.b:80" }} {{ stripDomain "[a.b]:80" }}"#,
+            "2017-07-14 02:40:00 +0000 UTC 86400 90 [::1] a:80 a:80",
+        ),
+        (
+            r#"{{ printf "%v" (args 1) }}|{{ query "m" | first }}"#,
+            "map[arg0:1]|{map[__name__:m instance:host.example.com:9100 job:node] 1e+06}",
+        ),
+        (
+            r#"{{ printf "%s" 1.5 }} {{ printf "%d" 1.5 }} {{ printf "%f" 3 }} {{ printf "%s" true }} {{ printf "%s" nil }} {{ printf "%d" nil }} {{ printf "%5t|%-5t|" true false }}"#,
+            "%!s(float64=1.5) %!d(float64=1.5) %!f(int=3) %!s(bool=true) %!s(<nil>) %!d(<nil>)  true|false|",
+        ),
+        (
+            r#"{{ printf "%x %X %q %c" -255 "é" 0x263a 0x263a }} {{ printf "%#x %#o %#v" 255 8 "s" }} {{ printf "%6.2e|%.0f|%.0f|%.1f" 123456.0 0.5 1.5 0.25 }}"#,
+            "-ff C3A9 '☺' ☺ 0xff 010 \"s\" 1.23e+05|0|2|0.2",
+        ),
+        (
+            r#"{{ printf "%*d|%-*d|%.*f" 5 1 4 2 2 3.14159 }} {{ printf "%[2]d %[1]d" 1 2 }} {{ printf "%v" 1e100 }} {{ printf "%g" 1e-100 }} {{ printf "%.3g" 1234567.0 }} {{ printf "%.10g" 0.1 }}"#,
+            "    1|2   |3.14 2 1 1e+100 1e-100 1.23e+06 0.1",
+        ),
+    ] {
+        let got = Template::parse("__alert_A", text).unwrap().expand(&d, &Fixed(q.to_vec()));
+        assert_eq!(got.unwrap(), want, "{text}");
+    }
+    let e = Template::parse("__alert_A", "{{ and }}")
+        .unwrap()
+        .expand(&d, &Fixed(vec![]))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("error executing template __alert_A: template: __alert_A:1:{}: executing \"__alert_A\" at <and>: wrong number of args for and: want at least 1 got 0", defs() + 3)
+    );
+}
