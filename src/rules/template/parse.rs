@@ -35,6 +35,9 @@ pub struct Cmd {
     /// Byte offset of the command in the template text (for exec errors).
     pub pos: usize,
     pub args: Vec<Arg>,
+    /// Where each argument is, as Go places its node: a chain of fields (`$x.a.b`,
+    /// `.a.b`) sits at its first chained field.
+    pub arg_pos: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1015,6 +1018,7 @@ impl Parser {
     fn command(&mut self, in_paren: bool) -> Result<Cmd, SyntaxError> {
         let pos = self.pos();
         let mut args = Vec::new();
+        let mut arg_pos = Vec::new();
         loop {
             self.skip_space();
             match self.peek() {
@@ -1022,7 +1026,9 @@ impl Parser {
                 Tok::Eof => return err(self.pos(), "unclosed action"),
                 _ => {}
             }
-            args.push(self.operand()?);
+            let (a, p) = self.operand()?;
+            args.push(a);
+            arg_pos.push(p);
             match self.peek() {
                 Tok::Space | Tok::Right | Tok::Pipe => {}
                 Tok::RParen if in_paren => {}
@@ -1037,7 +1043,7 @@ impl Parser {
         if args.is_empty() {
             return err(pos, "empty command");
         }
-        Ok(Cmd { pos, args })
+        Ok(Cmd { pos, args, arg_pos })
     }
 
     fn fields(&mut self) -> Vec<String> {
@@ -1049,7 +1055,7 @@ impl Parser {
         f
     }
 
-    fn operand(&mut self) -> Result<Arg, SyntaxError> {
+    fn operand(&mut self) -> Result<(Arg, usize), SyntaxError> {
         let (p, t) = self.next();
         let arg = match t {
             Tok::Ident(name) => {
@@ -1067,13 +1073,15 @@ impl Parser {
                 if !self.vars.contains(&v) {
                     return err(p, format!("undefined variable {}", super::gofmt::quote(&v)));
                 }
+                let chain = self.chain_pos(p);
                 let f = self.fields();
-                return Ok(Arg::Var(v, f));
+                return Ok((Arg::Var(v, f), chain));
             }
             Tok::Field(name) => {
+                let chain = self.chain_pos(p);
                 let mut f = vec![name];
                 f.extend(self.fields());
-                return Ok(Arg::Field(f));
+                return Ok((Arg::Field(f), chain));
             }
             Tok::Bool(b) => Arg::Bool(b),
             Tok::Char(v, s) => Arg::Int(v, s),
@@ -1084,8 +1092,9 @@ impl Parser {
             Tok::Str(s) => Arg::Str(s),
             Tok::LParen => {
                 let pipe = self.paren_pipeline(p)?;
+                let chain = self.chain_pos(p);
                 let f = self.fields();
-                return Ok(Arg::Pipe(Box::new(pipe), f));
+                return Ok((Arg::Pipe(Box::new(pipe), f), chain));
             }
             t => return err(p, format!("unexpected {} in operand", t.describe())),
         };
@@ -1097,6 +1106,7 @@ impl Parser {
                         Arg::Ident(n) => n.clone(),
                         _ => String::new(),
                     };
+                    let chain = self.chain_pos(p);
                     let f = self.fields();
                     let pipe = Pipe {
                         pos: p,
@@ -1105,15 +1115,24 @@ impl Parser {
                         cmds: vec![Cmd {
                             pos: p,
                             args: vec![Arg::Ident(name)],
+                            arg_pos: vec![p],
                         }],
                     };
-                    return Ok(Arg::Pipe(Box::new(pipe), f));
+                    return Ok((Arg::Pipe(Box::new(pipe), f), chain));
                 }
                 Arg::Dot => {}
                 _ => return err(self.pos(), "unexpected . after term"),
             }
         }
-        Ok(arg)
+        Ok((arg, p))
+    }
+
+    /// Go's position of a field chain: its first chained field (`term` when there is none).
+    fn chain_pos(&self, term: usize) -> usize {
+        match self.peek() {
+            Tok::Field(_) => self.pos(),
+            _ => term,
+        }
     }
 }
 

@@ -728,3 +728,151 @@ fn expansion_matches_prometheus() {
         format!("error executing template __alert_A: template: __alert_A:1:{}: executing \"__alert_A\" at <and>: wrong number of args for and: want at least 1 got 0", defs() + 3)
     );
 }
+
+/// Expansions and errors `promtool test rules` (2.42) printed for an alert over
+/// `m{instance="host.example.com:9100",job="node"} 1e6` with no external URL or labels (facts).
+const PROMTOOL_CASES: &[(&str, &str)] = &[
+    (
+        r#"{{ (toTime 1435065584.128).Format "2006-01-02T15:04:05.000Z07:00 Mon Jan _2 3:4:5 PM 06 002 MST -0700 .999 ,000 January Monday" }}"#,
+        r#"2015-06-23T13:19:44.128Z Tue Jun 23 1:19:44 PM 15 174 UTC +0000 .128 ,128 June Tuesday"#,
+    ),
+    (
+        r#"{{ with toTime 1500000000.5 }}{{ .Unix }} {{ .Year }} {{ .Month }} {{ .Day }} {{ .Weekday }} {{ .YearDay }} {{ .UnixMilli }} {{ .Hour }}{{ end }}"#,
+        r#"1500000000 2017 July 14 Friday 195 1500000000500 2"#,
+    ),
+    (
+        r#"{{ (toTime -1.5).Format "2006-01-02 15:04:05.999999999" }}|{{ (toTime 0).Format "15:04:05.9 pm" }}|{{ toTime 0 | printf "%v" }}"#,
+        r#"1969-12-31 23:59:58.5|00:00:00 am|1970-01-01 00:00:00 +0000 UTC"#,
+    ),
+    (
+        r#"a  {{- 1 -}}  b{{/* c */}}{{- /* d */ -}} e {{ range $k, $v := $labels }}{{ $k }}{{ end }}"#,
+        r#"a1be __name__instancejob"#,
+    ),
+    (
+        r#"{{ $labels.job | printf "%s-%s" "x" }}|{{ range $i, $s := query "m" }}{{ $i }}{{ $s.Value }}{{ end }}|{{ "abc" | len }}"#,
+        r#"x-node|01e+06|3"#,
+    ),
+    (
+        r#"{{ (index (query "m") 0).Labels.job }} {{ define "T" }}[{{ . }}]{{ end }}{{ template "T" $value }} {{ block "B" 2 }}<{{ . }}>{{ end }}"#,
+        r#"node [1e+06] <2>"#,
+    ),
+    (
+        r#"{{ printf "%s" .Labels }}|{{ printf "%v" $externalLabels }}|{{ .ExternalURL }}|{{ if . }}t{{ end }}"#,
+        r#"map[__name__:m instance:host.example.com:9100 job:node]|map[]||t"#,
+    ),
+    (
+        r#"{{ .Labels.job.x }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <.Labels.job.x>: can't evaluate field x in type string>"#,
+    ),
+    (
+        r#"{{ index $labels 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index $labels 1>: error calling index: value has type int; should be string>"#,
+    ),
+    (
+        r#"{{ $x := 1 }}{{ $x.y }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:130: executing "__alert_A" at <$x.y>: can't evaluate field y in type int>"#,
+    ),
+    (
+        r#"{{ printf 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <1>: expected string; found 1>"#,
+    ),
+    (
+        r#"{{ humanize true }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <humanize true>: error calling humanize: can't convert bool to float>"#,
+    ),
+    (
+        r#"{{ label "a" "b" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:125: executing "__alert_A" at <"b">: can't handle "b" for arg of type *template.sample>"#,
+    ),
+    (
+        r#"{{ first 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <1>: can't handle 1 for arg of type template.queryResult>"#,
+    ),
+    (
+        r#"{{ index (query "m") 5 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index (query "m") 5>: error calling index: index out of range: 5>"#,
+    ),
+    (
+        r#"{{ range 1 }}{{ end }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <1>: range can't iterate over 1>"#,
+    ),
+    (
+        r#"{{ "x" | humanize }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <humanize>: error calling humanize: strconv.ParseFloat: parsing "x": invalid syntax>"#,
+    ),
+    (
+        r#"{{ lt 1 "a" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <lt 1 "a">: error calling lt: incompatible types for comparison>"#,
+    ),
+    (
+        r#"{{ eq .Labels .Labels }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <eq .Labels .Labels>: error calling eq: non-comparable type map[__name__:m instance:host.example.com:9100 job:node]: map[string]string>"#,
+    ),
+    (
+        r#"{{ slice "abc" 2 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <slice "abc" 2 1>: error calling slice: invalid slice index: 2 > 1>"#,
+    ),
+    (
+        r#"{{ $labels.job 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <$labels.job>: job is not a method but has arguments>"#,
+    ),
+    (
+        r#"{{ 1 | printf "%d" }}{{ nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:136: executing "__alert_A" at <nil>: nil is not a command>"#,
+    ),
+];
+
+#[test]
+fn expansion_and_errors_match_promtool() {
+    let labels = Labels::from_pairs(&[
+        ("__name__", "m"),
+        ("instance", "host.example.com:9100"),
+        ("job", "node"),
+    ]);
+    let q = [QuerySample {
+        labels: labels.clone(),
+        value: 1e6,
+    }];
+    let ext = Labels::default();
+    let d = TemplateData {
+        labels: &labels,
+        external_labels: &ext,
+        external_url: "",
+        value: 1e6,
+    };
+    let mut bad = Vec::new();
+    for (text, want) in PROMTOOL_CASES {
+        // Prometheus' alerting rule puts a failed expansion in the annotation like this.
+        let got = match Template::parse("__alert_A", text)
+            .unwrap()
+            .expand(&d, &Fixed(q.to_vec()))
+        {
+            Ok(s) => s,
+            Err(e) => format!("<error expanding template: {e}>"),
+        };
+        if got != *want {
+            bad.push(format!("{text}\n  got:  {got}\n  want: {want}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    // Known differences: the regex crate words its errors differently from Go's regexp, and
+    // Go names the last node evaluated inside a chain (`<1>`) where we name the chain.
+    let e = Template::parse("__alert_A", r#"{{ reReplaceAll "(" "" "" }}"#)
+        .unwrap()
+        .expand(&d, &Fixed(vec![]))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("error calling reReplaceAll: regexp: Compile(`(`): error parsing regexp: "),
+        "{e}"
+    );
+    let e = Template::parse("__alert_A", "{{ (toTime 1).Foo }}")
+        .unwrap()
+        .expand(&d, &Fixed(vec![]))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with(": can't evaluate field Foo in type *time.Time"),
+        "{e}"
+    );
+}
