@@ -316,11 +316,11 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
         }
         "toUpper" => {
             want(name, &args, 1)?;
-            Ok(str_val(string_arg(&args, 0)?.to_uppercase()))
+            Ok(str_val(simple_case(string_arg(&args, 0)?, true)))
         }
         "toLower" => {
             want(name, &args, 1)?;
-            Ok(str_val(string_arg(&args, 0)?.to_lowercase()))
+            Ok(str_val(simple_case(string_arg(&args, 0)?, false)))
         }
         "graphLink" | "tableLink" => {
             want(name, &args, 1)?;
@@ -598,13 +598,35 @@ pub fn query_escape(s: &str) -> String {
     out
 }
 
+/// Go's `strings.ToUpper`/`ToLower`: rune by rune (simple case mapping), so `ß` stays `ß`
+/// where Rust's full mapping would give `SS`.
+fn simple_case(s: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        out.push(one_case(c, upper));
+    }
+    out
+}
+
+fn one_case(c: char, upper: bool) -> char {
+    if upper {
+        let mut m = c.to_uppercase();
+        match (m.next(), m.next()) {
+            (Some(u), None) => u,
+            _ => c,
+        }
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+}
+
 /// Go's (deprecated) `strings.Title`: upper-cases the first letter of each word.
 fn title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut prev_sep = true;
     for c in s.chars() {
         if prev_sep {
-            out.extend(c.to_uppercase());
+            out.push(one_case(c, true));
         } else {
             out.push(c);
         }

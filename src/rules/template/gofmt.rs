@@ -306,9 +306,10 @@ fn go_type(v: &Value<'_>) -> &'static str {
     }
 }
 
-fn bad_verb(out: &mut String, verb: char, v: &Value<'_>) {
+/// Go's `%!verb(type=value)`, the value printed with `%v` under the same flags.
+fn bad_verb(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
     let _ = write!(out, "%!{verb}({}=", go_type(v));
-    write_value(out, v);
+    fmt_arg(out, spec, 'v', v);
     out.push(')');
 }
 
@@ -409,19 +410,118 @@ fn fmt_float(out: &mut String, spec: &Spec, verb: char, f: f64) {
     }
     spec.sign(f.is_sign_negative(), &mut body);
     let a = f.abs();
+    let mut num = String::new();
     match verb {
         'f' | 'F' => {
-            let _ = write!(body, "{:.*}", spec.prec.unwrap_or(6), a);
+            let _ = write!(num, "{:.*}", spec.prec.unwrap_or(6), a);
         }
         'e' | 'E' => {
             let p = spec.prec.unwrap_or(6);
             let (d, dp) = digits(a, Some(p + 1));
-            fmt_e(&mut body, &d, dp, p, verb);
+            fmt_e(&mut num, &d, dp, p, verb);
         }
-        'G' => fmt_g(&mut body, a, spec.prec, true),
-        _ => fmt_g(&mut body, a, spec.prec, false),
+        'x' | 'X' => fmt_hex_float(&mut num, a, spec.prec, verb == 'X'),
+        'G' => fmt_g(&mut num, a, spec.prec, true),
+        _ => fmt_g(&mut num, a, spec.prec, false),
     }
+    if spec.sharp {
+        sharp_float(&mut num, verb, spec.prec);
+    }
+    body.push_str(&num);
     spec.pad(out, &body, true);
+}
+
+/// Go's `#` flag on floats: always a decimal point, and `%#g` keeps trailing zeros up to the
+/// precision (6 by default).
+fn sharp_float(num: &mut String, verb: char, prec: Option<usize>) {
+    let mut digits: i64 = match verb {
+        'v' | 'g' | 'G' | 'x' | 'X' => prec.map_or(6, |p| p as i64),
+        _ => 0,
+    };
+    let tail_at = num
+        .char_indices()
+        .find(|&(_, c)| {
+            matches!(c, 'p' | 'P') || (matches!(c, 'e' | 'E') && !matches!(verb, 'x' | 'X'))
+        })
+        .map_or(num.len(), |(i, _)| i);
+    let tail = num.split_off(tail_at);
+    let mut seen_nonzero = false;
+    let mut has_point = false;
+    for c in num.chars() {
+        match c {
+            '.' => has_point = true,
+            c if c.is_ascii_hexdigit() => {
+                if c != '0' {
+                    seen_nonzero = true;
+                }
+                if seen_nonzero {
+                    digits -= 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !has_point {
+        if num == "0" {
+            digits -= 1;
+        }
+        num.push('.');
+    }
+    while digits > 0 {
+        num.push('0');
+        digits -= 1;
+    }
+    num.push_str(&tail);
+}
+
+/// strconv's `'x'` format: `0x1.8p+00` (shortest mantissa; a precision pads or cuts it).
+fn fmt_hex_float(out: &mut String, a: f64, prec: Option<usize>, upper: bool) {
+    let bits = a.to_bits();
+    let raw_exp = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    let (lead, exp) = if raw_exp == 0 && mant == 0 {
+        (0, 0)
+    } else if raw_exp == 0 {
+        // Subnormal: normalize so the leading digit is 1, as Go does.
+        let mut e = -1022;
+        while mant & (1u64 << 52) == 0 {
+            mant <<= 1;
+            e -= 1;
+        }
+        mant &= (1u64 << 52) - 1;
+        (1, e)
+    } else {
+        (1, raw_exp - 1023)
+    };
+    let mut frac = format!("{mant:013x}");
+    match prec {
+        None => {
+            while frac.ends_with('0') {
+                frac.pop();
+            }
+        }
+        Some(p) => {
+            frac.truncate(p.min(13));
+            while frac.len() < p {
+                frac.push('0');
+            }
+        }
+    }
+    let mut s = format!("0x{lead}");
+    if !frac.is_empty() {
+        s.push('.');
+        s.push_str(&frac);
+    }
+    let _ = write!(
+        s,
+        "p{}{:02}",
+        if exp < 0 { '-' } else { '+' },
+        exp.unsigned_abs()
+    );
+    if upper {
+        s = s.to_uppercase();
+    }
+    out.push_str(&s);
 }
 
 fn fmt_str(out: &mut String, spec: &Spec, verb: char, s: &str) {
@@ -452,15 +552,19 @@ fn fmt_str(out: &mut String, spec: &Spec, verb: char, s: &str) {
             }
             spec.pad(out, &body, false);
         }
-        _ => bad_verb(out, verb, &Value::Str(s.into())),
+        _ => bad_verb(out, spec, verb, &Value::Str(s.into())),
     }
 }
 
 fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
+    if verb == 'T' {
+        spec.pad(out, go_type(v), false);
+        return;
+    }
     match v {
         Value::Bool(b) => match verb {
             't' | 'v' => spec.pad(out, if *b { "true" } else { "false" }, false),
-            _ => bad_verb(out, verb, v),
+            _ => bad_verb(out, spec, verb, v),
         },
         Value::Int(i) => match verb {
             'd' | 'v' | 'x' | 'X' | 'o' | 'O' | 'b' => fmt_int(out, spec, verb, *i),
@@ -494,12 +598,12 @@ fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
                 let inner = if inner == "\\\"" { "\"" } else { inner };
                 spec.pad(out, &format!("'{inner}'"), false);
             }
-            'e' | 'E' | 'f' | 'F' | 'g' | 'G' => bad_verb(out, verb, v),
-            _ => bad_verb(out, verb, v),
+            'e' | 'E' | 'f' | 'F' | 'g' | 'G' => bad_verb(out, spec, verb, v),
+            _ => bad_verb(out, spec, verb, v),
         },
         Value::Float(f) => match verb {
-            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' => fmt_float(out, spec, verb, *f),
-            _ => bad_verb(out, verb, v),
+            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' | 'x' | 'X' => fmt_float(out, spec, verb, *f),
+            _ => bad_verb(out, spec, verb, v),
         },
         Value::Str(s) => fmt_str(out, spec, verb, s),
         Value::Nil => match verb {
@@ -508,13 +612,25 @@ fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
                 let _ = write!(out, "%!{verb}(<nil>)");
             }
         },
+        // Go formats a slice element by element; its elements are pointers, which only `%v`
+        // prints (as addresses in Go, as their values here).
+        Value::Samples(samples) if verb != 'v' => {
+            out.push('[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                bad_verb(out, spec, verb, &Value::Sample(std::rc::Rc::new(s.clone())));
+            }
+            out.push(']');
+        }
         _ => match verb {
             'v' | 's' => {
                 let mut s = String::new();
                 write_value(&mut s, v);
                 spec.pad(out, &s, false);
             }
-            _ => bad_verb(out, verb, v),
+            _ => bad_verb(out, spec, verb, v),
         },
     }
 }

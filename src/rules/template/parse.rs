@@ -440,7 +440,7 @@ fn lex_number(src: &str, start: usize, toks: &mut Vec<(usize, Tok)>) -> Result<u
             .unwrap_or(src.len() - i);
     }
     let text = &src[start..end];
-    if end != i || parse_number(text).is_none() {
+    if end != i {
         return err(
             start,
             format!("bad number syntax: {}", super::gofmt::quote(text)),
@@ -452,54 +452,61 @@ fn lex_number(src: &str, start: usize, toks: &mut Vec<(usize, Tok)>) -> Result<u
 
 /// A Go number literal as a template constant: an int unless written with `.`, `e` or `p`
 /// (then float64), as Go's `idealConstant` decides.
-pub fn parse_number(text: &str) -> Option<Arg> {
+pub fn parse_number(text: &str) -> Result<Arg, String> {
+    let q = super::gofmt::quote(text);
     let clean: String = text.chars().filter(|&c| c != '_').collect();
     let (neg, body) = match clean.as_bytes().first() {
         Some(b'-') => (true, &clean[1..]),
         Some(b'+') => (false, &clean[1..]),
         _ => (false, clean.as_str()),
     };
-    if body.is_empty() {
-        return None;
-    }
     let lower = body.to_ascii_lowercase();
-    let int = if let Some(h) = lower.strip_prefix("0x") {
-        if h.contains('p') || h.contains('.') {
-            None
-        } else {
-            Some(i64::from_str_radix(h, 16).ok()?)
-        }
+    let int_form = if let Some(h) = lower.strip_prefix("0x") {
+        Some((16, h))
     } else if let Some(o) = lower.strip_prefix("0o") {
-        Some(i64::from_str_radix(o, 8).ok()?)
+        Some((8, o))
     } else if let Some(bn) = lower.strip_prefix("0b") {
-        Some(i64::from_str_radix(bn, 2).ok()?)
-    } else if lower.bytes().all(|c| c.is_ascii_digit()) {
+        Some((2, bn))
+    } else if !lower.is_empty() && lower.bytes().all(|c| c.is_ascii_digit()) {
         if lower.len() > 1 && lower.starts_with('0') {
-            Some(i64::from_str_radix(&lower[1..], 8).ok()?)
+            Some((8, &lower[1..]))
         } else {
-            lower.parse::<i64>().ok()
+            Some((10, lower.as_str()))
         }
     } else {
         None
     };
-    if let Some(v) = int {
-        return Some(Arg::Int(if neg { -v } else { v }, text.to_string()));
+    if let Some((radix, digits)) = int_form {
+        if !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix)) {
+            let Ok(v) = u128::from_str_radix(digits, radix) else {
+                return Err(format!("integer overflow: {q}"));
+            };
+            let signed = if neg { -(v as i128) } else { v as i128 };
+            if let Ok(i) = i64::try_from(signed) {
+                return Ok(Arg::Int(i, text.to_string()));
+            }
+            if let (false, Ok(u)) = (neg, u64::try_from(v)) {
+                // Go keeps this a uint64; as a float64 it prints in exponent form.
+                return Ok(Arg::Float(u as f64, text.to_string()));
+            }
+            return Err(format!("integer overflow: {q}"));
+        }
     }
-    if lower.starts_with("0x") {
-        return None;
+    let decimal = !lower.is_empty()
+        && !lower.starts_with("0x")
+        && lower
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'));
+    match lower.parse::<f64>() {
+        Ok(f) if decimal => {
+            // Go: a float that looks like an integer is one too large for an int.
+            if !lower.contains(['.', 'e']) {
+                return Err(format!("integer overflow: {q}"));
+            }
+            Ok(Arg::Float(if neg { -f } else { f }, text.to_string()))
+        }
+        _ => Err(format!("illegal number syntax: {q}")),
     }
-    if !lower
-        .bytes()
-        .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
-    {
-        return None;
-    }
-    let f: f64 = lower.parse().ok()?;
-    if lower.bytes().all(|c| c.is_ascii_digit()) {
-        // An integer literal too large for int64: Go refuses it as an int but accepts the float.
-        return Some(Arg::Float(if neg { -f } else { f }, text.to_string()));
-    }
-    Some(Arg::Float(if neg { -f } else { f }, text.to_string()))
 }
 
 /// An interpreted string literal with Go's escapes; returns the value and its length in bytes.
@@ -1085,10 +1092,7 @@ impl Parser {
             }
             Tok::Bool(b) => Arg::Bool(b),
             Tok::Char(v, s) => Arg::Int(v, s),
-            Tok::Number(s) => parse_number(&s).ok_or(SyntaxError {
-                pos: p,
-                msg: format!("bad number syntax: {s}"),
-            })?,
+            Tok::Number(s) => parse_number(&s).map_err(|msg| SyntaxError { pos: p, msg })?,
             Tok::Str(s) => Arg::Str(s),
             Tok::LParen => {
                 let pipe = self.paren_pipeline(p)?;

@@ -876,3 +876,77 @@ fn expansion_and_errors_match_promtool() {
         "{e}"
     );
 }
+
+/// A second batch from `promtool test rules` (2.42): trim markers across lines, range over
+/// labels, multi-line error positions, nested defines, printf corner cases, case mapping.
+const PROMTOOL_CASES_2: &[(&str, &str)] = &[
+    ("line1\n  {{- if true }}\n  yes\n  {{- else }}\n  no\n  {{- end }}\nend", "line1\n  yes\nend"),
+    ("{{ range $k, $v := .Labels -}}\n{{ $k }}={{ $v }}\n{{ end -}}", "__name__=m\ninstance=host.example.com:9100\njob=node\n"),
+    ("a\nb {{ humanize \"x\" }}", "<error expanding template: error executing template __alert_A: template: __alert_A:2:5: executing \"__alert_A\" at <humanize \"x\">: error calling humanize: strconv.ParseFloat: parsing \"x\": invalid syntax>"),
+    ("{{ define \"x\" }}{{ .Labels.job }}/{{ $.Value }}{{ end }}{{ template \"x\" . }}|{{ with .Labels }}{{ .job }}{{ else }}none{{ end }}", "node/1e+06|node"),
+    ("{{ $v := 0 }}{{ range $i, $s := query \"m\" }}{{ $v = $s.Value }}{{ end }}{{ $v }}|{{ range $e := query \"none{}\" }}x{{ else }}empty{{ end }}", "1e+06|empty"),
+    ("{{ if and (eq .Labels.job \"node\") (ge .Value 1e6) }}big{{ end }}|{{ if or (ne .Labels.job \"node\") (lt .Value 0.0) }}x{{ else }}y{{ end }}", "big|y"),
+    ("{{ printf \"%.2f%%\" (humanizePercentage 0.5 | len | printf \"%d\" | len | printf \"%d.5\" | printf \"%s\") }}", "%!f(string=1.)%"),
+    ("{{ .Value | printf \"%.1f\" }} {{ $value | humanize }} {{ 1234.5 | humanize1024 }} {{ printf \"%T\" 1 }}", "1000000.0 1M 1.206ki int"),
+    ("{{ \"a,b,c\" | reReplaceAll \",\" \";\" }}|{{ reReplaceAll \"(?P<x>a)\" \"${x}!\" \"aa\" }}|{{ reReplaceAll \"a\" \"$$\" \"aa\" }}|{{ match \"^[a-z]+$\" \"abc\" }}", "a;b;c|a!a!|$$|true"),
+    ("{{ index .Labels }}", "map[__name__:m instance:host.example.com:9100 job:node]"),
+    ("{{ printf \"%v|%5v|%-5v|%05d|%x|%o\" nil 1.5 true -42 \"é\" -8 }}", "<nil>|  1.5|true |-0042|c3a9|-10"),
+    ("{{ len (args 1 2 3) }} {{ index (args \"a\" \"b\") \"arg1\" }} {{ (args).arg0 }}", "3 b <no value>"),
+    ("{{ with $x := query \"m\" | first }}{{ $x.Value }} {{ .Labels.job }}{{ end }}", "1e+06 node"),
+    ("{{ printf \"%s\" (query \"m\") }}", "[%!s(*template.sample=&{map[__name__:m instance:host.example.com:9100 job:node] 1e+06})]"),
+    ("{{ toUpper \"straße\" }} {{ toLower \"ÀB\" }} {{ title \"o'neil ñandú\" }}", "STRAßE àb O'Neil Ñandú"),
+    ("{{ humanize 999.9999 }} {{ humanize 1000 }} {{ humanize 0.001 }} {{ humanize -0.0000001 }} {{ humanize1024 1023.99 }} {{ humanize1024 1024 }} {{ humanizeDuration 86399.9 }} {{ humanizeDuration 0.000001 }}", "1000 1k 1m -100n 1024 1ki 23h 59m 59s 1us"),
+    ("{{ printf \"%6.3v|%.0e|%#g|%+.3g|%x\" 3.14159 12345.0 1.0 -0.000012345 1.5 }}", "  3.14|1e+04|1.00000|-1.23e-05|0x1.8p+00"),
+    ("{{ 'a' }} {{ '\\n' }} {{ \"\\u00e9\\x41\\101\" }} {{ `a\"b` }}", "97 10 éAA a\"b"),
+    ("{{ $x := 1 }}{{ $x := 2 }}{{ $x }}", "2"),
+];
+
+#[test]
+fn expansion_matches_promtool_batch_2() {
+    let labels = Labels::from_pairs(&[
+        ("__name__", "m"),
+        ("instance", "host.example.com:9100"),
+        ("job", "node"),
+    ]);
+    let q = [QuerySample {
+        labels: labels.clone(),
+        value: 1e6,
+    }];
+    let ext = Labels::default();
+    let d = TemplateData {
+        labels: &labels,
+        external_labels: &ext,
+        external_url: "",
+        value: 1e6,
+    };
+    // `query "none{}"` answers nothing, every other query the series.
+    struct ByExpr(Vec<QuerySample>);
+    impl QueryFn for ByExpr {
+        fn query(&self, expr: &str) -> Result<Vec<QuerySample>, String> {
+            Ok(if expr == "none{}" {
+                Vec::new()
+            } else {
+                self.0.clone()
+            })
+        }
+    }
+    let mut bad = Vec::new();
+    for (text, want) in PROMTOOL_CASES_2 {
+        let got = match Template::parse("__alert_A", text)
+            .unwrap()
+            .expand(&d, &ByExpr(q.to_vec()))
+        {
+            Ok(s) => s,
+            Err(e) => format!("<error expanding template: {e}>"),
+        };
+        if got != *want {
+            bad.push(format!("{text}\n  got:  {got}\n  want: {want}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    // promtool check rules: `08` is refused when parsed.
+    let e = Template::parse("__alert_A", "{{ 08 }}")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "template: __alert_A:1: integer overflow: \"08\"");
+}
