@@ -450,6 +450,14 @@ async fn sleep_until_ns(at_ns: i64, stop: &mut watch::Receiver<bool>) -> bool {
     !stopped && !*stop.borrow()
 }
 
+/// The slot to evaluate once a tick after `prev` arrives at `now`, and how many slots were
+/// missed on the way: the latest slot not after `now`, so an overrun skips slots instead of
+/// queueing them (Prometheus' `missed := (time.Since(evalTimestamp) / g.interval) - 1`).
+fn next_slot(prev: i64, now: i64, interval: i64) -> (u64, i64) {
+    let missed = ((now - prev) / interval - 1).max(0);
+    (missed as u64, prev + (missed + 1) * interval)
+}
+
 /// One group's task (Prometheus' `Group.run`).
 async fn run_group(
     core: Arc<Core>,
@@ -477,18 +485,18 @@ async fn run_group(
         if !sleep_until_ns(eval_ts + interval_ns, &mut stop).await {
             return;
         }
-        let missed = (now_ns() - eval_ts) / interval_ns - 1;
+        let (missed, next) = next_slot(eval_ts, now_ns(), interval_ns);
         if missed > 0 {
             core.metrics
                 .iterations_missed
                 .get_or_create(&key)
-                .inc_by(missed as u64);
+                .inc_by(missed);
             core.metrics
                 .iterations_scheduled
                 .get_or_create(&key)
-                .inc_by(missed as u64);
+                .inc_by(missed);
         }
-        eval_ts += (missed.max(0) + 1) * interval_ns;
+        eval_ts = next;
         iteration(&core, &group, &status, &key, eval_ts).await;
         if restore {
             // After the second evaluation: recording rules the alerts read have run.
@@ -553,5 +561,153 @@ async fn iteration(
     *status.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
     if !res.alerts.is_empty() {
         core.sink.send(res.alerts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Matcher;
+    use crate::rules::Alert;
+    use crate::Options;
+
+    #[test]
+    fn overruns_skip_slots_instead_of_queueing_them() {
+        // On time (the tick comes just after the next slot).
+        assert_eq!(next_slot(1_000, 2_001, 1_000), (0, 2_000));
+        // Evaluation took 2.5 intervals: two slots missed, the latest slot taken.
+        assert_eq!(next_slot(1_000, 4_500, 1_000), (2, 4_000));
+        // An early tick never goes back nor repeats a slot.
+        assert_eq!(next_slot(1_000, 1_500, 1_000), (0, 2_000));
+    }
+
+    struct Collect(Mutex<Vec<Alert>>);
+
+    impl AlertSink for Collect {
+        fn send(&self, alerts: Vec<Alert>) {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(alerts);
+        }
+    }
+
+    fn last_sample(db: &Db, name: &str) -> Option<(i64, f64)> {
+        let q = db.querier(0, i64::MAX / 2);
+        q.select(&[Matcher::equal("__name__", name)])
+            .ok()?
+            .first()
+            .and_then(|s| s.samples().last())
+    }
+
+    async fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn status_ptr(m: &Manager, name: &str) -> *const RwLock<GroupStatus> {
+        let views = m.core.views.read().unwrap();
+        let (_, s) = views.iter().find(|(k, _)| k.1 == name).unwrap();
+        Arc::as_ptr(s)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_run_are_kept_replaced_and_removed_with_stale_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(
+            Db::open(
+                dir.path().join("data"),
+                Options::default().background_compaction(false),
+            )
+            .unwrap(),
+        );
+        let rules = dir.path().join("rules.yml");
+        let cfg_path = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg_path,
+            "global:\n  evaluation_interval: 100ms\nrule_files: [rules.yml]\n",
+        )
+        .unwrap();
+        let both = "groups:\n- name: fast\n  rules:\n  - record: one\n    expr: vector(1)\n  - alert: Always\n    expr: vector(1)\n- name: other\n  rules:\n  - record: two\n    expr: vector(2)\n";
+        std::fs::write(&rules, both).unwrap();
+        let cfg = Config::load(&cfg_path).unwrap();
+        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+        let mut reg = Registry::default();
+        let m = Manager::new(
+            db.clone(),
+            sink.clone(),
+            ManagerOptions {
+                external_url: "http://x".into(),
+                ..ManagerOptions::default()
+            },
+            &mut reg,
+        );
+        m.apply_config(&cfg).await.unwrap();
+        wait("both groups evaluated", || {
+            last_sample(&db, "one").is_some() && last_sample(&db, "two").is_some()
+        })
+        .await;
+        wait("the alert delivered", || !sink.0.lock().unwrap().is_empty()).await;
+        let sent = sink.0.lock().unwrap()[0].clone();
+        assert_eq!(sent.labels.get("alertname"), Some("Always"));
+        assert_eq!(
+            sent.generator_url,
+            "http://x/graph?g0.expr=vector%281%29&g0.tab=1"
+        );
+        let groups = m.rule_groups();
+        assert_eq!(
+            groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["fast", "other"]
+        );
+        assert_eq!(groups[0].interval_ms, 100);
+
+        // The same configuration again: both groups keep running untouched.
+        let (fast, other) = (status_ptr(&m, "fast"), status_ptr(&m, "other"));
+        m.apply_config(&cfg).await.unwrap();
+        assert_eq!(status_ptr(&m, "fast"), fast);
+        assert_eq!(status_ptr(&m, "other"), other);
+
+        // `other` removed, `fast` changed: `fast` is replaced, `two` goes stale two intervals
+        // after its group stopped.
+        std::fs::write(
+            &rules,
+            "groups:\n- name: fast\n  rules:\n  - record: one\n    expr: vector(1)\n  - alert: Always\n    expr: vector(1)\n    labels:\n      new: label\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&cfg_path).unwrap();
+        m.apply_config(&cfg).await.unwrap();
+        assert_ne!(status_ptr(&m, "fast"), fast);
+        assert_eq!(m.rule_groups().len(), 1);
+        wait("the removed group's series stale", || {
+            last_sample(&db, "two")
+                .is_some_and(|(_, v)| v.to_bits() == crate::chunk::STALE_NAN_BITS)
+        })
+        .await;
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        let key = format!("{};fast", rules.display());
+        assert!(
+            text.contains(&format!(
+                "prometheus_rule_group_iterations_total{{rule_group=\"{key}\"}}"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "prometheus_rule_group_rules{{rule_group=\"{key}\"}} 2"
+        )));
+        assert!(!text.contains(";other\""), "{text}");
+
+        m.stop().await;
+        let before = last_sample(&db, "one");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(last_sample(&db, "one"), before, "evaluation after stop");
+        m.apply_config(&cfg).await.unwrap();
+        assert_eq!(m.rule_groups().len(), 1);
     }
 }
