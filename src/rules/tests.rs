@@ -347,7 +347,7 @@ fn templates_expand_per_alert_and_errors_are_reported_in_the_alert() {
         ..RuleOptions::default()
     };
     let mut g = group_with(
-        "groups:\n- name: g\n  rules:\n  - alert: T\n    expr: x > 0\n    labels:\n      double: '{{ $value | humanize }}'\n    annotations:\n      broken: '{{ nosuchfunction }}'\n      ctx: '{{ $externalLabels.site }} {{ $externalURL }}'\n      q: '{{ with query \"sum(x)\" }}{{ . | first | value }}{{ end }}'\n",
+        "groups:\n- name: g\n  rules:\n  - alert: T\n    expr: x > 0\n    labels:\n      double: '{{ $value | humanize }}'\n    annotations:\n      broken: '{{ nosuchfunction }}'\n      ctx: '{{ $externalLabels.site }} {{ $externalURL }}'\n      q: '{{ with query \"sum(x)\" }}{{ . | first | value }}{{ end }}'\n      empty: '{{ $labels.nosuch }}'\n",
         &opts,
     );
     g.set_restored();
@@ -372,6 +372,8 @@ fn templates_expand_per_alert_and_errors_are_reported_in_the_alert() {
     );
     assert_eq!(a.annotations.get("ctx"), Some("here http://prom:9090"));
     assert_eq!(a.annotations.get("q"), Some("1502"));
+    // An annotation that expands to nothing is kept, empty (Prometheus lists it).
+    assert_eq!(a.annotations.get("empty"), Some(""));
     assert_eq!(g.rules()[0].status().health, RuleHealth::Good);
 }
 
