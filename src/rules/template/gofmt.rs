@@ -426,6 +426,7 @@ fn fmt_float(out: &mut String, spec: &Spec, verb: char, f: f64) {
 
 fn fmt_str(out: &mut String, spec: &Spec, verb: char, s: &str) {
     match verb {
+        'v' if spec.sharp => spec.pad(out, &quote(s), false),
         's' | 'v' => {
             let s = match spec.prec {
                 Some(p) => s.char_indices().nth(p).map_or(s, |(i, _)| &s[..i]),
@@ -463,6 +464,18 @@ fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
         },
         Value::Int(i) => match verb {
             'd' | 'v' | 'x' | 'X' | 'o' | 'O' | 'b' => fmt_int(out, spec, verb, *i),
+            'U' => {
+                let mut body = match u32::try_from(*i) {
+                    Ok(u) => format!("U+{u:04X}"),
+                    Err(_) => format!("U+{:04X}", *i as u64),
+                };
+                if spec.sharp {
+                    if let Some(c) = u32::try_from(*i).ok().and_then(char::from_u32) {
+                        body.push_str(&format!(" '{c}'"));
+                    }
+                }
+                spec.pad(out, &body, false);
+            }
             'c' => {
                 let c = u32::try_from(*i)
                     .ok()
@@ -490,7 +503,7 @@ fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
         },
         Value::Str(s) => fmt_str(out, spec, verb, s),
         Value::Nil => match verb {
-            'v' | 's' => spec.pad(out, "<nil>", false),
+            'v' => spec.pad(out, "<nil>", false),
             _ => {
                 let _ = write!(out, "%!{verb}(<nil>)");
             }
@@ -512,7 +525,38 @@ fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
 pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
     let mut out = String::with_capacity(format.len() + 16);
     let mut argn = 0usize;
+    // `%[n]d` picks the argument; Go then stops complaining about extra arguments.
+    let mut reordered = false;
     let mut chars = format.char_indices().peekable();
+    let mut arg_index = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
+                         argn: &mut usize,
+                         bad: &mut bool| {
+        if chars.peek().map(|c| c.1) != Some('[') {
+            return;
+        }
+        chars.next();
+        reordered = true;
+        let mut n = 0usize;
+        let mut digits = 0;
+        while let Some(&(_, d)) = chars.peek() {
+            let Some(v) = d.to_digit(10) else { break };
+            n = (n * 10 + v as usize).min(1 << 16);
+            digits += 1;
+            chars.next();
+        }
+        if chars.peek().map(|c| c.1) == Some(']') && digits > 0 && n >= 1 && n <= args.len() {
+            chars.next();
+            *argn = n - 1;
+        } else {
+            // Skip to the closing bracket, as Go does, and mark the verb bad.
+            for (_, c) in chars.by_ref() {
+                if c == ']' {
+                    break;
+                }
+            }
+            *bad = true;
+        }
+    };
     while let Some((_, c)) = chars.next() {
         if c != '%' {
             out.push(c);
@@ -530,6 +574,8 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
             }
             chars.next();
         }
+        let mut bad_index = false;
+        arg_index(&mut chars, &mut argn, &mut bad_index);
         // Width.
         if let Some(&(_, '*')) = chars.peek() {
             chars.next();
@@ -555,6 +601,7 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
         // Precision.
         if let Some(&(_, '.')) = chars.peek() {
             chars.next();
+            arg_index(&mut chars, &mut argn, &mut bad_index);
             if let Some(&(_, '*')) = chars.peek() {
                 chars.next();
                 match args.get(argn) {
@@ -575,12 +622,17 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
         if spec.minus {
             spec.zero = false;
         }
+        arg_index(&mut chars, &mut argn, &mut bad_index);
         let Some((_, verb)) = chars.next() else {
             out.push_str("%!(NOVERB)");
             break;
         };
         if verb == '%' {
             out.push('%');
+            continue;
+        }
+        if bad_index {
+            let _ = write!(out, "%!{verb}(BADINDEX)");
             continue;
         }
         match args.get(argn) {
@@ -591,7 +643,7 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
         }
         argn += 1;
     }
-    if argn < args.len() {
+    if !reordered && argn < args.len() {
         out.push_str("%!(EXTRA ");
         for (i, a) in args.iter().enumerate().skip(argn) {
             if i > argn {

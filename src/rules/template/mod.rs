@@ -101,7 +101,13 @@ impl RegexCache {
             }
         }
         // Go's regexp (RE2) and the regex crate share the syntax Prometheus users write.
-        let re = Regex::new(pattern).map_err(|e| format!("error parsing regexp: {e}"))?;
+        let re = Regex::new(pattern).map_err(|e| {
+            // The regex crate's message spans lines; its last line names the problem.
+            let msg = e.to_string();
+            let last = msg.lines().last().unwrap_or("").trim();
+            let last = last.strip_prefix("error: ").unwrap_or(last);
+            format!("regexp: Compile(`{pattern}`): error parsing regexp: {last}")
+        })?;
         if let Ok(mut m) = self.0.lock() {
             if m.len() >= REGEX_CACHE_MAX {
                 m.clear();
