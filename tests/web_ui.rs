@@ -130,6 +130,15 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, config_yaml: &str) -> Server {
+        let s = Server::spawn(dir, config_yaml, &[]);
+        s.wait("ready", |s| {
+            common::http(s.port, "GET", "/-/ready").is_ok_and(|(c, _)| c == 200)
+        });
+        s
+    }
+
+    /// Started with `extra` flags; returns once it listens.
+    fn spawn(dir: &Path, config_yaml: &str, extra: &[&str]) -> Server {
         let port = common::free_port();
         let cfg = dir.join("prometheus.yml");
         fs::write(&cfg, config_yaml).unwrap();
@@ -141,6 +150,7 @@ impl Server {
             .arg(&cfg)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -151,8 +161,8 @@ impl Server {
             port,
             log,
         };
-        s.wait("ready", |s| {
-            common::http(s.port, "GET", "/-/ready").is_ok_and(|(c, _)| c == 200)
+        s.wait("listening", |s| {
+            TcpStream::connect(("127.0.0.1", s.port)).is_ok()
         });
         s
     }
@@ -927,4 +937,40 @@ fn ui_routes_headers_and_size() {
         "the UI is {total} bytes gzipped, over {UI_GZIP_BUDGET}"
     );
     assert_eq!(total, tsdb::server::web::ui::ui().gzipped_size());
+}
+
+/// The UI sits behind the same `--web.config.file` basic auth as the API.
+#[test]
+fn ui_requires_the_api_credentials() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let web = dir.path().join("web.yml");
+    fs::write(&web, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+    let server = Server::spawn(
+        dir.path(),
+        "global:\n  scrape_interval: 15s\n",
+        &["--web.config.file", web.to_str().unwrap()],
+    );
+    let good = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+    );
+    let wrong = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:nope")
+    );
+    let page = format!("/static/{}", tsdb::server::web::ui::ui().assets[0].name);
+    for path in ["/", "/graph", "/targets", "/alerts", page.as_str()] {
+        let r = get(server.port, path, &[]);
+        assert_eq!(r.status, 401, "{path} without credentials");
+        assert_eq!(r.header("www-authenticate"), Some("Basic"), "{path}");
+        assert_eq!(
+            get(server.port, path, &[("Authorization", &wrong)]).status,
+            401,
+            "{path}"
+        );
+        let r = get(server.port, path, &[("Authorization", &good)]);
+        assert!(r.status == 200 || r.status == 302, "{path}: {}", r.status);
+    }
 }
