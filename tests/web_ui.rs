@@ -745,7 +745,7 @@ fn ui_in_chromium() {
     assert_eq!(png, json!("data:image/png;base64,"));
 
     // --- Drawing time: 100 series × 1,000 points. ---
-    let mut times = Vec::new();
+    let (mut times, mut parse_times) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         browser.goto(&format!(
             "{base}/graph?g0.expr=ui_perf&g0.tab=0&g0.range_input=999s&g0.step_input=1&g0.end_input={}",
@@ -753,7 +753,7 @@ fn ui_in_chromium() {
         ));
         let ms = browser.wait_js(
             "the 100-series graph",
-            "const p = document.querySelector('.panel'); return p.dataset.state === 'done' && [p.dataset.renderMs, p.dataset.renderPoints]",
+            "const p = document.querySelector('.panel'); return p.dataset.state === 'done' && [p.dataset.renderMs, p.dataset.renderPoints, p.dataset.parseMs]",
             json!([]),
         );
         assert_eq!(
@@ -761,6 +761,7 @@ fn ui_in_chromium() {
             json!(format!("{}", PERF_SERIES as i64 * PERF_POINTS))
         );
         times.push(ms[0].as_str().unwrap().parse::<f64>().unwrap());
+        parse_times.push(ms[2].as_str().unwrap().parse::<f64>().unwrap());
     }
     let n = browser.js(
         "return document.querySelectorAll('.legend-item').length",
@@ -769,10 +770,28 @@ fn ui_in_chromium() {
     assert_eq!(n, json!(PERF_SERIES));
     let med = median(times.clone());
     eprintln!(
-        "FIGURE ui_draw_100x1000_ms median={med:.1} runs={times:?} (response arrived → graph drawn)"
+        "FIGURE ui_draw_100x1000_ms median={med:.1} runs={times:?} (response arrived → graph drawn; of which JSON.parse: {parse_times:?})"
     );
     // The target is 200 ms; the bound leaves room for a loaded CI machine.
     assert!(med < 1000.0, "drawing 100x1000 took {med} ms");
+
+    // A resolution asking more than 11,000 points per series is raised, with a notice.
+    browser.goto(&format!(
+        "{base}/graph?g0.expr=ui_perf&g0.tab=0&g0.range_input=999s&g0.step_input=0.01&g0.end_input={}",
+        url_param(&format!("{}", perf_end_ms / 1000))
+    ));
+    let notice = browser.wait_js(
+        "the resolution notice",
+        "const p = document.querySelector('.panel'); return p.dataset.state === 'done' && p.querySelector('.notice').textContent",
+        json!([]),
+    );
+    assert!(
+        notice
+            .as_str()
+            .unwrap()
+            .starts_with("Resolution raised to 1s: at most 11000 points per series."),
+        "{notice}"
+    );
 
     // --- Targets: four up; the XSS label is text. ---
     browser.goto(&format!("{base}/targets"));

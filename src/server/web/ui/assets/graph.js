@@ -516,6 +516,7 @@
       this.notice.textContent = note;
       this.notice.hidden = !note;
       this.draw(result, startS, endS, step, arrived);
+      this.root.dataset.parseMs = (body.parsedAt - arrived).toFixed(1);
       this.stats.textContent = 'Load time: ' + Math.round(performance.now() - started) + 'ms   Resolution: ' + step + 's   Result series: ' + total;
     }
 
@@ -529,6 +530,7 @@
       T.clear(this.legend);
       this.tooltip.hidden = true;
       delete this.root.dataset.renderMs;
+      delete this.root.dataset.parseMs;
       if (result.length === 0) {
         this.chartBox.replaceChildren(el('p', { class: 'muted empty' }, 'No data points found.'));
         return;

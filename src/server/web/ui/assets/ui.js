@@ -83,6 +83,7 @@
       throw err;
     }
     json.receivedAt = received;
+    json.parsedAt = performance.now();
     return json;
   };
 
