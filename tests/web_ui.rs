@@ -710,6 +710,17 @@ fn ui_in_chromium() {
         json!([]),
     );
     assert_eq!(shown, json!(format!("Error executing query: {api_err}")));
+    // The position the API gives ("1:<col>: parse error"), marked under the expression.
+    let col: usize = api_err
+        .split(": ")
+        .find_map(|p| p.strip_prefix("1:"))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no position in {api_err}"));
+    let caret = browser.js(
+        "return document.querySelector('.query-error .error-position').textContent",
+        json!([]),
+    );
+    assert_eq!(caret, json!(format!("{bad}\n{}^", " ".repeat(col - 1))));
 
     // --- Several panels, state in the URL with Prometheus' parameters. ---
     browser.goto(&format!(
@@ -746,7 +757,7 @@ fn ui_in_chromium() {
 
     // --- Drawing time: 100 series × 1,000 points. ---
     let (mut times, mut parse_times) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
+    for _ in 0..9 {
         browser.goto(&format!(
             "{base}/graph?g0.expr=ui_perf&g0.tab=0&g0.range_input=999s&g0.step_input=1&g0.end_input={}",
             url_param(&format!("{}", perf_end_ms / 1000))
@@ -769,8 +780,9 @@ fn ui_in_chromium() {
     );
     assert_eq!(n, json!(PERF_SERIES));
     let med = median(times.clone());
+    let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
     eprintln!(
-        "FIGURE ui_draw_100x1000_ms median={med:.1} runs={times:?} (response arrived → graph drawn; of which JSON.parse: {parse_times:?})"
+        "FIGURE ui_draw_100x1000_ms median={med:.1} min={min:.1} runs={times:?} (response arrived → graph drawn; of which JSON.parse: {parse_times:?})"
     );
     // The target is 200 ms; the bound leaves room for a loaded CI machine.
     assert!(med < 1000.0, "drawing 100x1000 took {med} ms");

@@ -441,8 +441,9 @@
       this.errorBox.hidden = msg === null;
       if (msg === null) return;
       this.errorBox.append(T.errorBox('Error executing query: ' + msg));
-      // "line:column: parse error: ..." → the expression's line with a caret under the column.
-      const m = /^(\d+):(\d+):/.exec(msg);
+      // "[invalid parameter "query": ]line:column: parse error: ..." → the expression's line
+      // with a caret under the column.
+      const m = /(?:^|: )(\d+):(\d+): parse error/.exec(msg);
       if (m) {
         const line = this.state.expr.split('\n')[+m[1] - 1];
         if (line !== undefined) {
