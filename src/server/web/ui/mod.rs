@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -94,8 +95,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 pub struct Asset {
     pub name: &'static str,
     pub content_type: &'static str,
-    pub raw: Vec<u8>,
-    pub gzip: Vec<u8>,
+    pub raw: Bytes,
+    pub gzip: Bytes,
     /// Quoted, as sent in `ETag`.
     pub etag: String,
 }
@@ -107,8 +108,8 @@ impl Asset {
         Asset {
             name,
             content_type,
-            raw,
-            gzip,
+            raw: Bytes::from(raw),
+            gzip: Bytes::from(gzip),
             etag,
         }
     }
@@ -223,6 +224,7 @@ fn respond(a: &Asset, req: &HeaderMap, cache: &'static str) -> Response {
     let mut resp = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else if gzip {
+        // Bytes: a reference count, not a copy.
         a.gzip.clone().into_response()
     } else {
         a.raw.clone().into_response()
