@@ -31,6 +31,8 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// The drawing-time figure's data: series × samples (1 s apart).
 const PERF_SERIES: usize = 100;
 const PERF_POINTS: i64 = 1000;
+/// The table's cap (graph.js `MAX_TABLE_ROWS`); the graph's is 500.
+const MANY_SERIES: usize = 10_000;
 
 /// A child process killed on drop, even when the test fails.
 struct Proc(Child);
@@ -434,6 +436,13 @@ fn write_perf_data(dir: &Path, end_ms: i64) {
             app.append(&l, t, v).unwrap();
         }
     }
+    // One more series than a table shows: the caps' notices.
+    for s in 0..=MANY_SERIES {
+        let name = format!("m{s:05}");
+        let l = Labels::from_pairs(&[("__name__", "ui_many"), ("i", &name)]);
+        app.append(&l, end_ms - 1000, 1.0).unwrap();
+        app.append(&l, end_ms, 2.0).unwrap();
+    }
     app.commit().unwrap();
 }
 
@@ -803,6 +812,30 @@ fn ui_in_chromium() {
             .unwrap()
             .starts_with("Resolution raised to 1s: at most 11000 points per series."),
         "{notice}"
+    );
+
+    // Results over the caps: the first 500 series graphed, the first 10,000 in the table, each
+    // with a notice.
+    let end_input = url_param(&format!("{}", perf_end_ms / 1000));
+    browser.goto(&format!(
+        "{base}/graph?g0.expr=ui_many&g0.tab=0&g0.range_input=1m&g0.end_input={end_input}&g1.expr=ui_many&g1.tab=1&g1.end_input={end_input}"
+    ));
+    let capped = browser.wait_js(
+        "the capped results",
+        "const p = document.querySelectorAll('.panel'); return [...p].every(x => x.dataset.state === 'done') && [p[0].querySelector('.notice').textContent, p[0].querySelectorAll('.legend-item').length, p[1].querySelector('.table-box .notice').textContent, p[1].querySelectorAll('table.result tr').length]",
+        json!([]),
+    );
+    assert_eq!(
+        capped,
+        json!([
+            format!("Showing the first 500 of {} series. ", MANY_SERIES + 1),
+            500,
+            format!(
+                "Showing the first {MANY_SERIES} of {} series.",
+                MANY_SERIES + 1
+            ),
+            MANY_SERIES
+        ])
     );
 
     // --- Targets: four up; the XSS label is text. ---
