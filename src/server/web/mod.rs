@@ -13,12 +13,13 @@
 //! query logic of its own.
 //!
 //! Submodules: [`api`] (the `/api/v1` handlers), [`federate`], [`admin`], [`metrics`] (its own
-//! metrics and the database collector), [`webconfig`].
+//! metrics and the database collector), [`webconfig`], [`ui`] (the web UI's pages and assets).
 
 pub mod admin;
 pub mod api;
 pub mod federate;
 pub mod metrics;
+pub mod ui;
 pub mod webconfig;
 
 pub use metrics::{register_metrics, WebMetrics};
@@ -251,6 +252,7 @@ fn router(
         ));
     let app = gated
         .merge(lifecycle_routes())
+        .merge(ui::routes())
         .with_state(ctx.clone())
         .merge(extra)
         .route_layer(axum::middleware::from_fn_with_state(
