@@ -1,12 +1,13 @@
 //! The server's lifecycle: load the configuration, open the data directory, start the scrape
-//! manager, the remote writers and the web layer, then wait for signals.
+//! manager, the remote writers, the notifier and the web layer, then wait for signals.
 //!
 //! - SIGHUP and `POST /-/reload` re-read the configuration file; a file that fails to load changes
 //!   nothing (the old configuration keeps running, the error is logged and returned to the caller of
 //!   `/-/reload`). Data and unchanged targets are untouched by a reload.
 //! - SIGTERM and SIGINT shut down in Prometheus' order: not ready, scrapes stopped (in-flight ones
 //!   finish or are cancelled, everything scraped is committed), remote writers flushed with their
-//!   WAL position saved, the web layer drained, then the WAL synced and the directory closed.
+//!   WAL position saved, the notifier's queue flushed to the Alertmanagers (bounded), the web layer
+//!   drained, then the WAL synced and the directory closed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+use super::notifier::{Notifier, NotifierOptions};
 use super::remote::RemoteWriter;
 use super::scrape::ScrapeManager;
 use super::web::{self, ReloadRequest, ReloadStatus, WebOptions, WebState};
@@ -34,6 +36,8 @@ pub struct ServeOptions {
     pub web: WebOptions,
     /// Accept remote writes at `/api/v1/write` (Prometheus' `--web.enable-remote-write-receiver`).
     pub enable_remote_write_receiver: bool,
+    /// Alertmanager delivery (`--alertmanager.notification-queue-capacity`).
+    pub notifier: NotifierOptions,
     /// The command line, for `/api/v1/status/flags` (flag name without dashes → value).
     pub flags: BTreeMap<String, String>,
 }
@@ -54,6 +58,8 @@ pub enum ServeError {
     Scrape(#[from] super::scrape::ScrapeError),
     #[error("{0}")]
     Remote(#[from] super::remote::RemoteError),
+    #[error("{0}")]
+    Notifier(#[from] super::notifier::NotifierError),
 }
 
 /// `global.external_labels` as a label set.
@@ -108,15 +114,19 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
         axum::Router::new()
     };
     let web_metrics = web::register_metrics(&mut registry, &db);
+    // Alertmanager delivery; rule evaluation sends to it as its `AlertSink`.
+    let notifier = Notifier::new(opts.notifier.clone(), &mut registry);
 
     scrape.apply_config(&config).await?;
     remote.apply_config(&config).await?;
+    notifier.apply_config(&config).await?;
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let mut state = WebState::new(db.clone(), scrape.clone(), Arc::new(registry), reload_tx);
     state.config_yaml = Arc::new(RwLock::new(config.to_yaml()));
     state.external_labels = Arc::new(RwLock::new(external_labels(&config)));
     state.flags = opts.flags.clone();
+    state.alertmanagers = Some(Arc::new(notifier.clone()));
     let config_yaml = state.config_yaml.clone();
     let external = state.external_labels.clone();
     let last_reload = state.last_reload.clone();
@@ -143,6 +153,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     let reload = |source: &'static str| {
         let scrape = scrape.clone();
         let remote = &remote;
+        let notifier = notifier.clone();
         let config_yaml = config_yaml.clone();
         let external = external.clone();
         let last_reload = last_reload.clone();
@@ -154,6 +165,10 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
                     .await
                     .map_err(|e| e.to_string())?;
                 remote
+                    .apply_config(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                notifier
                     .apply_config(&config)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -215,6 +230,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
         Err(e) => {
             scrape.stop().await;
             remote.stop().await;
+            notifier.stop().await;
             return Err(e);
         }
     };
@@ -227,6 +243,8 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     );
     remote.stop().await;
     log(Level::Info, "remote writers stopped, positions saved");
+    // After rule evaluation (nothing sends alerts any more): what is queued is flushed, bounded.
+    notifier.stop().await;
     let _ = stop_web.send(());
     match web_task.await {
         Ok(Err(e)) => log(Level::Error, &format!("web server: {e}")),

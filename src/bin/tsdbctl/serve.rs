@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Out-of-order window (Prometheus' storage.tsdb.out_of_order_time_window).
     #[arg(long = "storage.tsdb.out-of-order-time-window", default_value = "0s", value_parser = parse_duration_ms)]
     out_of_order_window: i64,
+    /// Alerts waiting for the Alertmanagers before the oldest are dropped.
+    #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = tsdb::server::notifier::DEFAULT_QUEUE_CAPACITY)]
+    notification_queue_capacity: usize,
     #[command(flatten)]
     retention: Retention,
 }
@@ -99,6 +102,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
             a.external_url.clone().unwrap_or_default(),
         ),
         ("web.max-connections", a.max_connections.to_string()),
+        (
+            "alertmanager.notification-queue-capacity",
+            a.notification_queue_capacity.to_string(),
+        ),
         ("query.timeout", fmt_ms(a.query_timeout)),
         ("query.max-samples", a.query_max_samples.to_string()),
         ("query.max-concurrency", a.query_max_concurrency.to_string()),
@@ -136,6 +143,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
             max_concurrent_queries: a.query_max_concurrency,
         },
         enable_remote_write_receiver: a.enable_remote_write_receiver,
+        notifier: tsdb::server::notifier::NotifierOptions {
+            queue_capacity: a.notification_queue_capacity,
+            ..Default::default()
+        },
         flags,
     };
     run(opts).map_err(|e| e.to_string())?;
