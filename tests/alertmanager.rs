@@ -162,3 +162,40 @@ fn a_down_or_hanging_alertmanager_does_not_delay_another() {
     );
     rt.block_on(notifier.stop());
 }
+
+#[test]
+fn serve_lists_its_alertmanagers_and_reloads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['127.0.0.1:9093']\n    path_prefix: /am\n  - static_configs:\n    - targets: ['127.0.0.1:9094']\n    relabel_configs:\n    - source_labels: [__address__]\n      regex: '.*:9093'\n      action: keep\n",
+    )
+    .unwrap();
+    let serve = alerting::Serve::start(
+        &dir.path().join("data"),
+        &cfg,
+        &["--alertmanager.notification-queue-capacity", "123"],
+    );
+    let v = serve.json("/api/v1/alertmanagers");
+    assert_eq!(
+        v["data"],
+        serde_json::json!({
+            "activeAlertmanagers": [{"url": "http://127.0.0.1:9093/am/api/v2/alerts"}],
+            "droppedAlertmanagers": [{"url": "http://127.0.0.1:9094/api/v2/alerts"}],
+        })
+    );
+    let (_, metrics) = serve.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("prometheus_notifications_queue_capacity 123"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("prometheus_notifications_alertmanagers_discovered 1"));
+    std::fs::write(&cfg, "global:\n  scrape_interval: 15s\n").unwrap();
+    assert_eq!(serve.post("/-/reload").unwrap().0, 200, "{}", serve.logs());
+    let v = serve.json("/api/v1/alertmanagers");
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"activeAlertmanagers": [], "droppedAlertmanagers": []})
+    );
+}

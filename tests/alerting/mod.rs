@@ -113,7 +113,7 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
-    /// Started in `dir` with a route to `hook` (group_wait and group_interval 1 s, so a firing
+    /// Started in `dir` with a route to `hook`, one group per alert (`group_by: [...]`; group_wait and group_interval 1 s, so a firing
     /// or resolved alert is announced about a second after it arrives). Clustering is off
     /// (`--cluster.listen-address=`): no gossip port, no peer wait.
     pub fn start(dir: &Path, hook: &Webhook) -> Alertmanager {
@@ -122,7 +122,7 @@ impl Alertmanager {
         fs::write(
             &cfg,
             format!(
-                "route:\n  receiver: hook\n  group_by: ['alertname']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{}/hook\n        send_resolved: true\n",
+                "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{}/hook\n        send_resolved: true\n",
                 hook.port
             ),
         )
@@ -180,4 +180,68 @@ pub fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
         }
     });
     (port, h)
+}
+
+/// A running `tsdbctl serve`, killed on drop.
+pub struct Serve {
+    child: Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    /// Started on a free port with its data in `db` and `--web.enable-lifecycle`.
+    pub fn start(db: &Path, config: &Path, extra: &[&str]) -> Serve {
+        let port = common::free_port();
+        let log = db.with_extension("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_tsdbctl"))
+            .args(["serve", "--db"])
+            .arg(db)
+            .arg("--config")
+            .arg(config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--web.enable-lifecycle")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Serve { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = s.get("/-/ready") {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tsdbctl serve not ready after 30 s; log:\n{}", s.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<(u32, String)> {
+        common::http(self.port, "GET", path)
+    }
+
+    pub fn post(&self, path: &str) -> std::io::Result<(u32, String)> {
+        common::http(self.port, "POST", path)
+    }
+
+    /// `GET path` as JSON (status 200 asserted).
+    pub fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
