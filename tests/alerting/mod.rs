@@ -113,9 +113,10 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
-    /// Started in `dir` with a route to `hook`, one group per alert (`group_by: [...]`; group_wait and group_interval 1 s, so a firing
-    /// or resolved alert is announced about a second after it arrives). Clustering is off
-    /// (`--cluster.listen-address=`): no gossip port, no peer wait.
+    /// Started in `dir` with a route to `hook`: one group per alert (`group_by: ['...']`),
+    /// group_wait and group_interval 1 s, so a firing or resolved alert is announced about a
+    /// second after it arrives. Clustering is off (`--cluster.listen-address=`): no gossip
+    /// port, no peer wait.
     pub fn start(dir: &Path, hook: &Webhook) -> Alertmanager {
         let port = common::free_port();
         let cfg = dir.join("alertmanager.yml");

@@ -65,6 +65,39 @@ fn write_label_set(out: &mut String, ls: &Labels) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the labels and annotations hold, a JSON decoder reads back exactly them.
+        #[test]
+        fn any_alert_round_trips_through_json(
+            labels in proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", "\\PC{1,12}", 1..6),
+            annotations in proptest::collection::btree_map("[a-z]{1,8}", "[\\s\\S]{1,20}", 0..4),
+            starts in 0i64..4_000_000_000_000,
+            url in "\\PC{0,30}",
+        ) {
+            let a = Alert {
+                labels: Labels::new(labels.iter().map(|(k, v)| crate::labels::Label::new(k.clone(), v.clone())).collect()),
+                annotations: Labels::new(annotations.iter().map(|(k, v)| crate::labels::Label::new(k.clone(), v.clone())).collect()),
+                starts_at_ms: starts,
+                ends_at_ms: starts + 1,
+                generator_url: url.clone(),
+            };
+            let v: serde_json::Value = serde_json::from_str(&encode_alerts(std::slice::from_ref(&a))).unwrap();
+            for l in a.labels.iter() {
+                prop_assert_eq!(v[0]["labels"][&l.name].as_str(), Some(l.value.as_str()));
+            }
+            prop_assert_eq!(v[0]["labels"].as_object().unwrap().len(), a.labels.len());
+            for l in a.annotations.iter() {
+                prop_assert_eq!(v[0]["annotations"][&l.name].as_str(), Some(l.value.as_str()));
+            }
+            let want = format_rfc3339(starts);
+            prop_assert_eq!(v[0]["startsAt"].as_str(), Some(want.as_str()));
+            if !url.is_empty() {
+                prop_assert_eq!(v[0]["generatorURL"].as_str(), Some(url.as_str()));
+            }
+        }
+    }
 
     fn alert(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Alert {
         Alert {
