@@ -402,6 +402,10 @@ fn check_rules_agrees_with_promtool() {
             "groups:\n- name: g\n  rules:\n  - record: a-b\n    expr: up(\n  - alert: X\n".into(),
         ),
         (
+            "badtmpl.yml",
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations:\n      summary: '{{ nosuchfunction }}'\n".into(),
+        ),
+        (
             "dup.yml",
             "groups:\n- name: g\n  rules:\n  - alert: r\n    expr: up\n    labels: {a: b}\n  - alert: r\n    expr: up\n    labels: {a: b}\n".into(),
         ),
@@ -428,6 +432,7 @@ fn check_rules_agrees_with_promtool() {
         &["good.yml", "bad.yml"],
         &["dup.yml"],
         &["good.yml", "dup.yml", "bad.yml"],
+        &["badtmpl.yml"],
     ] {
         let (pc, pout, perr) = run(common::PROMTOOL, args);
         let (oc, oout, oerr) = run(ours_bin, args);
