@@ -229,6 +229,14 @@ impl Config {
         for rw in &mut self.remote_write {
             http(&mut rw.http);
         }
+        for am in &mut self.alerting.alertmanagers {
+            http(&mut am.http);
+            for f in &mut am.file_sd_configs {
+                for p in &mut f.files {
+                    join(p);
+                }
+            }
+        }
     }
 
     /// Expands the `rule_files` patterns of a configuration from
@@ -374,8 +382,7 @@ impl Serialize for Duration {
     }
 }
 
-/// The whole file. `alerting` is accepted so that existing files load; rules and alerts are
-/// evaluated by a later layer.
+/// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(from = "raw::RawConfig")]
 pub struct Config {
@@ -386,8 +393,8 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_write: Vec<RemoteWriteConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerting: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "AlertingConfig::is_empty")]
+    pub alerting: AlertingConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -495,6 +502,66 @@ impl Default for FileSdConfig {
         FileSdConfig {
             files: Vec::new(),
             refresh_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `alerting:`: where alerts go (Prometheus' `AlertingConfig`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(from = "raw::RawAlerting")]
+pub struct AlertingConfig {
+    /// Applied to every alert (after external labels are added) before it is queued; an alert
+    /// they drop is not sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alert_relabel_configs: Vec<RelabelConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+impl AlertingConfig {
+    pub fn is_empty(&self) -> bool {
+        self.alert_relabel_configs.is_empty() && self.alertmanagers.is_empty()
+    }
+}
+
+/// One `alertmanagers` entry: how a set of Alertmanagers is discovered and spoken to
+/// (Prometheus' `AlertmanagerConfig`, `DefaultAlertmanagerConfig` for what is left out).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(from = "raw::RawAlertmanager")]
+pub struct AlertmanagerConfig {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Applied to each discovered Alertmanager (`__address__`, `__scheme__`,
+    /// `__alerts_path__`, the group's labels); one they drop is listed as dropped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relabel_configs: Vec<RelabelConfig>,
+    pub scheme: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path_prefix: String,
+    pub timeout: Duration,
+    /// Always `v2` once validated: Prometheus 2.42 also accepts `v1`, which tsdbctl refuses.
+    pub api_version: String,
+    #[serde(flatten)]
+    pub http: HttpClientConfig,
+}
+
+/// The only Alertmanager API version tsdbctl speaks (`/api/v2/alerts`).
+pub const ALERTMANAGER_API_VERSION: &str = "v2";
+
+impl Default for AlertmanagerConfig {
+    /// Prometheus' `DefaultAlertmanagerConfig`: `http`, a 10 s timeout, API v2.
+    fn default() -> AlertmanagerConfig {
+        AlertmanagerConfig {
+            static_configs: Vec::new(),
+            file_sd_configs: Vec::new(),
+            relabel_configs: Vec::new(),
+            scheme: "http".to_string(),
+            path_prefix: String::new(),
+            timeout: Duration::from_secs(10),
+            api_version: ALERTMANAGER_API_VERSION.to_string(),
+            http: HttpClientConfig::default(),
         }
     }
 }

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    Authorization, BasicAuth, Config, Duration, FileSdConfig, GlobalConfig, HttpClientConfig,
-    MetadataConfig, QueueConfig, RemoteWriteConfig, ScrapeConfig, StaticConfig, TlsConfig,
+    AlertingConfig, AlertmanagerConfig, Authorization, BasicAuth, Config, Duration, FileSdConfig,
+    GlobalConfig, HttpClientConfig, MetadataConfig, QueueConfig, RemoteWriteConfig, ScrapeConfig,
+    StaticConfig, TlsConfig,
 };
 use crate::relabel::RelabelConfig;
 
@@ -25,7 +26,7 @@ pub(super) struct RawConfig {
     rule_files: Option<Vec<String>>,
     scrape_configs: Option<Vec<ScrapeConfig>>,
     remote_write: Option<Vec<RemoteWriteConfig>>,
-    alerting: Option<serde_yaml::Value>,
+    alerting: Option<AlertingConfig>,
 }
 
 impl From<RawConfig> for Config {
@@ -35,7 +36,7 @@ impl From<RawConfig> for Config {
             rule_files: r.rule_files.unwrap_or_default(),
             scrape_configs: r.scrape_configs.unwrap_or_default(),
             remote_write: r.remote_write.unwrap_or_default(),
-            alerting: r.alerting,
+            alerting: r.alerting.unwrap_or_default(),
         }
     }
 }
@@ -203,31 +204,32 @@ impl From<RawRemoteWriteConfig> for RemoteWriteConfig {
     }
 }
 
-/// `alerting:` is kept as written (nothing here sends alerts yet) but decoded once more through
-/// these shapes so that its keys and values are checked as Prometheus checks them.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct AlertingOnly {
-    pub alerting: Option<RawAlerting>,
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawAlerting {
-    pub alert_relabel_configs: Option<Vec<RelabelConfig>>,
-    pub alertmanagers: Option<Vec<RawAlertmanager>>,
+    alert_relabel_configs: Option<Vec<RelabelConfig>>,
+    alertmanagers: Option<Vec<AlertmanagerConfig>>,
 }
 
-#[derive(Deserialize, Default, Clone)]
+impl From<RawAlerting> for AlertingConfig {
+    fn from(r: RawAlerting) -> AlertingConfig {
+        AlertingConfig {
+            alert_relabel_configs: r.alert_relabel_configs.unwrap_or_default(),
+            alertmanagers: r.alertmanagers.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawAlertmanager {
-    pub static_configs: Option<Vec<StaticConfig>>,
-    pub file_sd_configs: Option<Vec<FileSdConfig>>,
-    pub scheme: Option<String>,
-    pub path_prefix: Option<String>,
-    pub timeout: Option<Duration>,
-    pub api_version: Option<String>,
-    pub relabel_configs: Option<Vec<RelabelConfig>>,
+    static_configs: Option<Vec<StaticConfig>>,
+    file_sd_configs: Option<Vec<FileSdConfig>>,
+    scheme: Option<String>,
+    path_prefix: Option<String>,
+    timeout: Option<Duration>,
+    api_version: Option<String>,
+    relabel_configs: Option<Vec<RelabelConfig>>,
     // `common/config.HTTPClientConfig`, inlined.
     basic_auth: Option<BasicAuth>,
     authorization: Option<Authorization>,
@@ -241,10 +243,21 @@ pub(super) struct RawAlertmanager {
     enable_http2: Option<bool>,
 }
 
-impl RawAlertmanager {
-    /// The inlined HTTP client settings, with their defaults.
-    pub fn http(&self) -> HttpClientConfig {
-        let r = self.clone();
-        http_from_raw!(r)
+impl From<RawAlertmanager> for AlertmanagerConfig {
+    /// `DefaultAlertmanagerConfig` under what the file gives. A zero or empty timeout is the
+    /// default one (Prometheus would time out every send at once). `api_version` is checked by
+    /// validation, which knows the line.
+    fn from(r: RawAlertmanager) -> AlertmanagerConfig {
+        let d = AlertmanagerConfig::default();
+        AlertmanagerConfig {
+            static_configs: r.static_configs.unwrap_or_default(),
+            file_sd_configs: r.file_sd_configs.unwrap_or_default(),
+            relabel_configs: r.relabel_configs.unwrap_or_default(),
+            scheme: r.scheme.filter(|s| !s.is_empty()).unwrap_or(d.scheme),
+            path_prefix: r.path_prefix.unwrap_or_default(),
+            timeout: r.timeout.filter(|t| t.0 > 0).unwrap_or(d.timeout),
+            api_version: r.api_version.unwrap_or(d.api_version),
+            http: http_from_raw!(r),
+        }
     }
 }

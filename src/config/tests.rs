@@ -84,7 +84,36 @@ fn yaml_1_1_booleans_as_prometheus_reads_them() {
 fn alerting_is_checked_and_kept() {
     let text = "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['localhost:9093']\n    timeout: 5s\n    api_version: v2\n  alert_relabel_configs:\n  - regex: replica\n    action: labeldrop\n";
     let c = parse(text).unwrap();
-    assert!(c.alerting.is_some());
+    let a = &c.alerting;
+    assert_eq!(a.alert_relabel_configs.len(), 1);
+    assert_eq!(a.alertmanagers.len(), 1);
+    let am = &a.alertmanagers[0];
+    assert_eq!(am.static_configs[0].targets, vec!["localhost:9093"]);
+    assert_eq!(am.timeout, Duration::from_secs(5));
+    assert_eq!(am.api_version, "v2");
+    assert_eq!(am.scheme, "http");
+    assert!(am.http.follow_redirects);
+    // Defaults: Prometheus' DefaultAlertmanagerConfig.
+    let c = parse("alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: [a:1]\n    path_prefix: /am\n    basic_auth:\n      username: u\n      password: p\n").unwrap();
+    let am = &c.alerting.alertmanagers[0];
+    assert_eq!(
+        (am.timeout, am.api_version.as_str()),
+        (Duration::from_secs(10), "v2")
+    );
+    assert_eq!(am.path_prefix, "/am");
+    assert_eq!(am.http.basic_auth.as_ref().unwrap().username, "u");
+    assert!(
+        c.to_yaml().contains("password: <secret>"),
+        "{}",
+        c.to_yaml()
+    );
+    // tsdbctl speaks only v2: v1, which Prometheus 2.42 still accepts, is a clear error.
+    let e = err("alerting:\n  alertmanagers:\n  - static_configs: []\n    api_version: v1\n");
+    assert_eq!(e.line(), Some(4), "{e}");
+    assert!(
+        e.to_string().contains("only the Alertmanager API v2"),
+        "{e}"
+    );
     for (bad, line) in [
         ("alerting:\n  alertmanagers:\n  - static_config: []\n", 3),
         ("alerting:\n  alertmanagers:\n  - api_version: v3\n", 3),
@@ -94,6 +123,13 @@ fn alerting_is_checked_and_kept() {
             4,
         ),
         ("alerting:\n  alertmanagrs: []\n", 2),
+        ("alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['http://a:1']\n", 4),
+        ("alerting:\n  alertmanagers:\n  - scheme: ftp\n", 3),
+        ("alerting:\n  alertmanagers:\n  - sigv4: {}\n", 3),
+        (
+            "alerting:\n  alertmanagers:\n  - basic_auth:\n      username: u\n    bearer_token: t\n",
+            3,
+        ),
     ] {
         let e = err(bad);
         assert_eq!(e.line(), Some(line), "{bad:?}: {e}");

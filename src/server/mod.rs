@@ -10,10 +10,13 @@
 //! - `web`: the Prometheus HTTP API, `/federate`, `/metrics`, health and admin endpoints, the
 //!   `--web.config.file` TLS and basic-auth layer.
 //! - `remote`: remote write in (`/api/v1/write`) and out (a sender fed from the WAL).
+//! - `notifier`: alerts delivered to Alertmanagers (the `alerting` section); exposes its
+//!   Alertmanagers through [`AlertmanagerView`].
 //!
 //! The types below are the seams between them: the web layer reads scrape state only through
 //! [`ScrapeView`], so either side can change without the other.
 
+pub mod notifier;
 pub mod remote;
 pub mod run;
 pub mod scrape;
@@ -86,6 +89,13 @@ pub trait ScrapeView: Send + Sync {
     /// Metadata per metric family name, deduplicated across targets (a name may carry several
     /// distinct entries when targets disagree).
     fn metadata(&self) -> Vec<(String, MetricMetadata)>;
+}
+
+/// The notifier's Alertmanagers for `/api/v1/alertmanagers`.
+pub trait AlertmanagerView: Send + Sync {
+    /// URLs alerts are posted to (`<scheme>://<address><path_prefix>/api/v2/alerts`), and those
+    /// of discovered Alertmanagers that relabeling dropped.
+    fn alertmanagers(&self) -> (Vec<String>, Vec<String>);
 }
 
 /// Log severity, as Prometheus' logfmt `level=` values.

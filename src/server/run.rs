@@ -1,5 +1,6 @@
 //! The server's lifecycle: load the configuration, open the data directory, start the scrape
-//! manager, the rule manager, the remote writers and the web layer, then wait for signals.
+//! manager, the rule manager, the remote writers, the notifier and the web layer, then wait for
+//! signals.
 //!
 //! - SIGHUP and `POST /-/reload` re-read the configuration file; a file that fails to load changes
 //!   nothing (the old configuration keeps running, the error is logged and returned to the caller of
@@ -8,7 +9,8 @@
 //! - SIGTERM and SIGINT shut down in Prometheus' order: not ready, rule evaluation stopped (running
 //!   queries cancelled), scrapes stopped (in-flight ones
 //!   finish or are cancelled, everything scraped is committed), remote writers flushed with their
-//!   WAL position saved, the web layer drained, then the WAL synced and the directory closed.
+//!   WAL position saved, the notifier's queue flushed to the Alertmanagers (bounded), the web layer
+//!   drained, then the WAL synced and the directory closed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,15 +22,14 @@ use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+use super::notifier::{Notifier, NotifierOptions};
 use super::remote::RemoteWriter;
 use super::scrape::ScrapeManager;
 use super::web::{self, ReloadRequest, ReloadStatus, WebOptions, WebState};
 use super::{log, Level};
 use crate::config::{Config, ConfigError};
 use crate::labels::{Label, Labels};
-use crate::rules::{
-    Alert, AlertSink, Manager as RuleManager, ManagerOptions as RuleManagerOptions,
-};
+use crate::rules::{Manager as RuleManager, ManagerOptions as RuleManagerOptions};
 use crate::{Db, DbError, Options};
 
 /// Everything `tsdbctl serve` is told on its command line.
@@ -40,6 +41,8 @@ pub struct ServeOptions {
     pub web: WebOptions,
     /// Accept remote writes at `/api/v1/write` (Prometheus' `--web.enable-remote-write-receiver`).
     pub enable_remote_write_receiver: bool,
+    /// Alertmanager delivery (`--alertmanager.notification-queue-capacity`).
+    pub notifier: NotifierOptions,
     /// `--rules.alert.for-outage-tolerance`.
     pub rule_outage_tolerance_ms: i64,
     /// `--rules.alert.for-grace-period`.
@@ -67,21 +70,9 @@ pub enum ServeError {
     #[error("{0}")]
     Remote(#[from] super::remote::RemoteError),
     #[error("{0}")]
+    Notifier(#[from] super::notifier::NotifierError),
+    #[error("{0}")]
     Rules(#[from] crate::rules::ManagerError),
-}
-
-/// Where alerts go when no Alertmanager is configured: nowhere. Prometheus evaluates alerting
-/// rules (state, `ALERTS`, `/api/v1/alerts`) without any Alertmanager too.
-pub struct NoAlertmanager;
-
-impl AlertSink for NoAlertmanager {
-    fn send(&self, _alerts: Vec<Alert>) {}
-}
-
-/// The sink for the configuration's `alerting` section. Until Alertmanager delivery is wired,
-/// every configuration gets [`NoAlertmanager`].
-fn alert_sink(_config: &Config) -> Arc<dyn AlertSink> {
-    Arc::new(NoAlertmanager)
 }
 
 /// Prometheus' external URL: `--web.external-url`, else `http://<hostname>:<port>`; without a
@@ -170,15 +161,20 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     } else {
         axum::Router::new()
     };
+    // Alertmanager delivery; rule evaluation sends to it as its `AlertSink` (without Alertmanagers
+    // configured it counts what it cannot deliver as dropped, as Prometheus does).
+    let notifier = Notifier::new(opts.notifier.clone(), &mut registry);
     let rules = RuleManager::new(
         db.clone(),
-        alert_sink(&config),
+        Arc::new(notifier.clone()),
         rule_manager_options(opts),
         &mut registry,
     );
     let web_metrics = web::register_metrics(&mut registry, &db);
 
     scrape.apply_config(&config).await?;
+    // Before the rules: their first alerts get the external labels of this configuration.
+    notifier.apply_config(&config).await?;
     rules.apply_config(&config).await?;
     remote.apply_config(&config).await?;
 
@@ -187,6 +183,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     state.config_yaml = Arc::new(RwLock::new(config.to_yaml()));
     state.external_labels = Arc::new(RwLock::new(external_labels(&config)));
     state.flags = opts.flags.clone();
+    state.alertmanagers = Some(Arc::new(notifier.clone()));
     state.rules = Arc::new(rules.clone());
     let config_yaml = state.config_yaml.clone();
     let external = state.external_labels.clone();
@@ -215,6 +212,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
         let scrape = scrape.clone();
         let rules = rules.clone();
         let remote = &remote;
+        let notifier = notifier.clone();
         let config_yaml = config_yaml.clone();
         let external = external.clone();
         let last_reload = last_reload.clone();
@@ -222,6 +220,10 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
             let result = async {
                 let config = Config::load(&opts.config_file).map_err(|e| e.to_string())?;
                 scrape
+                    .apply_config(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                notifier
                     .apply_config(&config)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -292,6 +294,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
             rules.stop().await;
             scrape.stop().await;
             remote.stop().await;
+            notifier.stop().await;
             return Err(e);
         }
     };
@@ -306,6 +309,8 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     );
     remote.stop().await;
     log(Level::Info, "remote writers stopped, positions saved");
+    // After rule evaluation (nothing sends alerts any more): what is queued is flushed, bounded.
+    notifier.stop().await;
     let _ = stop_web.send(());
     match web_task.await {
         Ok(Err(e)) => log(Level::Error, &format!("web server: {e}")),

@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Out-of-order window (Prometheus' storage.tsdb.out_of_order_time_window).
     #[arg(long = "storage.tsdb.out-of-order-time-window", default_value = "0s", value_parser = parse_duration_ms)]
     out_of_order_window: i64,
+    /// Alerts waiting for the Alertmanagers before the oldest are dropped.
+    #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = tsdb::server::notifier::DEFAULT_QUEUE_CAPACITY)]
+    notification_queue_capacity: usize,
     /// An alert's `for` state older than this at start-up is not restored.
     #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = parse_duration_ms)]
     for_outage_tolerance: i64,
@@ -109,6 +112,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
             a.external_url.clone().unwrap_or_default(),
         ),
         ("web.max-connections", a.max_connections.to_string()),
+        (
+            "alertmanager.notification-queue-capacity",
+            a.notification_queue_capacity.to_string(),
+        ),
         ("query.timeout", fmt_ms(a.query_timeout)),
         ("query.max-samples", a.query_max_samples.to_string()),
         ("query.max-concurrency", a.query_max_concurrency.to_string()),
@@ -152,6 +159,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
             max_concurrent_queries: a.query_max_concurrency,
         },
         enable_remote_write_receiver: a.enable_remote_write_receiver,
+        notifier: tsdb::server::notifier::NotifierOptions {
+            queue_capacity: a.notification_queue_capacity,
+            ..Default::default()
+        },
         rule_outage_tolerance_ms: a.for_outage_tolerance,
         rule_for_grace_period_ms: a.for_grace_period,
         rule_resend_delay_ms: a.resend_delay,

@@ -56,12 +56,35 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/v1/format_query", get(format_query).post(format_query))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
-        // No Alertmanager discovery yet: the answer of a Prometheus without Alertmanagers,
-        // which Grafana asks for.
-        .route(
-            "/api/v1/alertmanagers",
-            get(|| async { success(r#"{"activeAlertmanagers":[],"droppedAlertmanagers":[]}"#) }),
-        )
+        .route("/api/v1/alertmanagers", get(alertmanagers))
+}
+
+/// `/api/v1/alertmanagers`: the notifier's Alertmanagers by URL, as Prometheus lists them.
+async fn alertmanagers(State(ctx): State<Shared>) -> Response {
+    let (active, dropped) = ctx
+        .state
+        .alertmanagers
+        .as_ref()
+        .map(|v| v.alertmanagers())
+        .unwrap_or_default();
+    let list = |urls: &[String]| {
+        let mut out = String::from("[");
+        for (i, u) in urls.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"url\":");
+            crate::api::write_json_string(&mut out, u);
+            out.push('}');
+        }
+        out.push(']');
+        out
+    };
+    success(&format!(
+        "{{\"activeAlertmanagers\":{},\"droppedAlertmanagers\":{}}}",
+        list(&active),
+        list(&dropped)
+    ))
 }
 
 /// Parses PromQL for the endpoints that only need the syntax tree (the engine parses for

@@ -125,6 +125,8 @@ pub struct WebState {
     pub start_time: SystemTime,
     /// Command-line flags for `/api/v1/status/flags` (name without dashes → value).
     pub flags: BTreeMap<String, String>,
+    /// The notifier's Alertmanagers for `/api/v1/alertmanagers` (none listed when unset).
+    pub alertmanagers: Option<Arc<dyn crate::server::AlertmanagerView>>,
 }
 
 impl WebState {
@@ -151,6 +153,7 @@ impl WebState {
             })),
             start_time: now,
             flags: BTreeMap::new(),
+            alertmanagers: None,
         }
     }
 }
