@@ -7,6 +7,8 @@
 //! It depends on storage ([`crate::Db`]) and query ([`crate::promql`]); the server's notifier
 //! depends on it through [`AlertSink`], never the reverse.
 
+pub mod unittest;
+
 use crate::labels::Labels;
 
 /// An alert handed to Alertmanager delivery: Prometheus' `notifier.Alert`, built by an alerting

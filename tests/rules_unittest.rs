@@ -1,0 +1,239 @@
+//! `tsdbctl test rules` against the real `promtool test rules` (Debian's Prometheus 2.42): the
+//! same test files (`tests/fixtures/rules/unittest/`), run by both from that directory, must get
+//! the same verdict (exit status), and the same report where our evaluation and wording agree.
+//!
+//! Every file has an expected verdict checked on our side even without promtool; with promtool
+//! (skipped when missing, unless `TSDB_REQUIRE_PEERS=1`) the outputs are compared as each case's
+//! [`Compare`] says: stdout always in full (file names, `SUCCESS`, and one empty line per failure,
+//! so the number of failures agrees), stderr in full or up to the lines named there, with the
+//! reason.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// How much of promtool's stderr must be ours, byte for byte.
+#[derive(Clone, Copy, Debug)]
+enum Compare {
+    /// The whole report.
+    Exact,
+    /// The first `n` lines of stderr (the rest is worded by other layers, see the reason).
+    FirstLines(usize, &'static str),
+}
+
+/// (file, passes, comparison).
+const CASES: &[(&str, bool, Compare)] = &[
+    ("pass_recording.yml", true, Compare::Exact),
+    ("pass_alerts.yml", true, Compare::Exact),
+    ("pass_motivating.yml", true, Compare::Exact),
+    ("pass_expr.yml", true, Compare::Exact),
+    ("pass_group_order.yml", true, Compare::Exact),
+    ("fail_value.yml", false, Compare::Exact),
+    ("fail_missing_alert.yml", false, Compare::Exact),
+    ("fail_annotation.yml", false, Compare::Exact),
+    ("fail_group_order.yml", false, Compare::Exact),
+    ("fail_series_notation.yml", false, Compare::Exact),
+    ("fail_series_repetition.yml", false, Compare::Exact),
+    ("fail_unknown_key.yml", false, Compare::Exact),
+    ("fail_unknown_nested_key.yml", false, Compare::Exact),
+    ("fail_string_value.yml", false, Compare::Exact),
+    ("fail_exp_labels.yml", false, Compare::Exact),
+    ("fail_repeated_group.yml", false, Compare::Exact),
+    (
+        "fail_query_error.yml",
+        false,
+        Compare::FirstLines(
+            1,
+            "the PromQL parse error of `sum(up` is the engine's wording (the other two failures \
+             are compared through stdout's count of failures)",
+        ),
+    ),
+    (
+        "fail_rule_eval.yml",
+        false,
+        Compare::FirstLines(
+            1,
+            "the rule evaluation error is worded by the rules layer; `    rule: NAME, time: 0s, \
+             err: ` is checked separately",
+        ),
+    ),
+    (
+        "fail_rule_file.yml",
+        false,
+        Compare::FirstLines(
+            2,
+            "the WARNING and FAILED lines; the rule file's error is worded by the config layer \
+             (`tsdbctl check rules`), its file name is checked separately",
+        ),
+    ),
+];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/unittest")
+}
+
+fn run(program: &str, files: &[&str]) -> Output {
+    Command::new(program)
+        .args(["test", "rules"])
+        .args(files)
+        .current_dir(fixtures())
+        .output()
+        .unwrap()
+}
+
+fn tsdbctl(files: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_tsdbctl"), files)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+#[test]
+fn every_fixture_is_in_the_table() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yml"))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = CASES.iter().map(|c| c.0.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+}
+
+#[test]
+fn verdicts_and_reports_agree_with_promtool() {
+    let peer = common::available(common::PROMTOOL);
+    let mut problems = Vec::new();
+    for &(file, passes, compare) in CASES {
+        let ours = tsdbctl(&[file]);
+        if ours.status.success() != passes {
+            problems.push(format!(
+                "{file}: expected to {}; tsdbctl: {}",
+                if passes { "pass" } else { "fail" },
+                show(&ours)
+            ));
+            continue;
+        }
+        if !peer {
+            continue;
+        }
+        let theirs = run(common::PROMTOOL, &[file]);
+        if theirs.status.code() != ours.status.code() {
+            problems.push(format!(
+                "{file}: verdicts differ\npromtool: {}\ntsdbctl: {}",
+                show(&theirs),
+                show(&ours)
+            ));
+            continue;
+        }
+        let same = theirs.stdout == ours.stdout
+            && match compare {
+                Compare::Exact => theirs.stderr == ours.stderr,
+                Compare::FirstLines(n, _) => {
+                    let (t, o) = (text(&theirs.stderr), text(&ours.stderr));
+                    t.lines().take(n).eq(o.lines().take(n))
+                }
+            };
+        if !same {
+            let what = match compare {
+                Compare::Exact => "stdout and stderr compared in full".to_string(),
+                Compare::FirstLines(n, why) => {
+                    format!("stdout and the first {n} lines of stderr compared: {why}")
+                }
+            };
+            problems.push(format!(
+                "{file}: reports differ ({what})\npromtool: {}\ntsdbctl: {}",
+                show(&theirs),
+                show(&ours)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// The parts of the reports of [`Compare::FirstLines`] cases that are ours to word.
+#[test]
+fn partly_compared_reports_have_promtools_frame() {
+    let o = tsdbctl(&["fail_rule_eval.yml"]);
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("  FAILED:\n    rule: job:up:value, time: 0s, err: "),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "one failure: evaluation stops: {err}"
+    );
+
+    let o = tsdbctl(&["fail_rule_file.yml"]);
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with(
+            "  WARNING: no file match pattern rules/does-not-exist-*.yml\n  FAILED:\nrules/bad_syntax.yml: "
+        ),
+        "{err}"
+    );
+
+    let o = tsdbctl(&["fail_query_error.yml"]);
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("  FAILED:\n    expr: \"sum(up\", time: 1m, err: "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "    expr: \"\\\"a string\\\"\", time: 1m, err: rule result is not a vector or scalar\n\
+             an item under alert_rule_test misses required attribute alertname at eval_time 1m (in TestGroup second)\n"
+        ),
+        "{err}"
+    );
+}
+
+/// Several files in one run: each reported in order, exit 1 when any fails.
+#[test]
+fn several_files_in_one_run() {
+    let passing: Vec<&str> = CASES.iter().filter(|c| c.1).map(|c| c.0).collect();
+    let ours = tsdbctl(&passing);
+    assert!(ours.status.success(), "{}", show(&ours));
+    let expected: String = passing
+        .iter()
+        .map(|f| format!("Unit Testing:  {f}\n  SUCCESS\n\n"))
+        .collect();
+    assert_eq!(text(&ours.stdout), expected);
+
+    let mixed = ["pass_expr.yml", "fail_value.yml", "pass_motivating.yml"];
+    let ours = tsdbctl(&mixed);
+    assert_eq!(ours.status.code(), Some(1), "{}", show(&ours));
+    if common::available(common::PROMTOOL) {
+        let theirs = run(common::PROMTOOL, &mixed);
+        assert_eq!(theirs.status.code(), ours.status.code());
+        assert_eq!(text(&theirs.stdout), text(&ours.stdout));
+        assert_eq!(text(&theirs.stderr), text(&ours.stderr));
+    }
+}
+
+/// A file that does not exist stops the run before any test, as promtool's argument check does.
+#[test]
+fn a_missing_file_is_an_argument_error() {
+    let ours = tsdbctl(&["pass_expr.yml", "no-such-file.yml"]);
+    assert_eq!(ours.status.code(), Some(1));
+    assert_eq!(text(&ours.stdout), "");
+    assert!(
+        text(&ours.stderr).contains("path 'no-such-file.yml' does not exist"),
+        "{}",
+        show(&ours)
+    );
+}
