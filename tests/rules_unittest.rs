@@ -237,3 +237,99 @@ fn a_missing_file_is_an_argument_error() {
         show(&ours)
     );
 }
+
+/// Input series in many spellings, valid and not, one test group each, in one file: promtool's
+/// report and ours must be equal in full. A valid series is shown through a failing expression
+/// test (its sum and count over the 10m30s before 10m: the window holds every loaded sample in
+/// both engines, whose windows differ only at their left end); an invalid one through its parse
+/// error.
+#[test]
+fn series_notation_agrees_with_promtool() {
+    let values = [
+        "1+2x3 _ stale -2-1x2 7x1 _x2",
+        "010 0x3",
+        "08 1e3x1 .5 5. +Inf -inf",
+        "-nan",
+        "1  2\t3",
+        "_x0 1x0",
+        "1+0.5x4",
+        "-2+4x3",
+        "1-2x4",
+        "1x4",
+        "1 _x3 stale",
+        "0.1+0.1x9",
+        "1e-3+1e-3x5",
+        "stale+1x2",
+        "",
+        "1 foo 2",
+        "1+2",
+        "1 2_",
+        "stalex3",
+        "1x2.5",
+        "1 $",
+        "Infx2",
+        "1 -stale",
+        "1x",
+        "1x-2",
+        "_ x2",
+        "1 2 +",
+        "1e",
+        "1e400",
+        "infinity",
+        "1,2",
+        ":1",
+        "1+1x2x3",
+        "1 _2",
+        "1 x2",
+        "1 sum",
+        "1 +sum",
+        "1 _x",
+        "1 2}",
+        "1+Inf x2",
+        "1-NaNx2",
+    ];
+    let series = [
+        r#"m{a=b}"#,
+        r#"on{a="b"}"#,
+        r#"m{a="b""#,
+        r#"m{a=~"b"}"#,
+        r#"sum{a="b",}"#,
+        r#"m{a='x', b=`y`, c="\u00e9\"q\""}"#,
+        r#"ns:rule:m"#,
+        r#"m{a="b" c="d"}"#,
+    ];
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    let mut yml = String::from("tests:\n");
+    let mut add = |s: &str, v: &str| {
+        yml.push_str(&format!(
+            "  - interval: 1m\n    input_series:\n      - series: {}\n        values: {}\n    \
+             promql_expr_test:\n      - expr: sum_over_time({{__name__=~\".+\"}}[10m30s])\n        \
+             eval_time: 10m\n      - expr: count_over_time({{__name__=~\".+\"}}[10m30s])\n        \
+             eval_time: 10m\n",
+            q(s),
+            q(v)
+        ));
+    };
+    for v in values {
+        add("m", v);
+    }
+    for s in series {
+        add(s, "1 2 3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notation.yml");
+    std::fs::write(&file, yml).unwrap();
+    let f = file.to_str().unwrap();
+    let ours = tsdbctl(&[f]);
+    assert_eq!(ours.status.code(), Some(1), "{}", show(&ours));
+    if !common::available(common::PROMTOOL) {
+        return;
+    }
+    let theirs = run(common::PROMTOOL, &[f]);
+    assert_eq!(text(&theirs.stdout), text(&ours.stdout));
+    let (t, o) = (text(&theirs.stderr), text(&ours.stderr));
+    for (i, (a, b)) in t.lines().zip(o.lines()).enumerate() {
+        assert_eq!(a, b, "line {} of stderr differs", i + 1);
+    }
+    assert_eq!(t, o);
+}
