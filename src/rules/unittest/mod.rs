@@ -23,8 +23,9 @@
 //!   annotations; pending alerts do not count) against `exp_alerts` with `alertname` added.
 //! - Expression tests are instant queries at `eval_time`, compared after sorting by labels, values
 //!   exactly (a NaN never equals, as Go's `reflect.DeepEqual`).
-//! - Queries use promtool's engine settings: at most 10,000 samples, subqueries without a step
-//!   at `evaluation_interval`.
+//! - Queries use promtool's engine settings (subqueries without a step at `evaluation_interval`,
+//!   100 s timeout) except its limit of 10,000 samples, which this engine counts differently
+//!   (see [`QUERY_TIMEOUT`]'s neighbour `query_options`).
 //!
 //! The texts of failures ([`Failure`]'s `Display`) and the report ([`run_files`]) are promtool's,
 //! byte for byte where the evaluation agrees. Known differences: messages of YAML errors other than
@@ -49,8 +50,6 @@ use crate::{Db, FsyncPolicy, Options};
 
 /// promtool's default `evaluation_interval`.
 pub const DEFAULT_EVALUATION_INTERVAL_MS: i64 = 60_000;
-/// promtool's query engine limit (`promql.LazyLoader`'s `MaxSamples`).
-pub const MAX_SAMPLES: usize = 10_000;
 /// promtool's query timeout.
 pub const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100);
 
@@ -158,6 +157,8 @@ pub enum Failure {
     MissingAlertname { eval_time: Duration, group: String },
     /// Storing input samples failed.
     Append(String),
+    /// The temporary database of a test group could not be set up.
+    Storage(String),
     /// A rule's evaluation failed (this ends the test group).
     RuleEval {
         rule: String,
@@ -206,7 +207,9 @@ pub struct AlertView {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::File(m) | Failure::RuleFile(m) | Failure::Append(m) => f.write_str(m),
+            Failure::File(m) | Failure::RuleFile(m) | Failure::Append(m) | Failure::Storage(m) => {
+                f.write_str(m)
+            }
             Failure::Series(e) => f.write_str(&e.prometheus_message()),
             Failure::MissingAlertname { eval_time, group } => {
                 write!(
@@ -451,10 +454,12 @@ fn go_clean_path(p: &str) -> String {
     }
 }
 
-/// The engine settings of promtool's test loader.
+/// The engine settings of promtool's test loader, except its limit of 10,000 samples: Prometheus
+/// 2.42 counts a range function's samples one series at a time, this engine all series of the
+/// step at once, so the same limit would refuse queries promtool runs (20 series x 600 samples
+/// under `count_over_time` pass promtool and exceed 10,000 here). The default limit applies.
 fn query_options(eval_interval_ms: i64) -> QueryOptions {
     QueryOptions {
-        max_samples: MAX_SAMPLES,
         timeout: Some(QUERY_TIMEOUT),
         default_subquery_step_ms: eval_interval_ms,
         ..QueryOptions::default()
@@ -474,7 +479,7 @@ fn run_group(
     };
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
-        Err(e) => return vec![Failure::File(format!("temporary directory: {e}"))],
+        Err(e) => return vec![Failure::Storage(format!("temporary directory: {e}"))],
     };
     let opts = Options::default()
         .fsync(FsyncPolicy::Never)
@@ -482,7 +487,12 @@ fn run_group(
         .background_compaction(false);
     let db = match Db::open(dir.path(), opts) {
         Ok(db) => db,
-        Err(e) => return vec![Failure::File(format!("temporary database: {e}"))],
+        Err(e) => {
+            let where_ = dir.path().display();
+            return vec![Failure::Storage(format!(
+                "temporary database {where_}: {e}"
+            ))];
+        }
     };
     let qopts = query_options(eval_interval_ms);
 
