@@ -14,8 +14,9 @@
 //! series-description mode and the `series_description` rules of `generated_parser.y`), including
 //! their corners: items are separated by whitespace; numbers are decimal (no hexadecimal: `0x5` is
 //! six zeros), read with Go's `strconv.ParseInt(s, 0, 64)` first, so `010` is octal 8; `Inf` and
-//! `NaN` are numbers but `Infinity` is not; `stale` takes no sign and no repetition; the repetition
-//! count is an unsigned decimal integer. Errors carry the 1-based byte column in the trimmed line
+//! `NaN` are numbers but `Infinity` is not; `stale` takes no sign and no `xN` of its own (`stalex3`
+//! is one unknown word; `stale+0x3` is a stale marker then NaNs); the repetition count is an
+//! unsigned decimal integer. Errors carry the 1-based byte column in the trimmed line
 //! and Prometheus' wording, so that `promtool`'s message (`1:15: parse error: ...`) can be
 //! reproduced from them.
 //!
