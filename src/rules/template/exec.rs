@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::funcs::{self, Ctx};
+use super::funcs::{self, Ctx, FuncErr};
 use super::gofmt::write_value;
 use super::parse::{cmd_string, Arg, Cmd, Node, Pipe, Tree, MAX_DEPTH};
 use super::value::{LabelsRef, Value};
@@ -159,6 +159,12 @@ impl<'a, 'q> Exec<'a, 'q> {
     fn print(&mut self, v: &Value<'a>) {
         match v {
             Value::Nil => self.out.push_str("<no value>"),
+            // Go's printValue dereferences pointers that are not Stringers: `{...}`, not `&{...}`.
+            Value::Sample(_) => {
+                let mut s = String::new();
+                write_value(&mut s, v);
+                self.out.push_str(s.strip_prefix('&').unwrap_or(&s));
+            }
             Value::Str(s) => self.out.push_str(s),
             v => write_value(&mut self.out, v),
         }
@@ -211,7 +217,11 @@ impl<'a, 'q> Exec<'a, 'q> {
             other => {
                 let mut s = String::new();
                 write_value(&mut s, other);
-                return fail(p.pos, "range", format!("range can't iterate over {s}"));
+                // Go names the node evaluated last: the pipeline's last command.
+                let (pos, ctx) = p.cmds.last().map_or((p.pos, String::new()), |c| {
+                    (c.arg_pos.first().copied().unwrap_or(c.pos), cmd_string(c))
+                });
+                return fail(pos, ctx, format!("range can't iterate over {s}"));
             }
         }
         if items.is_empty() {
@@ -291,34 +301,56 @@ impl<'a, 'q> Exec<'a, 'q> {
         let Some(first) = c.args.first() else {
             return fail(c.pos, cmd_string(c), "empty command");
         };
+        let has_args = c.args.len() > 1 || fin.is_some();
         match first {
             Arg::Ident(name) => self.call(c, name, dot, fin),
             Arg::Nil => fail(c.pos, cmd_string(c), "nil is not a command"),
-            Arg::Field(f) | Arg::Var(_, f) | Arg::Pipe(_, f)
-                if c.args.len() > 1 || fin.is_some() =>
-            {
-                let last = f.last().map_or("", String::as_str);
-                if f.is_empty() {
-                    fail(
-                        c.pos,
-                        cmd_string(c),
-                        format!("can't give argument to non-function {}", arg_text(first)),
-                    )
-                } else {
-                    fail(
-                        c.pos,
-                        cmd_string(c),
+            Arg::Field(f) | Arg::Var(_, f) | Arg::Pipe(_, f) if has_args && !f.is_empty() => {
+                let (last, recv_fields) = f.split_last().unwrap_or((&f[0], &[]));
+                let at = c.arg_pos.first().copied().unwrap_or(c.pos);
+                // A method call with arguments: only `*time.Time` has methods here.
+                let recv = match first {
+                    Arg::Field(_) => fields(dot.clone(), recv_fields),
+                    Arg::Var(name, _) => match self.vars.iter().rev().find(|(n, _)| n == name) {
+                        Some((_, v)) => fields(v.clone(), recv_fields),
+                        None => Err(format!("undefined variable: {name}")),
+                    },
+                    Arg::Pipe(p, _) => {
+                        let v = self.pipeline(p, dot)?;
+                        fields(v, recv_fields)
+                    }
+                    _ => Ok(Value::Nil),
+                };
+                let recv = recv.or_else(|e| fail(at, arg_text(first), e))?;
+                let Value::Time(ms) = recv else {
+                    return fail(
+                        at,
+                        arg_text(first),
                         format!("{last} is not a method but has arguments"),
-                    )
-                }
+                    );
+                };
+                let args = self.args(c, dot, fin)?;
+                funcs::time_method(ms, last, &args).map_err(|e| self.call_error(c, last, e))
             }
-            _ if c.args.len() > 1 || fin.is_some() => fail(
+            _ if has_args => fail(
                 c.pos,
                 cmd_string(c),
                 format!("can't give argument to non-function {}", arg_text(first)),
             ),
-            a => self.arg(c, a, dot),
+            _ => self.arg(c, 0, dot),
         }
+    }
+
+    /// The command's arguments after the first word, and the piped value last.
+    fn args(&mut self, c: &'a Cmd, dot: &Value<'a>, fin: Option<Value<'a>>) -> R<Vec<Value<'a>>> {
+        let mut args = Vec::with_capacity(c.args.len());
+        for i in 1..c.args.len() {
+            args.push(self.arg(c, i, dot)?);
+        }
+        if let Some(f) = fin {
+            args.push(f);
+        }
+        Ok(args)
     }
 
     fn call(
@@ -328,11 +360,9 @@ impl<'a, 'q> Exec<'a, 'q> {
         dot: &Value<'a>,
         fin: Option<Value<'a>>,
     ) -> R<Value<'a>> {
-        let rest = c.args.get(1..).unwrap_or(&[]);
         if name == "and" || name == "or" {
             // Short-circuit: Go evaluates arguments only until the result is known.
-            let total = rest.len() + usize::from(fin.is_some());
-            if total == 0 {
+            if c.args.len() == 1 && fin.is_none() {
                 return fail(
                     c.pos,
                     cmd_string(c),
@@ -340,8 +370,8 @@ impl<'a, 'q> Exec<'a, 'q> {
                 );
             }
             let mut last = Value::Nil;
-            for a in rest {
-                last = self.arg(c, a, dot)?;
+            for i in 1..c.args.len() {
+                last = self.arg(c, i, dot)?;
                 if last.truth() == (name == "or") {
                     return Ok(last);
                 }
@@ -351,60 +381,85 @@ impl<'a, 'q> Exec<'a, 'q> {
             }
             return Ok(last);
         }
-        let mut args = Vec::with_capacity(rest.len() + 1);
-        for a in rest {
-            args.push(self.arg(c, a, dot)?);
-        }
-        if let Some(f) = fin {
-            args.push(f);
-        }
-        funcs::call(name, args, self.ctx)
-            .or_else(|e| fail(c.pos, cmd_string(c), format!("error calling {name}: {e}")))
+        let args = self.args(c, dot, fin)?;
+        funcs::call(name, args, self.ctx).map_err(|e| self.call_error(c, name, e))
     }
 
-    /// Evaluates an operand (`c` names the command for errors).
-    fn arg(&mut self, c: &'a Cmd, a: &'a Arg, dot: &Value<'a>) -> R<Value<'a>> {
-        let ctx = || cmd_string(c);
+    /// Words a failed call as Go does: arity and argument type errors are found before the
+    /// call (a literal argument is named as written), the function's own error is wrapped.
+    fn call_error(&self, c: &Cmd, name: &str, e: FuncErr) -> Flow {
+        let (pos, context, msg) = match e {
+            FuncErr::Arity(m) => (c.pos, cmd_string(c), m),
+            FuncErr::Call(m) => (c.pos, cmd_string(c), format!("error calling {name}: {m}")),
+            FuncErr::Type { idx, expected, got } => match c.args.get(idx + 1) {
+                Some(a) => {
+                    let pos = c.arg_pos.get(idx + 1).copied().unwrap_or(c.pos);
+                    let text = arg_text(a);
+                    let msg = match a {
+                        Arg::Nil => format!("cannot assign nil to {expected}"),
+                        Arg::Str(_) | Arg::Int(..) | Arg::Float(..) | Arg::Bool(_)
+                            if expected == "string" =>
+                        {
+                            format!("expected string; found {text}")
+                        }
+                        Arg::Str(_) | Arg::Int(..) | Arg::Float(..) | Arg::Bool(_) => {
+                            format!("can't handle {text} for arg of type {expected}")
+                        }
+                        _ => format!("wrong type for value; expected {expected}; got {got}"),
+                    };
+                    (pos, text, msg)
+                }
+                None => (
+                    c.pos,
+                    cmd_string(c),
+                    format!("wrong type for value; expected {expected}; got {got}"),
+                ),
+            },
+        };
+        Flow::Fail(ExecFailure { pos, context, msg })
+    }
+
+    /// Evaluates the command's argument `i`; errors name that argument and its position.
+    fn arg(&mut self, c: &'a Cmd, i: usize, dot: &Value<'a>) -> R<Value<'a>> {
+        let Some(a) = c.args.get(i) else {
+            return Ok(Value::Nil);
+        };
+        let at = c.arg_pos.get(i).copied().unwrap_or(c.pos);
         match a {
             Arg::Dot => Ok(dot.clone()),
-            Arg::Field(f) => fields(dot.clone(), f).or_else(|e| fail(c.pos, ctx(), e)),
+            Arg::Field(f) => fields(dot.clone(), f).or_else(|e| fail(at, arg_text(a), e)),
             Arg::Var(name, f) => {
                 let Some((_, v)) = self.vars.iter().rev().find(|(n, _)| n == name) else {
-                    return fail(c.pos, ctx(), format!("undefined variable: {name}"));
+                    return fail(at, arg_text(a), format!("undefined variable: {name}"));
                 };
-                fields(v.clone(), f).or_else(|e| fail(c.pos, ctx(), e))
+                fields(v.clone(), f).or_else(|e| fail(at, arg_text(a), e))
             }
-            Arg::Ident(name) => {
-                let sub = Cmd {
-                    pos: c.pos,
-                    args: vec![Arg::Ident(name.clone())],
-                };
+            Arg::Ident(name) => match name.as_str() {
                 // A function used as an operand is called without arguments.
-                let r = match name.as_str() {
-                    "and" | "or" => fail(
-                        c.pos,
-                        ctx(),
-                        format!("wrong number of args for {name}: want at least 1 got 0"),
-                    ),
-                    _ => funcs::call(name, Vec::new(), self.ctx).or_else(|e| {
-                        fail(
-                            c.pos,
-                            cmd_string(&sub),
-                            format!("error calling {name}: {e}"),
-                        )
-                    }),
-                };
-                r
-            }
+                "and" | "or" => fail(
+                    at,
+                    name.as_str(),
+                    format!("wrong number of args for {name}: want at least 1 got 0"),
+                ),
+                _ => {
+                    let sub = Cmd {
+                        pos: at,
+                        args: vec![a.clone()],
+                        arg_pos: vec![at],
+                    };
+                    funcs::call(name, Vec::new(), self.ctx)
+                        .map_err(|e| self.call_error(&sub, name, e))
+                }
+            },
             Arg::Pipe(p, f) => {
                 self.depth += 1;
                 let r = if self.depth > MAX_DEPTH * 2 {
-                    fail(c.pos, ctx(), "max nesting depth exceeded")
+                    fail(at, arg_text(a), "max nesting depth exceeded")
                 } else {
                     self.pipeline(p, dot)
                 };
                 self.depth -= 1;
-                fields(r?, f).or_else(|e| fail(c.pos, ctx(), e))
+                fields(r?, f).or_else(|e| fail(at, arg_text(a), e))
             }
             Arg::Str(s) => Ok(Value::Str(Cow::Borrowed(s))),
             Arg::Int(i, _) => Ok(Value::Int(*i)),
@@ -426,5 +481,6 @@ fn arg_text(a: &Arg) -> String {
     cmd_string(&Cmd {
         pos: 0,
         args: vec![a.clone()],
+        arg_pos: Vec::new(),
     })
 }

@@ -74,39 +74,76 @@ pub struct Ctx<'q> {
     pub regexes: &'q super::RegexCache,
 }
 
-fn want(name: &str, args: &[Value<'_>], n: usize) -> Result<(), String> {
+/// Why a call failed: Go checks arity and argument types before calling (the executor words
+/// those from the argument nodes); the rest is the function's own error.
+#[derive(Debug)]
+pub enum FuncErr {
+    Arity(String),
+    Type {
+        idx: usize,
+        expected: &'static str,
+        got: &'static str,
+    },
+    Call(String),
+}
+
+impl From<String> for FuncErr {
+    fn from(s: String) -> FuncErr {
+        FuncErr::Call(s)
+    }
+}
+
+impl From<&str> for FuncErr {
+    fn from(s: &str) -> FuncErr {
+        FuncErr::Call(s.to_string())
+    }
+}
+
+fn want(name: &str, args: &[Value<'_>], n: usize) -> Result<(), FuncErr> {
     if args.len() != n {
-        return Err(format!(
+        return Err(FuncErr::Arity(format!(
             "wrong number of args for {name}: want {n} got {}",
             args.len()
-        ));
+        )));
     }
     Ok(())
 }
 
-fn wrong_type(expected: &str, got: &Value<'_>) -> String {
-    format!(
-        "wrong type for value; expected {expected}; got {}",
-        got.type_name()
-    )
-}
-
-fn string_arg<'v>(v: &'v Value<'_>) -> Result<&'v str, String> {
-    v.as_str().ok_or_else(|| wrong_type("string", v))
-}
-
-fn sample_arg(v: &Value<'_>) -> Result<Rc<QuerySample>, String> {
-    match v {
-        Value::Sample(s) => Ok(s.clone()),
-        other => Err(wrong_type("*template.sample", other)),
+fn wrong_type(idx: usize, expected: &'static str, got: &Value<'_>) -> FuncErr {
+    FuncErr::Type {
+        idx,
+        expected,
+        got: got.type_name(),
     }
 }
 
-fn samples_arg(v: &Value<'_>) -> Result<Rc<Vec<QuerySample>>, String> {
-    match v {
-        Value::Samples(s) => Ok(s.clone()),
-        Value::Nil => Ok(Rc::new(Vec::new())),
-        other => Err(wrong_type("template.queryResult", other)),
+fn string_arg<'v>(args: &'v [Value<'_>], idx: usize) -> Result<&'v str, FuncErr> {
+    match args.get(idx) {
+        Some(Value::Str(s)) => Ok(s),
+        other => Err(wrong_type(idx, "string", other.unwrap_or(&Value::Nil))),
+    }
+}
+
+fn sample_arg(args: &[Value<'_>], idx: usize) -> Result<Rc<QuerySample>, FuncErr> {
+    match args.get(idx) {
+        Some(Value::Sample(s)) => Ok(s.clone()),
+        other => Err(wrong_type(
+            idx,
+            "*template.sample",
+            other.unwrap_or(&Value::Nil),
+        )),
+    }
+}
+
+fn samples_arg(args: &[Value<'_>], idx: usize) -> Result<Rc<Vec<QuerySample>>, FuncErr> {
+    match args.get(idx) {
+        Some(Value::Samples(s)) => Ok(s.clone()),
+        Some(Value::Nil) => Ok(Rc::new(Vec::new())),
+        other => Err(wrong_type(
+            idx,
+            "template.queryResult",
+            other.unwrap_or(&Value::Nil),
+        )),
     }
 }
 
@@ -143,7 +180,7 @@ fn str_val<'a>(s: String) -> Value<'a> {
 }
 
 /// Calls `name` (every name but `and`/`or`, which the executor evaluates lazily).
-pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value<'a>, String> {
+pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value<'a>, FuncErr> {
     match name {
         "not" => {
             want(name, &args, 1)?;
@@ -156,29 +193,29 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
                 Value::Labels(l) => l.len(),
                 Value::Map(m) => m.len(),
                 Value::Samples(v) => v.len(),
-                other => return Err(format!("len of type {}", other.type_name())),
+                other => return Err(format!("len of type {}", other.type_name()).into()),
             };
             Ok(Value::Int(n as i64))
         }
-        "index" => index(args),
-        "slice" => slice(args),
+        "index" => Ok(index(args)?),
+        "slice" => Ok(slice(args)?),
         "print" => Ok(str_val(sprint(&args))),
         "println" => Ok(str_val(sprintln(&args))),
         "printf" => {
-            let Some(first) = args.first() else {
-                return Err(format!(
+            if args.is_empty() {
+                return Err(FuncErr::Arity(format!(
                     "wrong number of args for {name}: want at least 1 got 0"
-                ));
-            };
-            let f = string_arg(first)?;
+                )));
+            }
+            let f = string_arg(&args, 0)?;
             Ok(str_val(sprintf(f, &args[1..])))
         }
         "eq" => {
             if args.len() < 2 {
-                return Err("missing argument for comparison".into());
+                return Err(FuncErr::Call("missing argument for comparison".into()));
             }
             for b in &args[1..] {
-                if compare(&args[0], b)? == Some(std::cmp::Ordering::Equal) {
+                if equal(&args[0], b)? {
                     return Ok(Value::Bool(true));
                 }
             }
@@ -192,8 +229,10 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
         }
         "lt" | "le" | "gt" | "ge" => {
             want(name, &args, 2)?;
-            if matches!(args[0], Value::Bool(_)) || matches!(args[1], Value::Bool(_)) {
-                return Err("invalid type for comparison".into());
+            if matches!(args[0], Value::Bool(_) | Value::Nil)
+                || matches!(args[1], Value::Bool(_) | Value::Nil)
+            {
+                return Err(FuncErr::Call("invalid type for comparison".into()));
             }
             let Some(o) = compare(&args[0], &args[1])? else {
                 // NaN compares false everywhere, as Go's < and <= on floats.
@@ -211,39 +250,41 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
         "js" => Ok(str_val(js_escape(&eval_args(&args)))),
         "urlquery" => Ok(str_val(query_escape(&eval_args(&args)))),
         "call" => match args.first() {
-            None => Err(format!(
+            None => Err(FuncErr::Arity(format!(
                 "wrong number of args for {name}: want at least 1 got 0"
-            )),
+            ))),
             Some(Value::Nil) => Err("call of nil".into()),
-            Some(v) => Err(format!("non-function of type {}", v.type_name())),
+            Some(v) => Err(format!("non-function of type {}", v.type_name()).into()),
         },
         "query" => {
             want(name, &args, 1)?;
-            let q = string_arg(&args[0])?;
+            let q = string_arg(&args, 0)?;
             let r = ctx.query.query(q)?;
             Ok(Value::Samples(Rc::new(r)))
         }
         "first" => {
             want(name, &args, 1)?;
-            let v = samples_arg(&args[0])?;
+            let v = samples_arg(&args, 0)?;
             match v.first() {
                 Some(s) => Ok(Value::Sample(Rc::new(s.clone()))),
-                None => Err("first() called on vector with no elements".into()),
+                None => Err(FuncErr::Call(
+                    "first() called on vector with no elements".into(),
+                )),
             }
         }
         "label" => {
             want(name, &args, 2)?;
-            let l = string_arg(&args[0])?;
-            let s = sample_arg(&args[1])?;
+            let l = string_arg(&args, 0)?;
+            let s = sample_arg(&args, 1)?;
             Ok(str_val(s.labels.get(l).unwrap_or("").to_string()))
         }
         "value" => {
             want(name, &args, 1)?;
-            Ok(Value::Float(sample_arg(&args[0])?.value))
+            Ok(Value::Float(sample_arg(&args, 0)?.value))
         }
         "strvalue" => {
             want(name, &args, 1)?;
-            let s = sample_arg(&args[0])?;
+            let s = sample_arg(&args, 0)?;
             Ok(str_val(s.labels.get("__value__").unwrap_or("").to_string()))
         }
         "args" => {
@@ -255,42 +296,42 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
         }
         "reReplaceAll" => {
             want(name, &args, 3)?;
-            let re = ctx.regexes.get(string_arg(&args[0])?)?;
-            let repl = string_arg(&args[1])?;
-            let text = string_arg(&args[2])?;
+            let re = ctx.regexes.get(string_arg(&args, 0)?)?;
+            let repl = string_arg(&args, 1)?;
+            let text = string_arg(&args, 2)?;
             Ok(str_val(re.replace_all(text, repl).into_owned()))
         }
         "match" => {
             want(name, &args, 2)?;
-            let re = ctx.regexes.get(string_arg(&args[0])?)?;
-            Ok(Value::Bool(re.is_match(string_arg(&args[1])?)))
+            let re = ctx.regexes.get(string_arg(&args, 0)?)?;
+            Ok(Value::Bool(re.is_match(string_arg(&args, 1)?)))
         }
         "safeHtml" => {
             want(name, &args, 1)?;
-            Ok(str_val(string_arg(&args[0])?.to_string()))
+            Ok(str_val(string_arg(&args, 0)?.to_string()))
         }
         "title" => {
             want(name, &args, 1)?;
-            Ok(str_val(title(string_arg(&args[0])?)))
+            Ok(str_val(title(string_arg(&args, 0)?)))
         }
         "toUpper" => {
             want(name, &args, 1)?;
-            Ok(str_val(string_arg(&args[0])?.to_uppercase()))
+            Ok(str_val(simple_case(string_arg(&args, 0)?, true)))
         }
         "toLower" => {
             want(name, &args, 1)?;
-            Ok(str_val(string_arg(&args[0])?.to_lowercase()))
+            Ok(str_val(simple_case(string_arg(&args, 0)?, false)))
         }
         "graphLink" | "tableLink" => {
             want(name, &args, 1)?;
-            let e = query_escape(string_arg(&args[0])?);
+            let e = query_escape(string_arg(&args, 0)?);
             let tab = if name == "graphLink" { 0 } else { 1 };
             Ok(str_val(format!("/graph?g0.expr={e}&g0.tab={tab}")))
         }
         "sortByLabel" => {
             want(name, &args, 2)?;
-            let l = string_arg(&args[0])?;
-            let v = samples_arg(&args[1])?;
+            let l = string_arg(&args, 0)?;
+            let v = samples_arg(&args, 1)?;
             let mut sorted: Vec<QuerySample> = v.as_ref().clone();
             // Stable, by the label's value (missing sorts as "").
             sorted.sort_by(|a, b| {
@@ -303,7 +344,7 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
         }
         "stripPort" => {
             want(name, &args, 1)?;
-            let hp = string_arg(&args[0])?;
+            let hp = string_arg(&args, 0)?;
             Ok(str_val(match split_host_port(hp) {
                 Some((h, _)) => h.to_string(),
                 None => hp.to_string(),
@@ -311,7 +352,7 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
         }
         "stripDomain" => {
             want(name, &args, 1)?;
-            let hp = string_arg(&args[0])?;
+            let hp = string_arg(&args, 0)?;
             Ok(str_val(strip_domain(hp)))
         }
         "humanize" => {
@@ -347,7 +388,7 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
             want(name, &args, 1)?;
             let v = to_float(&args[0])?;
             if v.is_nan() || v.is_infinite() {
-                return Err("value is NaN or Inf".into());
+                return Err(FuncErr::Call("value is NaN or Inf".into()));
             }
             Ok(Value::Time(float_to_time(v)?))
         }
@@ -361,14 +402,11 @@ pub fn call<'a>(name: &str, args: Vec<Value<'a>>, ctx: &Ctx<'_>) -> Result<Value
         }
         "parseDuration" => {
             want(name, &args, 1)?;
-            let s = string_arg(&args[0])?;
-            let d: crate::config::Duration = s.parse()?;
+            let s = string_arg(&args, 0)?;
+            let d: crate::config::Duration = s.parse().map_err(FuncErr::Call)?;
             Ok(Value::Float(d.as_millis() as f64 / 1000.0))
         }
-        _ => Err(format!(
-            "function {} not defined",
-            super::gofmt::quote(name)
-        )),
+        _ => Err(format!("function {} not defined", super::gofmt::quote(name)).into()),
     }
 }
 
@@ -484,6 +522,26 @@ fn compare(a: &Value<'_>, b: &Value<'_>) -> Result<Option<std::cmp::Ordering>, S
     }
 }
 
+/// Go's `eq` of two operands: basic kinds of the same kind compare; a nil never equals a
+/// value (and is no error); maps and slices are not comparable.
+fn equal(a: &Value<'_>, b: &Value<'_>) -> Result<bool, String> {
+    match (a, b) {
+        (Value::Nil, Value::Nil) => Ok(true),
+        (Value::Nil, _) | (_, Value::Nil) => Ok(false),
+        (Value::Sample(x), Value::Sample(y)) => Ok(Rc::ptr_eq(x, y)),
+        (Value::Time(x), Value::Time(y)) => Ok(x == y),
+        (
+            Value::Labels(_) | Value::Map(_) | Value::Samples(_),
+            Value::Labels(_) | Value::Map(_) | Value::Samples(_),
+        ) => Err(format!(
+            "non-comparable type {}: {}",
+            sprint(std::slice::from_ref(b)),
+            b.type_name()
+        )),
+        _ => Ok(compare(a, b)? == Some(std::cmp::Ordering::Equal)),
+    }
+}
+
 /// Go's `template.HTMLEscapeString`.
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -513,7 +571,8 @@ pub fn js_escape(s: &str) -> String {
             '>' => out.push_str("\\u003E"),
             '&' => out.push_str("\\u0026"),
             '=' => out.push_str("\\u003D"),
-            c if (c as u32) < 0x20 || (!c.is_ascii() && c.is_control()) => {
+            // Go escapes what unicode.IsPrint refuses (controls, U+2028, ...).
+            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
             c => out.push(c),
@@ -539,13 +598,35 @@ pub fn query_escape(s: &str) -> String {
     out
 }
 
+/// Go's `strings.ToUpper`/`ToLower`: rune by rune (simple case mapping), so `ß` stays `ß`
+/// where Rust's full mapping would give `SS`.
+fn simple_case(s: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        out.push(one_case(c, upper));
+    }
+    out
+}
+
+fn one_case(c: char, upper: bool) -> char {
+    if upper {
+        let mut m = c.to_uppercase();
+        match (m.next(), m.next()) {
+            (Some(u), None) => u,
+            _ => c,
+        }
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+}
+
 /// Go's (deprecated) `strings.Title`: upper-cases the first letter of each word.
 fn title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut prev_sep = true;
     for c in s.chars() {
         if prev_sep {
-            out.extend(c.to_uppercase());
+            out.push(one_case(c, true));
         } else {
             out.push(c);
         }
@@ -732,4 +813,214 @@ fn url_path(u: &str) -> &str {
     let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
     let end = path.find(['?', '#']).unwrap_or(path.len());
     &path[..end]
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// The calendar fields of a UTC time in Unix milliseconds.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    nanos: i64,
+    weekday: usize,
+    yday: i64,
+}
+
+fn civil(ms: i64) -> Civil {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    let (year, month, day) = civil_from_days(days);
+    let jan1 = days_from_civil(year, 1, 1);
+    Civil {
+        year,
+        month,
+        day,
+        hour: sod / 3600,
+        minute: (sod / 60) % 60,
+        second: sod % 60,
+        nanos: ms.rem_euclid(1000) * 1_000_000,
+        // 1970-01-01 was a Thursday.
+        weekday: (days + 4).rem_euclid(7) as usize,
+        yday: days - jan1 + 1,
+    }
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Methods of the `*time.Time` that `toTime` returns, called as fields (`.Unix`) or with
+/// arguments (`.Format "2006-01-02"`).
+pub fn time_method<'a>(ms: i64, name: &str, args: &[Value<'a>]) -> Result<Value<'a>, FuncErr> {
+    let arity = |n: usize| want(name, args, n);
+    let c = civil(ms);
+    let v = match name {
+        "Format" => {
+            arity(1)?;
+            return Ok(str_val(go_time_format(ms, string_arg(args, 0)?)));
+        }
+        "String" => {
+            arity(0)?;
+            let mut s = String::new();
+            write_time(&mut s, ms);
+            return Ok(str_val(s));
+        }
+        "UTC" => {
+            arity(0)?;
+            return Ok(Value::Time(ms));
+        }
+        "Unix" => ms.div_euclid(1000),
+        "UnixMilli" => ms,
+        "UnixMicro" => ms.saturating_mul(1000),
+        "UnixNano" => ms.saturating_mul(1_000_000),
+        "Year" => c.year,
+        "Day" => i64::from(c.day),
+        "Hour" => c.hour,
+        "Minute" => c.minute,
+        "Second" => c.second,
+        "Nanosecond" => c.nanos,
+        "YearDay" => c.yday,
+        "Month" => {
+            arity(0)?;
+            return Ok(str_val(
+                MONTHS[(c.month as usize).saturating_sub(1) % 12].to_string(),
+            ));
+        }
+        "Weekday" => {
+            arity(0)?;
+            return Ok(str_val(DAYS[c.weekday % 7].to_string()));
+        }
+        _ => {
+            return Err(FuncErr::Call(format!(
+                "can't evaluate field {name} in type *time.Time"
+            )))
+        }
+    };
+    arity(0)?;
+    Ok(Value::Int(v))
+}
+
+/// Go's `time.Time.Format` for a UTC time: the reference-time layout elements (`2006 06 01 1
+/// Jan January 02 2 _2 002 15 03 3 04 4 05 5 PM pm Mon Monday MST -0700 -07:00 -07 Z0700
+/// Z07:00 .000 .999 ,000`); other text is copied.
+fn go_time_format(ms: i64, layout: &str) -> String {
+    let c = civil(ms);
+    let mut out = String::with_capacity(layout.len() + 8);
+    let mut rest = layout;
+    let hour12 = if c.hour % 12 == 0 { 12 } else { c.hour % 12 };
+    while !rest.is_empty() {
+        // Longest elements first where one is a prefix of another.
+        let table: [(&str, String); 33] = [
+            ("January", MONTHS[(c.month as usize - 1) % 12].to_string()),
+            ("Jan", MONTHS[(c.month as usize - 1) % 12][..3].to_string()),
+            ("Monday", DAYS[c.weekday % 7].to_string()),
+            ("Mon", DAYS[c.weekday % 7][..3].to_string()),
+            ("MST", "UTC".to_string()),
+            ("2006", format!("{:04}", c.year)),
+            ("002", format!("{:03}", c.yday)),
+            ("01", format!("{:02}", c.month)),
+            ("02", format!("{:02}", c.day)),
+            ("03", format!("{hour12:02}")),
+            ("04", format!("{:02}", c.minute)),
+            ("05", format!("{:02}", c.second)),
+            ("06", format!("{:02}", c.year.rem_euclid(100))),
+            ("_2", format!("{:>2}", c.day)),
+            ("15", format!("{:02}", c.hour)),
+            ("1", c.month.to_string()),
+            ("2", c.day.to_string()),
+            ("3", hour12.to_string()),
+            ("4", c.minute.to_string()),
+            ("5", c.second.to_string()),
+            ("PM", if c.hour >= 12 { "PM" } else { "AM" }.to_string()),
+            ("pm", if c.hour >= 12 { "pm" } else { "am" }.to_string()),
+            ("-07:00:00", "+00:00:00".to_string()),
+            ("-0700", "+0000".to_string()),
+            ("-07:00", "+00:00".to_string()),
+            ("-07", "+00".to_string()),
+            ("Z07:00:00", "Z".to_string()),
+            ("Z0700", "Z".to_string()),
+            ("Z07:00", "Z".to_string()),
+            ("Z07", "Z".to_string()),
+            (".000", String::new()),
+            (".999", String::new()),
+            (",000", String::new()),
+        ];
+        // Fractional seconds: `.000…` (fixed) or `.999…` (trailing zeros trimmed), any length.
+        if let Some(sep) = rest.chars().next().filter(|c| *c == '.' || *c == ',') {
+            let digits = rest[1..]
+                .bytes()
+                .take_while(|b| *b == b'0' || *b == b'9')
+                .count();
+            let all_same =
+                digits > 0 && rest[1..1 + digits].bytes().all(|b| b == rest.as_bytes()[1]);
+            let next_is_digit = rest[1 + digits..]
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit());
+            if all_same && !next_is_digit {
+                let frac = format!("{:09}", c.nanos);
+                let n = digits.min(9);
+                if rest.as_bytes()[1] == b'0' {
+                    out.push(sep);
+                    out.push_str(&frac[..n]);
+                } else {
+                    let t = frac[..n].trim_end_matches('0');
+                    if !t.is_empty() {
+                        out.push(sep);
+                        out.push_str(t);
+                    }
+                }
+                rest = &rest[1 + digits..];
+                continue;
+            }
+        }
+        match table
+            .iter()
+            .find(|(k, _)| rest.starts_with(k) && !k.starts_with(['.', ',']))
+        {
+            Some((k, v)) => {
+                out.push_str(v);
+                rest = &rest[k.len()..];
+            }
+            None => {
+                let ch = rest.chars().next().unwrap_or(' ');
+                out.push(ch);
+                rest = &rest[ch.len_utf8()..];
+            }
+        }
+    }
+    out
 }

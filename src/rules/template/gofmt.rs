@@ -306,9 +306,10 @@ fn go_type(v: &Value<'_>) -> &'static str {
     }
 }
 
-fn bad_verb(out: &mut String, verb: char, v: &Value<'_>) {
+/// Go's `%!verb(type=value)`, the value printed with `%v` under the same flags.
+fn bad_verb(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
     let _ = write!(out, "%!{verb}({}=", go_type(v));
-    write_value(out, v);
+    fmt_arg(out, spec, 'v', v);
     out.push(')');
 }
 
@@ -409,23 +410,123 @@ fn fmt_float(out: &mut String, spec: &Spec, verb: char, f: f64) {
     }
     spec.sign(f.is_sign_negative(), &mut body);
     let a = f.abs();
+    let mut num = String::new();
     match verb {
         'f' | 'F' => {
-            let _ = write!(body, "{:.*}", spec.prec.unwrap_or(6), a);
+            let _ = write!(num, "{:.*}", spec.prec.unwrap_or(6), a);
         }
         'e' | 'E' => {
             let p = spec.prec.unwrap_or(6);
             let (d, dp) = digits(a, Some(p + 1));
-            fmt_e(&mut body, &d, dp, p, verb);
+            fmt_e(&mut num, &d, dp, p, verb);
         }
-        'G' => fmt_g(&mut body, a, spec.prec, true),
-        _ => fmt_g(&mut body, a, spec.prec, false),
+        'x' | 'X' => fmt_hex_float(&mut num, a, spec.prec, verb == 'X'),
+        'G' => fmt_g(&mut num, a, spec.prec, true),
+        _ => fmt_g(&mut num, a, spec.prec, false),
     }
+    if spec.sharp {
+        sharp_float(&mut num, verb, spec.prec);
+    }
+    body.push_str(&num);
     spec.pad(out, &body, true);
+}
+
+/// Go's `#` flag on floats: always a decimal point, and `%#g` keeps trailing zeros up to the
+/// precision (6 by default).
+fn sharp_float(num: &mut String, verb: char, prec: Option<usize>) {
+    let mut digits: i64 = match verb {
+        'v' | 'g' | 'G' | 'x' | 'X' => prec.map_or(6, |p| p as i64),
+        _ => 0,
+    };
+    let tail_at = num
+        .char_indices()
+        .find(|&(_, c)| {
+            matches!(c, 'p' | 'P') || (matches!(c, 'e' | 'E') && !matches!(verb, 'x' | 'X'))
+        })
+        .map_or(num.len(), |(i, _)| i);
+    let tail = num.split_off(tail_at);
+    let mut seen_nonzero = false;
+    let mut has_point = false;
+    for c in num.chars() {
+        match c {
+            '.' => has_point = true,
+            c if c.is_ascii_hexdigit() => {
+                if c != '0' {
+                    seen_nonzero = true;
+                }
+                if seen_nonzero {
+                    digits -= 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !has_point {
+        if num == "0" {
+            digits -= 1;
+        }
+        num.push('.');
+    }
+    while digits > 0 {
+        num.push('0');
+        digits -= 1;
+    }
+    num.push_str(&tail);
+}
+
+/// strconv's `'x'` format: `0x1.8p+00` (shortest mantissa; a precision pads or cuts it).
+fn fmt_hex_float(out: &mut String, a: f64, prec: Option<usize>, upper: bool) {
+    let bits = a.to_bits();
+    let raw_exp = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    let (lead, exp) = if raw_exp == 0 && mant == 0 {
+        (0, 0)
+    } else if raw_exp == 0 {
+        // Subnormal: normalize so the leading digit is 1, as Go does.
+        let mut e = -1022;
+        while mant & (1u64 << 52) == 0 {
+            mant <<= 1;
+            e -= 1;
+        }
+        mant &= (1u64 << 52) - 1;
+        (1, e)
+    } else {
+        (1, raw_exp - 1023)
+    };
+    let mut frac = format!("{mant:013x}");
+    match prec {
+        None => {
+            while frac.ends_with('0') {
+                frac.pop();
+            }
+        }
+        Some(p) => {
+            frac.truncate(p.min(13));
+            while frac.len() < p {
+                frac.push('0');
+            }
+        }
+    }
+    let mut s = format!("0x{lead}");
+    if !frac.is_empty() {
+        s.push('.');
+        s.push_str(&frac);
+    }
+    let _ = write!(
+        s,
+        "p{}{:02}",
+        if exp < 0 { '-' } else { '+' },
+        exp.unsigned_abs()
+    );
+    if upper {
+        s = s.to_uppercase();
+    }
+    out.push_str(&s);
 }
 
 fn fmt_str(out: &mut String, spec: &Spec, verb: char, s: &str) {
     match verb {
+        'v' if spec.sharp => spec.pad(out, &quote(s), false),
         's' | 'v' => {
             let s = match spec.prec {
                 Some(p) => s.char_indices().nth(p).map_or(s, |(i, _)| &s[..i]),
@@ -451,18 +552,34 @@ fn fmt_str(out: &mut String, spec: &Spec, verb: char, s: &str) {
             }
             spec.pad(out, &body, false);
         }
-        _ => bad_verb(out, verb, &Value::Str(s.into())),
+        _ => bad_verb(out, spec, verb, &Value::Str(s.into())),
     }
 }
 
 fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
+    if verb == 'T' {
+        spec.pad(out, go_type(v), false);
+        return;
+    }
     match v {
         Value::Bool(b) => match verb {
             't' | 'v' => spec.pad(out, if *b { "true" } else { "false" }, false),
-            _ => bad_verb(out, verb, v),
+            _ => bad_verb(out, spec, verb, v),
         },
         Value::Int(i) => match verb {
             'd' | 'v' | 'x' | 'X' | 'o' | 'O' | 'b' => fmt_int(out, spec, verb, *i),
+            'U' => {
+                let mut body = match u32::try_from(*i) {
+                    Ok(u) => format!("U+{u:04X}"),
+                    Err(_) => format!("U+{:04X}", *i as u64),
+                };
+                if spec.sharp {
+                    if let Some(c) = u32::try_from(*i).ok().and_then(char::from_u32) {
+                        body.push_str(&format!(" '{c}'"));
+                    }
+                }
+                spec.pad(out, &body, false);
+            }
             'c' => {
                 let c = u32::try_from(*i)
                     .ok()
@@ -481,27 +598,39 @@ fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
                 let inner = if inner == "\\\"" { "\"" } else { inner };
                 spec.pad(out, &format!("'{inner}'"), false);
             }
-            'e' | 'E' | 'f' | 'F' | 'g' | 'G' => bad_verb(out, verb, v),
-            _ => bad_verb(out, verb, v),
+            'e' | 'E' | 'f' | 'F' | 'g' | 'G' => bad_verb(out, spec, verb, v),
+            _ => bad_verb(out, spec, verb, v),
         },
         Value::Float(f) => match verb {
-            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' => fmt_float(out, spec, verb, *f),
-            _ => bad_verb(out, verb, v),
+            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' | 'x' | 'X' => fmt_float(out, spec, verb, *f),
+            _ => bad_verb(out, spec, verb, v),
         },
         Value::Str(s) => fmt_str(out, spec, verb, s),
         Value::Nil => match verb {
-            'v' | 's' => spec.pad(out, "<nil>", false),
+            'v' => spec.pad(out, "<nil>", false),
             _ => {
                 let _ = write!(out, "%!{verb}(<nil>)");
             }
         },
+        // Go formats a slice element by element; its elements are pointers, which only `%v`
+        // prints (as addresses in Go, as their values here).
+        Value::Samples(samples) if verb != 'v' => {
+            out.push('[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                bad_verb(out, spec, verb, &Value::Sample(std::rc::Rc::new(s.clone())));
+            }
+            out.push(']');
+        }
         _ => match verb {
             'v' | 's' => {
                 let mut s = String::new();
                 write_value(&mut s, v);
                 spec.pad(out, &s, false);
             }
-            _ => bad_verb(out, verb, v),
+            _ => bad_verb(out, spec, verb, v),
         },
     }
 }
@@ -512,7 +641,38 @@ fn fmt_arg(out: &mut String, spec: &Spec, verb: char, v: &Value<'_>) {
 pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
     let mut out = String::with_capacity(format.len() + 16);
     let mut argn = 0usize;
+    // `%[n]d` picks the argument; Go then stops complaining about extra arguments.
+    let mut reordered = false;
     let mut chars = format.char_indices().peekable();
+    let mut arg_index = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
+                         argn: &mut usize,
+                         bad: &mut bool| {
+        if chars.peek().map(|c| c.1) != Some('[') {
+            return;
+        }
+        chars.next();
+        reordered = true;
+        let mut n = 0usize;
+        let mut digits = 0;
+        while let Some(&(_, d)) = chars.peek() {
+            let Some(v) = d.to_digit(10) else { break };
+            n = (n * 10 + v as usize).min(1 << 16);
+            digits += 1;
+            chars.next();
+        }
+        if chars.peek().map(|c| c.1) == Some(']') && digits > 0 && n >= 1 && n <= args.len() {
+            chars.next();
+            *argn = n - 1;
+        } else {
+            // Skip to the closing bracket, as Go does, and mark the verb bad.
+            for (_, c) in chars.by_ref() {
+                if c == ']' {
+                    break;
+                }
+            }
+            *bad = true;
+        }
+    };
     while let Some((_, c)) = chars.next() {
         if c != '%' {
             out.push(c);
@@ -530,6 +690,8 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
             }
             chars.next();
         }
+        let mut bad_index = false;
+        arg_index(&mut chars, &mut argn, &mut bad_index);
         // Width.
         if let Some(&(_, '*')) = chars.peek() {
             chars.next();
@@ -555,6 +717,7 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
         // Precision.
         if let Some(&(_, '.')) = chars.peek() {
             chars.next();
+            arg_index(&mut chars, &mut argn, &mut bad_index);
             if let Some(&(_, '*')) = chars.peek() {
                 chars.next();
                 match args.get(argn) {
@@ -575,12 +738,17 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
         if spec.minus {
             spec.zero = false;
         }
+        arg_index(&mut chars, &mut argn, &mut bad_index);
         let Some((_, verb)) = chars.next() else {
             out.push_str("%!(NOVERB)");
             break;
         };
         if verb == '%' {
             out.push('%');
+            continue;
+        }
+        if bad_index {
+            let _ = write!(out, "%!{verb}(BADINDEX)");
             continue;
         }
         match args.get(argn) {
@@ -591,7 +759,7 @@ pub fn sprintf(format: &str, args: &[Value<'_>]) -> String {
         }
         argn += 1;
     }
-    if argn < args.len() {
+    if !reordered && argn < args.len() {
         out.push_str("%!(EXTRA ");
         for (i, a) in args.iter().enumerate().skip(argn) {
             if i > argn {

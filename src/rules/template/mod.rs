@@ -12,17 +12,23 @@
 //! Prometheus' functions (`query first label value strvalue sortByLabel args reReplaceAll
 //! safeHtml match title toUpper toLower graphLink tableLink stripPort stripDomain humanize
 //! humanize1024 humanizeDuration humanizePercentage humanizeTimestamp toTime pathPrefix
-//! externalURL parseDuration`). Not supported: methods on values (`(toTime 1).Unix`), hex
-//! float literals, complex numbers; nesting is limited to 100 levels and an expansion to
-//! 1 MiB of output (Go: 10000 levels, unbounded) so that no input exhausts a worker's stack
-//! or memory.
+//! externalURL parseDuration`), and the methods of the `*time.Time` that `toTime` returns
+//! (`Format` with Go's layouts, `Unix`, `UnixMilli`, `Year`, `Month`, `Day`, ...). Values print
+//! as Go's `fmt` prints them (`{{ $value }}` of 1e6 is `1e+06`; `printf` verbs, flags, width,
+//! precision, `%[n]` indexes and the `%!d(string=x)` error forms). Not supported: other
+//! methods, hex float literals, complex numbers; an unsigned literal above `int64` becomes a
+//! float64. Nesting is limited to 100 levels and an expansion to 1 MiB of output and 10^6 steps
+//! (Go: 10000 levels, unbounded) so that no input exhausts a worker's stack or memory.
+//!
+//! Checked against Prometheus 2.42 itself: the tests pin `template_test.go`'s cases and the
+//! expansions and messages `promtool test rules` / `promtool check rules` print.
 //!
 //! Why our own engine: the Rust ports of Go templates (`gtmpl`, last release 2021; `gotmpl`)
 //! model data as untyped maps, so a missing label prints `<no value>` where Prometheus'
 //! `map[string]string` with `missingkey=zero` prints "" (the common `{{ $labels.x }}` case),
 //! their functions must be `'static` (no borrowed query runner per evaluation), and alert text
 //! depends on Go's exact float printing (`1e+06`, `%.4g` in `humanize`), which lives in
-//! [`gofmt`] here.
+//! the `gofmt` submodule here.
 
 mod exec;
 mod funcs;
@@ -101,7 +107,13 @@ impl RegexCache {
             }
         }
         // Go's regexp (RE2) and the regex crate share the syntax Prometheus users write.
-        let re = Regex::new(pattern).map_err(|e| format!("error parsing regexp: {e}"))?;
+        let re = Regex::new(pattern).map_err(|e| {
+            // The regex crate's message spans lines; its last line names the problem.
+            let msg = e.to_string();
+            let last = msg.lines().last().unwrap_or("").trim();
+            let last = last.strip_prefix("error: ").unwrap_or(last);
+            format!("regexp: Compile(`{pattern}`): error parsing regexp: {last}")
+        })?;
         if let Ok(mut m) = self.0.lock() {
             if m.len() >= REGEX_CACHE_MAX {
                 m.clear();

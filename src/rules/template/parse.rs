@@ -35,6 +35,9 @@ pub struct Cmd {
     /// Byte offset of the command in the template text (for exec errors).
     pub pos: usize,
     pub args: Vec<Arg>,
+    /// Where each argument is, as Go places its node: a chain of fields (`$x.a.b`,
+    /// `.a.b`) sits at its first chained field.
+    pub arg_pos: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -89,12 +92,15 @@ enum Tok {
     RParen,
     Comma,
     Eof,
+    /// A lexical error (always the last token).
+    Error(String),
 }
 
 impl Tok {
     fn describe(&self) -> String {
         match self {
             Tok::Eof => "EOF".into(),
+            Tok::Error(m) => m.clone(),
             Tok::Keyword(k) => format!("<{k}>"),
             Tok::Left => "\"{{\"".into(),
             Tok::Right => "\"}}\"".into(),
@@ -102,11 +108,12 @@ impl Tok {
             Tok::Ident(s) | Tok::Number(s) => super::gofmt::quote(s),
             Tok::Field(s) => super::gofmt::quote(&format!(".{s}")),
             Tok::Var(s) => super::gofmt::quote(s),
-            Tok::Dot => "\".\"".into(),
+            // Go lists `.` and `nil` among its keywords: they print as <.> and <nil>.
+            Tok::Dot => "<.>".into(),
             Tok::Str(s) => super::gofmt::quote(&super::gofmt::quote(s)),
             Tok::Char(_, s) => super::gofmt::quote(s),
             Tok::Bool(b) => format!("\"{b}\""),
-            Tok::Nil => "\"nil\"".into(),
+            Tok::Nil => "<nil>".into(),
             Tok::Declare => "\":=\"".into(),
             Tok::Assign => "\"=\"".into(),
             Tok::Pipe => "\"|\"".into(),
@@ -151,10 +158,18 @@ fn is_alnum(c: char) -> bool {
     c == '_' || c.is_alphanumeric()
 }
 
-/// Go's lexer, run to completion (templates are small).
-fn lex(src: &str) -> Result<Vec<(usize, Tok)>, SyntaxError> {
-    let b = src.as_bytes();
+/// Go's lexer, run to completion (templates are small). A lexical error ends the tokens with
+/// `Tok::Error`: as with Go's lazy lexer, a parse error met before it wins.
+fn lex(src: &str) -> Vec<(usize, Tok)> {
     let mut toks = Vec::new();
+    if let Err(e) = lex_into(src, &mut toks) {
+        toks.push((e.pos, Tok::Error(e.msg)));
+    }
+    toks
+}
+
+fn lex_into(src: &str, toks: &mut Vec<(usize, Tok)>) -> Result<(), SyntaxError> {
+    let b = src.as_bytes();
     let mut i = 0;
     while i < b.len() {
         // Text up to the next "{{".
@@ -204,10 +219,10 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, SyntaxError> {
             continue;
         }
         toks.push((next, Tok::Left));
-        i = lex_action(src, i, &mut toks)?;
+        i = lex_action(src, i, toks)?;
     }
     toks.push((src.len(), Tok::Eof));
-    Ok(toks)
+    Ok(())
 }
 
 /// Lexes inside an action from `i`; returns the offset after the closing delimiter (and any
@@ -281,11 +296,12 @@ fn lex_action(src: &str, mut i: usize, toks: &mut Vec<(usize, Tok)>) -> Result<u
                 i += 1;
             }
             ')' => {
+                // Go emits the paren before the error, so a parse error may come first.
+                toks.push((i, Tok::RParen));
                 if parens == 0 {
-                    return err(i, "unexpected right paren");
+                    return err(i, "unexpected right paren U+0029 ')'");
                 }
                 parens -= 1;
-                toks.push((i, Tok::RParen));
                 i += 1;
             }
             '"' => {
@@ -424,7 +440,7 @@ fn lex_number(src: &str, start: usize, toks: &mut Vec<(usize, Tok)>) -> Result<u
             .unwrap_or(src.len() - i);
     }
     let text = &src[start..end];
-    if end != i || parse_number(text).is_none() {
+    if end != i {
         return err(
             start,
             format!("bad number syntax: {}", super::gofmt::quote(text)),
@@ -436,54 +452,61 @@ fn lex_number(src: &str, start: usize, toks: &mut Vec<(usize, Tok)>) -> Result<u
 
 /// A Go number literal as a template constant: an int unless written with `.`, `e` or `p`
 /// (then float64), as Go's `idealConstant` decides.
-pub fn parse_number(text: &str) -> Option<Arg> {
+pub fn parse_number(text: &str) -> Result<Arg, String> {
+    let q = super::gofmt::quote(text);
     let clean: String = text.chars().filter(|&c| c != '_').collect();
     let (neg, body) = match clean.as_bytes().first() {
         Some(b'-') => (true, &clean[1..]),
         Some(b'+') => (false, &clean[1..]),
         _ => (false, clean.as_str()),
     };
-    if body.is_empty() {
-        return None;
-    }
     let lower = body.to_ascii_lowercase();
-    let int = if let Some(h) = lower.strip_prefix("0x") {
-        if h.contains('p') || h.contains('.') {
-            None
-        } else {
-            Some(i64::from_str_radix(h, 16).ok()?)
-        }
+    let int_form = if let Some(h) = lower.strip_prefix("0x") {
+        Some((16, h))
     } else if let Some(o) = lower.strip_prefix("0o") {
-        Some(i64::from_str_radix(o, 8).ok()?)
+        Some((8, o))
     } else if let Some(bn) = lower.strip_prefix("0b") {
-        Some(i64::from_str_radix(bn, 2).ok()?)
-    } else if lower.bytes().all(|c| c.is_ascii_digit()) {
+        Some((2, bn))
+    } else if !lower.is_empty() && lower.bytes().all(|c| c.is_ascii_digit()) {
         if lower.len() > 1 && lower.starts_with('0') {
-            Some(i64::from_str_radix(&lower[1..], 8).ok()?)
+            Some((8, &lower[1..]))
         } else {
-            lower.parse::<i64>().ok()
+            Some((10, lower.as_str()))
         }
     } else {
         None
     };
-    if let Some(v) = int {
-        return Some(Arg::Int(if neg { -v } else { v }, text.to_string()));
+    if let Some((radix, digits)) = int_form {
+        if !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix)) {
+            let Ok(v) = u128::from_str_radix(digits, radix) else {
+                return Err(format!("integer overflow: {q}"));
+            };
+            let signed = if neg { -(v as i128) } else { v as i128 };
+            if let Ok(i) = i64::try_from(signed) {
+                return Ok(Arg::Int(i, text.to_string()));
+            }
+            if let (false, Ok(u)) = (neg, u64::try_from(v)) {
+                // Go keeps this a uint64; as a float64 it prints in exponent form.
+                return Ok(Arg::Float(u as f64, text.to_string()));
+            }
+            return Err(format!("integer overflow: {q}"));
+        }
     }
-    if lower.starts_with("0x") {
-        return None;
+    let decimal = !lower.is_empty()
+        && !lower.starts_with("0x")
+        && lower
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'));
+    match lower.parse::<f64>() {
+        Ok(f) if decimal => {
+            // Go: a float that looks like an integer is one too large for an int.
+            if !lower.contains(['.', 'e']) {
+                return Err(format!("integer overflow: {q}"));
+            }
+            Ok(Arg::Float(if neg { -f } else { f }, text.to_string()))
+        }
+        _ => Err(format!("illegal number syntax: {q}")),
     }
-    if !lower
-        .bytes()
-        .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
-    {
-        return None;
-    }
-    let f: f64 = lower.parse().ok()?;
-    if lower.bytes().all(|c| c.is_ascii_digit()) {
-        // An integer literal too large for int64: Go refuses it as an int but accepts the float.
-        return Some(Arg::Float(if neg { -f } else { f }, text.to_string()));
-    }
-    Some(Arg::Float(if neg { -f } else { f }, text.to_string()))
 }
 
 /// An interpreted string literal with Go's escapes; returns the value and its length in bytes.
@@ -602,6 +625,8 @@ struct Parser {
     depth: usize,
     funcs: fn(&str) -> bool,
     defines: HashMap<String, Vec<Node>>,
+    /// Set when the parser reached the lexer's error token: that error is the one reported.
+    lex_error_seen: std::cell::Cell<bool>,
 }
 
 /// What ended a list.
@@ -614,7 +639,11 @@ enum ListEnd {
 
 impl Parser {
     fn peek(&self) -> &Tok {
-        self.toks.get(self.i).map_or(&Tok::Eof, |t| &t.1)
+        let t = self.toks.get(self.i).map_or(&Tok::Eof, |t| &t.1);
+        if matches!(t, Tok::Error(_)) {
+            self.lex_error_seen.set(true);
+        }
+        t
     }
 
     fn pos(&self) -> usize {
@@ -623,6 +652,9 @@ impl Parser {
 
     fn next(&mut self) -> (usize, Tok) {
         let t = self.toks.get(self.i).cloned().unwrap_or((0, Tok::Eof));
+        if matches!(t.1, Tok::Error(_)) {
+            self.lex_error_seen.set(true);
+        }
         if self.i < self.toks.len() {
             self.i += 1;
         }
@@ -993,6 +1025,7 @@ impl Parser {
     fn command(&mut self, in_paren: bool) -> Result<Cmd, SyntaxError> {
         let pos = self.pos();
         let mut args = Vec::new();
+        let mut arg_pos = Vec::new();
         loop {
             self.skip_space();
             match self.peek() {
@@ -1000,7 +1033,9 @@ impl Parser {
                 Tok::Eof => return err(self.pos(), "unclosed action"),
                 _ => {}
             }
-            args.push(self.operand()?);
+            let (a, p) = self.operand()?;
+            args.push(a);
+            arg_pos.push(p);
             match self.peek() {
                 Tok::Space | Tok::Right | Tok::Pipe => {}
                 Tok::RParen if in_paren => {}
@@ -1015,7 +1050,7 @@ impl Parser {
         if args.is_empty() {
             return err(pos, "empty command");
         }
-        Ok(Cmd { pos, args })
+        Ok(Cmd { pos, args, arg_pos })
     }
 
     fn fields(&mut self) -> Vec<String> {
@@ -1027,7 +1062,7 @@ impl Parser {
         f
     }
 
-    fn operand(&mut self) -> Result<Arg, SyntaxError> {
+    fn operand(&mut self) -> Result<(Arg, usize), SyntaxError> {
         let (p, t) = self.next();
         let arg = match t {
             Tok::Ident(name) => {
@@ -1045,25 +1080,25 @@ impl Parser {
                 if !self.vars.contains(&v) {
                     return err(p, format!("undefined variable {}", super::gofmt::quote(&v)));
                 }
+                let chain = self.chain_pos(p);
                 let f = self.fields();
-                return Ok(Arg::Var(v, f));
+                return Ok((Arg::Var(v, f), chain));
             }
             Tok::Field(name) => {
+                let chain = self.chain_pos(p);
                 let mut f = vec![name];
                 f.extend(self.fields());
-                return Ok(Arg::Field(f));
+                return Ok((Arg::Field(f), chain));
             }
             Tok::Bool(b) => Arg::Bool(b),
             Tok::Char(v, s) => Arg::Int(v, s),
-            Tok::Number(s) => parse_number(&s).ok_or(SyntaxError {
-                pos: p,
-                msg: format!("bad number syntax: {s}"),
-            })?,
+            Tok::Number(s) => parse_number(&s).map_err(|msg| SyntaxError { pos: p, msg })?,
             Tok::Str(s) => Arg::Str(s),
             Tok::LParen => {
                 let pipe = self.paren_pipeline(p)?;
+                let chain = self.chain_pos(p);
                 let f = self.fields();
-                return Ok(Arg::Pipe(Box::new(pipe), f));
+                return Ok((Arg::Pipe(Box::new(pipe), f), chain));
             }
             t => return err(p, format!("unexpected {} in operand", t.describe())),
         };
@@ -1075,6 +1110,7 @@ impl Parser {
                         Arg::Ident(n) => n.clone(),
                         _ => String::new(),
                     };
+                    let chain = self.chain_pos(p);
                     let f = self.fields();
                     let pipe = Pipe {
                         pos: p,
@@ -1083,15 +1119,24 @@ impl Parser {
                         cmds: vec![Cmd {
                             pos: p,
                             args: vec![Arg::Ident(name)],
+                            arg_pos: vec![p],
                         }],
                     };
-                    return Ok(Arg::Pipe(Box::new(pipe), f));
+                    return Ok((Arg::Pipe(Box::new(pipe), f), chain));
                 }
                 Arg::Dot => {}
                 _ => return err(self.pos(), "unexpected . after term"),
             }
         }
-        Ok(arg)
+        Ok((arg, p))
+    }
+
+    /// Go's position of a field chain: its first chained field (`term` when there is none).
+    fn chain_pos(&self, term: usize) -> usize {
+        match self.peek() {
+            Tok::Field(_) => self.pos(),
+            _ => term,
+        }
     }
 }
 
@@ -1120,7 +1165,14 @@ fn check_pipeline(cmds: &[Cmd], pos: usize) -> Result<(), SyntaxError> {
 
 /// Parses `src`; `funcs` says which function names exist (Go refuses unknown ones at parse time).
 pub fn parse(src: &str, funcs: fn(&str) -> bool) -> Result<Tree, SyntaxError> {
-    let toks = lex(src)?;
+    let toks = lex(src);
+    let lex_error = match toks.last() {
+        Some((pos, Tok::Error(msg))) => Some(SyntaxError {
+            pos: *pos,
+            msg: msg.clone(),
+        }),
+        _ => None,
+    };
     let mut p = Parser {
         toks,
         i: 0,
@@ -1129,12 +1181,19 @@ pub fn parse(src: &str, funcs: fn(&str) -> bool) -> Result<Tree, SyntaxError> {
         depth: 0,
         funcs,
         defines: HashMap::new(),
+        lex_error_seen: std::cell::Cell::new(false),
     };
-    let (root, end) = p.list(true)?;
-    match end {
-        ListEnd::Eof => {}
-        _ => return err(p.pos(), "unexpected {{end}}"),
-    }
+    let parsed = p.list(true).and_then(|(root, end)| match end {
+        ListEnd::Eof => Ok(root),
+        _ => err(p.pos(), "unexpected {{end}}"),
+    });
+    let root = match (parsed, lex_error) {
+        (Ok(root), None) => root,
+        (Err(_), Some(le)) if p.lex_error_seen.get() => return Err(le),
+        (Err(e), _) => return Err(e),
+        // The parser cannot accept an error token.
+        (Ok(_), Some(le)) => return Err(le),
+    };
     Ok(Tree {
         root,
         defines: p.defines,

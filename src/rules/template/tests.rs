@@ -606,3 +606,347 @@ proptest! {
         fuzz_template(&b);
     }
 }
+
+/// Messages `promtool check rules` (2.42) prints for these annotation templates.
+#[test]
+fn parse_errors_match_promtool() {
+    for (text, want) in [
+        ("{{ if }}", "missing value for if"),
+        ("{{ nosuch }}", "function \"nosuch\" not defined"),
+        ("{{ end }}", "unexpected {{end}}"),
+        ("{{ 1 2 ) }}", "unexpected \")\" in command"),
+        ("{{ $x }}", "undefined variable \"$x\""),
+        ("{{ .a | 1 }}", "non executable command in pipeline stage 2"),
+        (
+            "{{ range $i, $e, $f := . }}{{end}}",
+            "too many declarations in range",
+        ),
+        ("{{ break }}", "{{break}} outside {{range}}"),
+        ("{{ $x := }}", "missing value for command"),
+        ("{{ 3x }}", "bad number syntax: \"3x\""),
+        ("{{ \"abc }}", "unterminated quoted string"),
+        ("{{ (1 }}", "unclosed left paren"),
+        ("{{ template }}", "unexpected \"}}\" in template clause"),
+        ("{{ .a.b. }}", "unexpected <.> in operand"),
+    ] {
+        let e = Template::parse("__alert_A", text).unwrap_err().to_string();
+        assert_eq!(e, format!("template: __alert_A:1: {want}"), "{text}");
+    }
+}
+
+/// Expansions `promtool test rules` (2.42) printed for these annotations of an alert over
+/// `m{instance="host.example.com:9100",job="node"} 1e6` (facts; pointer addresses left out).
+#[test]
+fn expansion_matches_prometheus() {
+    let labels = Labels::from_pairs(&[
+        ("__name__", "m"),
+        ("instance", "host.example.com:9100"),
+        ("job", "node"),
+    ]);
+    let q = [QuerySample {
+        labels: labels.clone(),
+        value: 1e6,
+    }];
+    let ext = Labels::default();
+    let d = TemplateData {
+        labels: &labels,
+        external_labels: &ext,
+        external_url: "http://h",
+        value: 1e6,
+    };
+    for (text, want) in [
+        (
+            r#"{{ $value }}|{{ .Value }}|{{ $labels.missing }}|{{ index $labels "nope" }}|{{ $labels }}"#,
+            "1e+06|1e+06|||map[__name__:m instance:host.example.com:9100 job:node]",
+        ),
+        (
+            r#"{{ printf "%5.1f|%-6s|%q|%x|%X|%o|%b|%e|%E|%g|%G|%v|%t|%c|%U" 3.14159 "ab" "q\"" 255 "hi" 8 5 1234.5678 0.000123 0.00001234 1e21 $value true 65 65 }}"#,
+            "  3.1|ab    |\"q\\\"\"|ff|6869|10|101|1.234568e+03|1.230000E-04|1.234e-05|1E+21|1e+06|true|A|U+0041",
+        ),
+        (
+            r#"{{ printf "%d %s %d" "x" 3 }}|{{ printf "%d" 1 2 }}|{{ printf "%!" }}|{{ printf "%.3s|%8.3f|%+d|% d|%08.3f|%-8d|" "abcdef" 3.14159 5 5 -3.14159 42 }}"#,
+            "%!d(string=x) %!s(int=3) %!d(MISSING)|1%!(EXTRA int=2)|%!!(MISSING)|abc|   3.142|+5| 5|-003.142|42      |",
+        ),
+        (
+            "{{ 1e3 }} {{ 1.0 }} {{ 0x10 }} {{ 010 }} {{ 1_000 }} {{ -0.0 }} {{ 1e-7 }} {{ 123456789.0 }} {{ 0.000001 }} {{ 100000000000000000000.0 }}",
+            "1000 1 16 8 1000 -0 1e-07 1.23456789e+08 1e-06 1e+20",
+        ),
+        (
+            r#"{{ print 1 2 "a" 3.5 true nil }}|{{ println "x" 1 }}|{{ print }}|{{ len "héllo" }}"#,
+            "1 2a3.5 true <nil>|x 1\n||6",
+        ),
+        (
+            "{{ humanize 0.000001234 }} {{ humanize -1234 }} {{ humanize1024 -2048 }} {{ humanizeDuration 0.5 }} {{ humanizeDuration -0.5 }} {{ humanizeDuration 59.99 }} {{ humanizePercentage 1 }} {{ humanizeTimestamp 1.5 }} {{ humanizeTimestamp -0.5 }}",
+            "1.234u -1.234k -2ki 500ms -500ms 59.99s 100% 1970-01-01 00:00:01.5 +0000 UTC 1969-12-31 23:59:59.5 +0000 UTC",
+        ),
+        (
+            r#"{{ "a b" | urlquery }} {{ js "<x>&=\u2028é\t" }} {{ html "\x00<\"" }} {{ title "hello wORLD foo_bar a-b é日本 1st" }}"#,
+            "a+b \\u003Cx\\u003E\\u0026\\u003D\\u2028é\\u0009 \u{FFFD}&lt;&#34; Hello WORLD Foo_bar A-B É日本 1st",
+        ),
+        (
+            r#"{{ eq 1 1 }} {{ eq "a" "b" "a" }} {{ lt 1.5 2.5 }} {{ and 0 1 }} {{ or 0 "" }} {{ not "" }}"#,
+            "true true true 0  true",
+        ),
+        (
+            r#"{{ slice "abcdef" 2 }} {{ index "abc" 0 }} {{ range $i, $c := args "x" "y" }}{{ $i }}={{ $c }} {{ end }}"#,
+            "cdef 97 arg0=x arg1=y ",
+        ),
+        (
+            "{{ with $x := 5 }}{{ $x }}{{ end }} {{ if $y := 0 }}a{{ else if $y }}b{{ else }}c{{ $y }}{{ end }}",
+            "5 c0",
+        ),
+        (
+            r#"{{ toTime 1500000000 }} {{ parseDuration "1d" }} {{ parseDuration "1m30s" }} {{ stripPort "[::1]" }} {{ stripDomain "a.b:80" }} {{ stripDomain "[a.b]:80" }}"#,
+            "2017-07-14 02:40:00 +0000 UTC 86400 90 [::1] a:80 a:80",
+        ),
+        (
+            r#"{{ printf "%v" (args 1) }}|{{ query "m" | first }}"#,
+            "map[arg0:1]|{map[__name__:m instance:host.example.com:9100 job:node] 1e+06}",
+        ),
+        (
+            r#"{{ printf "%s" 1.5 }} {{ printf "%d" 1.5 }} {{ printf "%f" 3 }} {{ printf "%s" true }} {{ printf "%s" nil }} {{ printf "%d" nil }} {{ printf "%5t|%-5t|" true false }}"#,
+            "%!s(float64=1.5) %!d(float64=1.5) %!f(int=3) %!s(bool=true) %!s(<nil>) %!d(<nil>)  true|false|",
+        ),
+        (
+            r#"{{ printf "%x %X %q %c" -255 "é" 0x263a 0x263a }} {{ printf "%#x %#o %#v" 255 8 "s" }} {{ printf "%6.2e|%.0f|%.0f|%.1f" 123456.0 0.5 1.5 0.25 }}"#,
+            "-ff C3A9 '☺' ☺ 0xff 010 \"s\" 1.23e+05|0|2|0.2",
+        ),
+        (
+            r#"{{ printf "%*d|%-*d|%.*f" 5 1 4 2 2 3.14159 }} {{ printf "%[2]d %[1]d" 1 2 }} {{ printf "%v" 1e100 }} {{ printf "%g" 1e-100 }} {{ printf "%.3g" 1234567.0 }} {{ printf "%.10g" 0.1 }}"#,
+            "    1|2   |3.14 2 1 1e+100 1e-100 1.23e+06 0.1",
+        ),
+    ] {
+        let got = Template::parse("__alert_A", text).unwrap().expand(&d, &Fixed(q.to_vec()));
+        assert_eq!(got.unwrap(), want, "{text}");
+    }
+    let e = Template::parse("__alert_A", "{{ and }}")
+        .unwrap()
+        .expand(&d, &Fixed(vec![]))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("error executing template __alert_A: template: __alert_A:1:{}: executing \"__alert_A\" at <and>: wrong number of args for and: want at least 1 got 0", defs() + 3)
+    );
+}
+
+/// Expansions and errors `promtool test rules` (2.42) printed for an alert over
+/// `m{instance="host.example.com:9100",job="node"} 1e6` with no external URL or labels (facts).
+const PROMTOOL_CASES: &[(&str, &str)] = &[
+    (
+        r#"{{ (toTime 1435065584.128).Format "2006-01-02T15:04:05.000Z07:00 Mon Jan _2 3:4:5 PM 06 002 MST -0700 .999 ,000 January Monday" }}"#,
+        r#"2015-06-23T13:19:44.128Z Tue Jun 23 1:19:44 PM 15 174 UTC +0000 .128 ,128 June Tuesday"#,
+    ),
+    (
+        r#"{{ with toTime 1500000000.5 }}{{ .Unix }} {{ .Year }} {{ .Month }} {{ .Day }} {{ .Weekday }} {{ .YearDay }} {{ .UnixMilli }} {{ .Hour }}{{ end }}"#,
+        r#"1500000000 2017 July 14 Friday 195 1500000000500 2"#,
+    ),
+    (
+        r#"{{ (toTime -1.5).Format "2006-01-02 15:04:05.999999999" }}|{{ (toTime 0).Format "15:04:05.9 pm" }}|{{ toTime 0 | printf "%v" }}"#,
+        r#"1969-12-31 23:59:58.5|00:00:00 am|1970-01-01 00:00:00 +0000 UTC"#,
+    ),
+    (
+        r#"a  {{- 1 -}}  b{{/* c */}}{{- /* d */ -}} e {{ range $k, $v := $labels }}{{ $k }}{{ end }}"#,
+        r#"a1be __name__instancejob"#,
+    ),
+    (
+        r#"{{ $labels.job | printf "%s-%s" "x" }}|{{ range $i, $s := query "m" }}{{ $i }}{{ $s.Value }}{{ end }}|{{ "abc" | len }}"#,
+        r#"x-node|01e+06|3"#,
+    ),
+    (
+        r#"{{ (index (query "m") 0).Labels.job }} {{ define "T" }}[{{ . }}]{{ end }}{{ template "T" $value }} {{ block "B" 2 }}<{{ . }}>{{ end }}"#,
+        r#"node [1e+06] <2>"#,
+    ),
+    (
+        r#"{{ printf "%s" .Labels }}|{{ printf "%v" $externalLabels }}|{{ .ExternalURL }}|{{ if . }}t{{ end }}"#,
+        r#"map[__name__:m instance:host.example.com:9100 job:node]|map[]||t"#,
+    ),
+    (
+        r#"{{ .Labels.job.x }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <.Labels.job.x>: can't evaluate field x in type string>"#,
+    ),
+    (
+        r#"{{ index $labels 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index $labels 1>: error calling index: value has type int; should be string>"#,
+    ),
+    (
+        r#"{{ $x := 1 }}{{ $x.y }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:130: executing "__alert_A" at <$x.y>: can't evaluate field y in type int>"#,
+    ),
+    (
+        r#"{{ printf 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <1>: expected string; found 1>"#,
+    ),
+    (
+        r#"{{ humanize true }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <humanize true>: error calling humanize: can't convert bool to float>"#,
+    ),
+    (
+        r#"{{ label "a" "b" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:125: executing "__alert_A" at <"b">: can't handle "b" for arg of type *template.sample>"#,
+    ),
+    (
+        r#"{{ first 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <1>: can't handle 1 for arg of type template.queryResult>"#,
+    ),
+    (
+        r#"{{ index (query "m") 5 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index (query "m") 5>: error calling index: index out of range: 5>"#,
+    ),
+    (
+        r#"{{ range 1 }}{{ end }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <1>: range can't iterate over 1>"#,
+    ),
+    (
+        r#"{{ "x" | humanize }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <humanize>: error calling humanize: strconv.ParseFloat: parsing "x": invalid syntax>"#,
+    ),
+    (
+        r#"{{ lt 1 "a" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <lt 1 "a">: error calling lt: incompatible types for comparison>"#,
+    ),
+    (
+        r#"{{ eq .Labels .Labels }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <eq .Labels .Labels>: error calling eq: non-comparable type map[__name__:m instance:host.example.com:9100 job:node]: map[string]string>"#,
+    ),
+    (
+        r#"{{ slice "abc" 2 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <slice "abc" 2 1>: error calling slice: invalid slice index: 2 > 1>"#,
+    ),
+    (
+        r#"{{ $labels.job 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <$labels.job>: job is not a method but has arguments>"#,
+    ),
+    (
+        r#"{{ 1 | printf "%d" }}{{ nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:136: executing "__alert_A" at <nil>: nil is not a command>"#,
+    ),
+];
+
+#[test]
+fn expansion_and_errors_match_promtool() {
+    let labels = Labels::from_pairs(&[
+        ("__name__", "m"),
+        ("instance", "host.example.com:9100"),
+        ("job", "node"),
+    ]);
+    let q = [QuerySample {
+        labels: labels.clone(),
+        value: 1e6,
+    }];
+    let ext = Labels::default();
+    let d = TemplateData {
+        labels: &labels,
+        external_labels: &ext,
+        external_url: "",
+        value: 1e6,
+    };
+    let mut bad = Vec::new();
+    for (text, want) in PROMTOOL_CASES {
+        // Prometheus' alerting rule puts a failed expansion in the annotation like this.
+        let got = match Template::parse("__alert_A", text)
+            .unwrap()
+            .expand(&d, &Fixed(q.to_vec()))
+        {
+            Ok(s) => s,
+            Err(e) => format!("<error expanding template: {e}>"),
+        };
+        if got != *want {
+            bad.push(format!("{text}\n  got:  {got}\n  want: {want}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    // Known differences: the regex crate words its errors differently from Go's regexp, and
+    // Go names the last node evaluated inside a chain (`<1>`) where we name the chain.
+    let e = Template::parse("__alert_A", r#"{{ reReplaceAll "(" "" "" }}"#)
+        .unwrap()
+        .expand(&d, &Fixed(vec![]))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("error calling reReplaceAll: regexp: Compile(`(`): error parsing regexp: "),
+        "{e}"
+    );
+    let e = Template::parse("__alert_A", "{{ (toTime 1).Foo }}")
+        .unwrap()
+        .expand(&d, &Fixed(vec![]))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with(": can't evaluate field Foo in type *time.Time"),
+        "{e}"
+    );
+}
+
+/// A second batch from `promtool test rules` (2.42): trim markers across lines, range over
+/// labels, multi-line error positions, nested defines, printf corner cases, case mapping.
+const PROMTOOL_CASES_2: &[(&str, &str)] = &[
+    ("line1\n  {{- if true }}\n  yes\n  {{- else }}\n  no\n  {{- end }}\nend", "line1\n  yes\nend"),
+    ("{{ range $k, $v := .Labels -}}\n{{ $k }}={{ $v }}\n{{ end -}}", "__name__=m\ninstance=host.example.com:9100\njob=node\n"),
+    ("a\nb {{ humanize \"x\" }}", "<error expanding template: error executing template __alert_A: template: __alert_A:2:5: executing \"__alert_A\" at <humanize \"x\">: error calling humanize: strconv.ParseFloat: parsing \"x\": invalid syntax>"),
+    ("{{ define \"x\" }}{{ .Labels.job }}/{{ $.Value }}{{ end }}{{ template \"x\" . }}|{{ with .Labels }}{{ .job }}{{ else }}none{{ end }}", "node/1e+06|node"),
+    ("{{ $v := 0 }}{{ range $i, $s := query \"m\" }}{{ $v = $s.Value }}{{ end }}{{ $v }}|{{ range $e := query \"none{}\" }}x{{ else }}empty{{ end }}", "1e+06|empty"),
+    ("{{ if and (eq .Labels.job \"node\") (ge .Value 1e6) }}big{{ end }}|{{ if or (ne .Labels.job \"node\") (lt .Value 0.0) }}x{{ else }}y{{ end }}", "big|y"),
+    ("{{ printf \"%.2f%%\" (humanizePercentage 0.5 | len | printf \"%d\" | len | printf \"%d.5\" | printf \"%s\") }}", "%!f(string=1.)%"),
+    ("{{ .Value | printf \"%.1f\" }} {{ $value | humanize }} {{ 1234.5 | humanize1024 }} {{ printf \"%T\" 1 }}", "1000000.0 1M 1.206ki int"),
+    ("{{ \"a,b,c\" | reReplaceAll \",\" \";\" }}|{{ reReplaceAll \"(?P<x>a)\" \"${x}!\" \"aa\" }}|{{ reReplaceAll \"a\" \"$$\" \"aa\" }}|{{ match \"^[a-z]+$\" \"abc\" }}", "a;b;c|a!a!|$$|true"),
+    ("{{ index .Labels }}", "map[__name__:m instance:host.example.com:9100 job:node]"),
+    ("{{ printf \"%v|%5v|%-5v|%05d|%x|%o\" nil 1.5 true -42 \"é\" -8 }}", "<nil>|  1.5|true |-0042|c3a9|-10"),
+    ("{{ len (args 1 2 3) }} {{ index (args \"a\" \"b\") \"arg1\" }} {{ (args).arg0 }}", "3 b <no value>"),
+    ("{{ with $x := query \"m\" | first }}{{ $x.Value }} {{ .Labels.job }}{{ end }}", "1e+06 node"),
+    ("{{ printf \"%s\" (query \"m\") }}", "[%!s(*template.sample=&{map[__name__:m instance:host.example.com:9100 job:node] 1e+06})]"),
+    ("{{ toUpper \"straße\" }} {{ toLower \"ÀB\" }} {{ title \"o'neil ñandú\" }}", "STRAßE àb O'Neil Ñandú"),
+    ("{{ humanize 999.9999 }} {{ humanize 1000 }} {{ humanize 0.001 }} {{ humanize -0.0000001 }} {{ humanize1024 1023.99 }} {{ humanize1024 1024 }} {{ humanizeDuration 86399.9 }} {{ humanizeDuration 0.000001 }}", "1000 1k 1m -100n 1024 1ki 23h 59m 59s 1us"),
+    ("{{ printf \"%6.3v|%.0e|%#g|%+.3g|%x\" 3.14159 12345.0 1.0 -0.000012345 1.5 }}", "  3.14|1e+04|1.00000|-1.23e-05|0x1.8p+00"),
+    ("{{ 'a' }} {{ '\\n' }} {{ \"\\u00e9\\x41\\101\" }} {{ `a\"b` }}", "97 10 éAA a\"b"),
+    ("{{ $x := 1 }}{{ $x := 2 }}{{ $x }}", "2"),
+];
+
+#[test]
+fn expansion_matches_promtool_batch_2() {
+    let labels = Labels::from_pairs(&[
+        ("__name__", "m"),
+        ("instance", "host.example.com:9100"),
+        ("job", "node"),
+    ]);
+    let q = [QuerySample {
+        labels: labels.clone(),
+        value: 1e6,
+    }];
+    let ext = Labels::default();
+    let d = TemplateData {
+        labels: &labels,
+        external_labels: &ext,
+        external_url: "",
+        value: 1e6,
+    };
+    // `query "none{}"` answers nothing, every other query the series.
+    struct ByExpr(Vec<QuerySample>);
+    impl QueryFn for ByExpr {
+        fn query(&self, expr: &str) -> Result<Vec<QuerySample>, String> {
+            Ok(if expr == "none{}" {
+                Vec::new()
+            } else {
+                self.0.clone()
+            })
+        }
+    }
+    let mut bad = Vec::new();
+    for (text, want) in PROMTOOL_CASES_2 {
+        let got = match Template::parse("__alert_A", text)
+            .unwrap()
+            .expand(&d, &ByExpr(q.to_vec()))
+        {
+            Ok(s) => s,
+            Err(e) => format!("<error expanding template: {e}>"),
+        };
+        if got != *want {
+            bad.push(format!("{text}\n  got:  {got}\n  want: {want}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    // promtool check rules: `08` is refused when parsed.
+    let e = Template::parse("__alert_A", "{{ 08 }}")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "template: __alert_A:1: integer overflow: \"08\"");
+}

@@ -101,13 +101,6 @@ impl<'a> Value<'a> {
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
     /// Field or map-key access (`.Labels`, `.Value`, `$labels.job`). `Ok(None)` never happens
     /// for maps: a missing key gives the map's zero value.
     pub fn field(&self, name: &str) -> Result<Value<'a>, String> {
@@ -128,6 +121,12 @@ impl<'a> Value<'a> {
                     "can't evaluate field {name} in type *template.sample"
                 )),
             },
+            Value::Time(ms) => super::funcs::time_method(*ms, name, &[]).map_err(|e| match e {
+                super::funcs::FuncErr::Arity(m) | super::funcs::FuncErr::Call(m) => m,
+                super::funcs::FuncErr::Type { expected, got, .. } => {
+                    format!("wrong type for value; expected {expected}; got {got}")
+                }
+            }),
             Value::Nil => Err(format!("nil pointer evaluating interface {{}}.{name}")),
             other => Err(format!(
                 "can't evaluate field {name} in type {}",
