@@ -30,6 +30,7 @@ const CASES: &[(&str, bool, Compare)] = &[
     ("pass_motivating.yml", true, Compare::Exact),
     ("pass_expr.yml", true, Compare::Exact),
     ("pass_group_order.yml", true, Compare::Exact),
+    ("pass_keep_firing.yml", true, Compare::Exact),
     ("fail_value.yml", false, Compare::Exact),
     ("fail_missing_alert.yml", false, Compare::Exact),
     ("fail_annotation.yml", false, Compare::Exact),
@@ -43,6 +44,7 @@ const CASES: &[(&str, bool, Compare)] = &[
     ("fail_repeated_group.yml", false, Compare::Exact),
     ("fail_query_error.yml", false, Compare::Exact),
     ("fail_rule_eval.yml", false, Compare::Exact),
+    ("fail_limit.yml", false, Compare::Exact),
     (
         "fail_rule_file.yml",
         false,
