@@ -23,15 +23,27 @@
 //!   annotations; pending alerts do not count) against `exp_alerts` with `alertname` added.
 //! - Expression tests are instant queries at `eval_time`, compared after sorting by labels, values
 //!   exactly (a NaN never equals, as Go's `reflect.DeepEqual`).
-//! - Queries use promtool's engine settings (subqueries without a step at `evaluation_interval`,
-//!   100 s timeout) except its limit of 10,000 samples, which this engine counts differently
-//!   (see [`QUERY_TIMEOUT`]'s neighbour `query_options`).
+//! - Queries (of expression tests and of rules) use promtool's engine settings: subqueries without
+//!   a step at `evaluation_interval`, a 100 s timeout. Not its limit of 10,000 samples: Prometheus
+//!   2.42 counts a range function's samples one series at a time, this engine all series at once,
+//!   so that limit would refuse tests promtool runs; the engine's default limit applies.
+//! - Rule groups are the rule layer's [`crate::rules::Group`], evaluated synchronously (module
+//!   `eval`).
 //!
 //! The texts of failures ([`Failure`]'s `Display`) and the report ([`run_files`]) are promtool's,
-//! byte for byte where the evaluation agrees. Known differences: messages of YAML errors other than
-//! unknown keys and wrong scalar types, and of rule-file and PromQL errors, are this crate's; the
-//! PromQL engine has Prometheus 3's left-open range windows, so a test whose result depends on a
-//! sample exactly at the start of a window can differ from Prometheus 2.42.
+//! byte for byte where the evaluation agrees (`tests/rules_unittest.rs` compares them). Known
+//! differences:
+//! - The PromQL engine has Prometheus 3's left-open range and lookback windows, so a result that
+//!   depends on a sample exactly at the start of a window differs from Prometheus 2.42's (closed
+//!   windows): `count_over_time(x[5m])` over `interval: 1m` input counts 5 samples here, 6 there.
+//! - Messages of YAML errors other than unknown keys and wrong scalar types, and of rule files that
+//!   do not load, are this crate's (same verdict).
+//! - Empty values: label sets here hold no empty values, so an `exp_labels` or `exp_annotations`
+//!   entry with an empty value matches its absence (promtool would see a difference), and a
+//!   firing alert's annotation that expanded to "" is not printed.
+//! - An input series with a label name twice is a parse error here; Prometheus reads it and its
+//!   storage refuses each append (both fail). A repetition expanding past
+//!   [`series_notation::MAX_VALUES`] values is refused here; promtool runs out of memory.
 
 mod eval;
 
