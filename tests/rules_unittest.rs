@@ -259,6 +259,21 @@ fn series_notation_agrees_with_promtool() {
         r#"m{a='x', b=`y`, c="\u00e9\"q\""}"#,
         r#"ns:rule:m"#,
         r#"m{a="b" c="d"}"#,
+        r#"m{a "b"}"#,
+        r#"m{"bbbbbbbbbbbbbbbb"}"#,
+        r#"m{a="b" 'c'}"#,
+        r#"m{a="bbbbbbbbbbbbbbbbbb" c}"#,
+        r#"m{a="\q"}"#,
+        r#"m{a="b}"#,
+        r#"m{a!"b"}"#,
+        r#"m{a="b"}{"#,
+        r#"m{a="\x4g"}"#,
+        r#"m{a="\777"}"#,
+        r#"m{a="\ud800"}"#,
+        r#"m{a="\x41\101\u00e9\U0001F600"}"#,
+        r#"m{a="\x4"}"#,
+        r#"m{a="\"}"#,
+        "m{a=\"\u{1}\"}",
     ];
     let q = |s: &str| serde_json::to_string(s).unwrap();
     let mut yml = String::from("tests:\n");

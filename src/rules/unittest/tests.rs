@@ -453,6 +453,9 @@ fn rule_file_paths_are_joined_and_cleaned_as_go_does() {
 }
 
 proptest::proptest! {
+    // A few thousand inputs per property: these are the fuzz targets' bodies, run on stable.
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
     #[test]
     fn decoding_never_panics(s in "\\PC{0,200}") {
         fuzz_parse(s.as_bytes());
