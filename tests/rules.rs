@@ -360,6 +360,23 @@ fn rules_api_is_shaped_as_prometheus() {
         assert_eq!(os, ps, "{path}: shape differs\nours: {o}\nprometheus: {p}");
         assert_eq!(stable(&o), stable(&p), "{path}: values differ");
     }
+    // The series rules write carry the same labels.
+    for q in ["ALERTS", "ALERTS_FOR_STATE", "demo:value:double"] {
+        let metrics = |port: u16| -> BTreeSet<String> {
+            api_get(
+                port,
+                &format!("/api/v1/query?query={}", common::url_encode(q)),
+            )["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["metric"].to_string())
+                .collect()
+        };
+        let (p, o) = (metrics(prom.port), metrics(ours.port));
+        assert!(!p.is_empty(), "{q}: Prometheus has none");
+        assert_eq!(o, p, "{q}");
+    }
     // The group's file is the path as configured.
     let g = api_get(ours.port, "/api/v1/rules");
     assert_eq!(g["groups"][0]["file"], rules.display().to_string());
@@ -383,6 +400,10 @@ fn check_rules_agrees_with_promtool() {
         (
             "bad.yml",
             "groups:\n- name: g\n  rules:\n  - record: a-b\n    expr: up(\n  - alert: X\n".into(),
+        ),
+        (
+            "badtmpl.yml",
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations:\n      summary: '{{ nosuchfunction }}'\n".into(),
         ),
         (
             "dup.yml",
@@ -411,6 +432,7 @@ fn check_rules_agrees_with_promtool() {
         &["good.yml", "bad.yml"],
         &["dup.yml"],
         &["good.yml", "dup.yml", "bad.yml"],
+        &["badtmpl.yml"],
     ] {
         let (pc, pout, perr) = run(common::PROMTOOL, args);
         let (oc, oout, oerr) = run(ours_bin, args);

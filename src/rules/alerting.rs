@@ -304,7 +304,9 @@ impl AlertingRule {
             l.extend(self.label_templates.iter().map(|t| t.expand(&data, &tq)));
             l.push(Label::new(ALERT_NAME_LABEL, self.name.clone()));
             let labels = Labels::new(l);
-            let annotations = Labels::new(
+            // Sorted and unique as the rule's annotations are; an annotation that expands to
+            // nothing stays, with an empty value, as in Prometheus (unlike a label).
+            let annotations = Labels::from_sorted_unchecked(
                 self.annotation_templates
                     .iter()
                     .map(|t| t.expand(&data, &tq))

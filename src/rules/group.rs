@@ -9,6 +9,8 @@
 //! [`Group::copy_state`]). Alerting rules return the alerts due for delivery.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::alerting::{AlertingRule, EvalContext};
@@ -165,6 +167,8 @@ pub struct Group {
     /// Series of rules removed by a reload, stale-marked at the next evaluation.
     stale_series: Vec<Labels>,
     opts: RuleOptions,
+    /// Set by the scheduler to stop an evaluation between rules (a reload replacing the group).
+    halt: Option<Arc<AtomicBool>>,
     evaluation_seconds: f64,
     last_evaluation_ms: Option<i64>,
     should_restore: bool,
@@ -197,7 +201,13 @@ impl Group {
                     r.for_duration.0,
                     r.keep_firing_for.0,
                     labels,
-                    to_labels(&r.annotations),
+                    // Annotations keep empty values (Prometheus shows them); a BTreeMap is sorted.
+                    Labels::from_sorted_unchecked(
+                        r.annotations
+                            .iter()
+                            .map(|(k, v)| Label::new(k.clone(), v.clone()))
+                            .collect(),
+                    ),
                     false,
                 )),
             });
@@ -217,6 +227,7 @@ impl Group {
             rules,
             stale_series: Vec::new(),
             opts: opts.clone(),
+            halt: None,
             evaluation_seconds: 0.0,
             last_evaluation_ms: None,
             should_restore: true,
@@ -267,6 +278,12 @@ impl Group {
     pub fn set_last_evaluation(&mut self, start_ms: i64, seconds: f64) {
         self.last_evaluation_ms = Some(start_ms);
         self.evaluation_seconds = seconds;
+    }
+
+    /// A flag that, once set, stops [`Group::eval`] before its next rule (Prometheus' `done`
+    /// channel, checked between rules).
+    pub fn set_halt_flag(&mut self, halt: Arc<AtomicBool>) {
+        self.halt = Some(halt);
     }
 
     /// Whether the `for` state still has to be restored from `ALERTS_FOR_STATE`.
@@ -363,7 +380,12 @@ impl Group {
     pub fn eval(&mut self, db: &Db, ts: i64) -> EvalResult {
         let mut res = EvalResult::default();
         for i in 0..self.rules.len() {
-            if self.cancelled() {
+            if self.cancelled()
+                || self
+                    .halt
+                    .as_ref()
+                    .is_some_and(|h| h.load(Ordering::Relaxed))
+            {
                 return res;
             }
             let started = Instant::now();
@@ -422,7 +444,7 @@ impl Group {
             .query
             .cancel
             .as_ref()
-            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
     /// Appends rule `i`'s samples and stale markers for its vanished series, commits. False when

@@ -215,7 +215,9 @@ struct Running {
     group: Arc<Mutex<Group>>,
     status: Arc<RwLock<GroupStatus>>,
     stop: watch::Sender<bool>,
-    /// Stops the group between rules and cancels its running query (shutdown).
+    /// Stops the group's evaluation between rules.
+    halt: Arc<AtomicBool>,
+    /// Also cancels its running query (shutdown).
     cancel: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
@@ -224,6 +226,7 @@ impl Running {
     /// Stops the task after its current rule; returns the group with its state.
     async fn stop(self, cancel_query: bool) -> Arc<Mutex<Group>> {
         let _ = self.stop.send(true);
+        self.halt.store(true, Ordering::Relaxed);
         if cancel_query {
             self.cancel.store(true, Ordering::Relaxed);
         }
@@ -391,7 +394,9 @@ impl Manager {
         Ok(())
     }
 
-    fn start(&self, g: Group, cancel: Arc<AtomicBool>) -> Running {
+    fn start(&self, mut g: Group, cancel: Arc<AtomicBool>) -> Running {
+        let halt = Arc::new(AtomicBool::new(false));
+        g.set_halt_flag(halt.clone());
         let status = Arc::new(RwLock::new(GroupStatus::of(&g)));
         let group = Arc::new(Mutex::new(g));
         let (stop, stop_rx) = watch::channel(false);
@@ -405,6 +410,7 @@ impl Manager {
             group,
             status,
             stop,
+            halt,
             cancel,
             task,
         }
