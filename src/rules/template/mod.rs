@@ -125,6 +125,9 @@ impl RegexCache {
 }
 
 /// A parsed template: parsed once when the rule is loaded, expanded at every evaluation.
+/// Expansion allocates the output, a small variable stack and what functions return; label
+/// values and string literals are borrowed (debug build, loaded machine: ~12 µs to expand a
+/// four-action annotation, ~100 µs to parse it).
 #[derive(Clone)]
 pub struct Template {
     name: Arc<str>,
