@@ -38,9 +38,9 @@
 //!   windows): `count_over_time(x[5m])` over `interval: 1m` input counts 5 samples here, 6 there.
 //! - Messages of YAML errors other than unknown keys and wrong scalar types, and of rule files that
 //!   do not load, are this crate's (same verdict).
-//! - Empty values: label sets here hold no empty values, so an `exp_labels` or `exp_annotations`
-//!   entry with an empty value matches its absence (promtool would see a difference), and a
-//!   firing alert's annotation that expanded to "" is not printed.
+//! - Empty label values: label sets here hold none, so an `exp_labels` entry with an empty value
+//!   matches its absence (promtool would see a difference). Annotations keep empty values, as in
+//!   Prometheus.
 //! - An input series with a label name twice is a parse error here; Prometheus reads it and its
 //!   storage refuses each append (both fail). A repetition expanding past
 //!   [`series_notation::MAX_VALUES`] values is refused here; promtool runs out of memory.
@@ -211,8 +211,7 @@ pub enum Failure {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AlertView {
     pub labels: Labels,
-    /// (name, value); kept as pairs because an annotation may expand to an empty value, which a
-    /// [`Labels`] would drop.
+    /// (name, value), sorted by name; an annotation may have an empty value.
     pub annotations: Vec<(String, String)>,
 }
 
@@ -576,7 +575,7 @@ fn run_group(
                     .collect();
                 got.sort();
                 exp.sort();
-                if !same_alerts(&exp, &got) {
+                if got != exp {
                     failures.push(Failure::Alert {
                         group: tg.name.clone(),
                         alertname: case.alertname.clone(),
@@ -614,26 +613,6 @@ fn load_rule_files(files: &[PathBuf]) -> Result<Vec<RuleFile>, Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// Whether the expected and the firing alerts agree (both sorted). Annotations with an empty
-/// value are left out of the comparison: rule evaluation keeps alert annotations in a
-/// [`Labels`], which has no empty values, where Prometheus keeps an annotation that expanded to "".
-fn same_alerts(exp: &[AlertView], got: &[AlertView]) -> bool {
-    let non_empty = |a: &AlertView| -> (Labels, Vec<(String, String)>) {
-        let ann = a
-            .annotations
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .cloned()
-            .collect();
-        (a.labels.clone(), ann)
-    };
-    exp.len() == got.len()
-        && exp
-            .iter()
-            .zip(got)
-            .all(|(e, g)| non_empty(e) == non_empty(g))
 }
 
 /// The expected alert with `alertname` added (as promtool adds it).
