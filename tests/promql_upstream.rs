@@ -11,10 +11,10 @@
 //! `expect no_warn`/`no_info` forbid them. Evals without such lines do not check annotations, and
 //! neither does the range-mode re-run of an instant eval.
 
-use promql_parser::parser::{self, Expr};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use tsdb::labels::{Label, Labels};
+use tsdb::labels::Labels;
+use tsdb::promql::series_notation::{parse_number, parse_series_desc, SequenceValue as SeqVal};
 use tsdb::promql::{Annotations, QueryOptions, Value};
 use tsdb::{Db, FsyncPolicy, Options};
 
@@ -109,133 +109,9 @@ fn upstream_dir() -> PathBuf {
 
 // ------------------------------------------------------------------ value sequences
 
-#[derive(Clone, Copy, Debug)]
-enum SeqVal {
-    Omitted,
-    Value(f64),
-}
-
-fn parse_number(s: &str) -> Option<f64> {
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let v = match body.to_ascii_lowercase().as_str() {
-        "inf" | "infinity" => f64::INFINITY,
-        "nan" => f64::NAN,
-        "stale" => f64::from_bits(tsdb::chunk::STALE_NAN_BITS),
-        b => b.parse::<f64>().ok()?,
-    };
-    Some(if neg { -v } else { v })
-}
-
-/// Expands one item of a value sequence (`7`, `a+bxN`, `a-bxN`, `axN`, `_`, `_xN`, `stale`).
-fn parse_item(item: &str, out: &mut Vec<SeqVal>) -> Result<(), String> {
-    let bad = || format!("bad value sequence item {item:?}");
-    let lower = item.to_ascii_lowercase();
-    // In series descriptions `x` always means "times" (`0x5` is six zeros, not hex).
-    let split = lower.rfind('x').filter(|&i| {
-        i > 0 && i + 1 < lower.len() && lower[i + 1..].bytes().all(|c| c.is_ascii_digit())
-    });
-    let Some(xi) = split else {
-        if item == "_" {
-            out.push(SeqVal::Omitted);
-            return Ok(());
-        }
-        out.push(SeqVal::Value(parse_number(item).ok_or_else(bad)?));
-        return Ok(());
-    };
-    let times: u64 = lower[xi + 1..].parse().map_err(|_| bad())?;
-    let head = &item[..xi];
-    if head == "_" {
-        for _ in 0..times {
-            out.push(SeqVal::Omitted);
-        }
-        return Ok(());
-    }
-    // head = a, a+b or a-b (a may be signed; exponents contain signs too).
-    let hb = head.as_bytes();
-    let mut sp = None;
-    for i in 1..hb.len() {
-        if (hb[i] == b'+' || hb[i] == b'-') && !matches!(hb[i - 1], b'e' | b'E') {
-            sp = Some(i);
-            break;
-        }
-    }
-    let (a, b) = match sp {
-        Some(i) => (
-            parse_number(&head[..i]).ok_or_else(bad)?,
-            parse_number(&head[i..]).ok_or_else(bad)?,
-        ),
-        None => (parse_number(head).ok_or_else(bad)?, 0.0),
-    };
-    let mut v = a;
-    for _ in 0..=times {
-        out.push(SeqVal::Value(v));
-        v += b;
-    }
-    Ok(())
-}
-
-fn parse_sequence(s: &str) -> Result<Vec<SeqVal>, String> {
-    let mut out = Vec::new();
-    for item in s.split_whitespace() {
-        parse_item(item, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// Splits `metric{labels} rest` into the metric and the rest.
-fn split_series(line: &str) -> (&str, &str) {
-    let b = line.as_bytes();
-    let mut i = 0;
-    let mut in_str = false;
-    let mut depth = 0;
-    while i < b.len() {
-        let c = b[i];
-        if in_str {
-            if c == b'\\' {
-                i += 1;
-            } else if c == b'"' {
-                in_str = false;
-            }
-        } else if c == b'"' {
-            in_str = true;
-        } else if c == b'{' {
-            depth += 1;
-        } else if c == b'}' {
-            depth -= 1;
-            if depth == 0 {
-                return (&line[..=i], line[i + 1..].trim());
-            }
-        } else if depth == 0 && c.is_ascii_whitespace() {
-            return (&line[..i], line[i..].trim());
-        }
-        i += 1;
-    }
-    (line, "")
-}
-
-fn parse_metric(s: &str) -> Result<Labels, String> {
-    let s = s.trim();
-    if s == "{}" {
-        return Ok(Labels::default());
-    }
-    match parser::parse(s) {
-        Ok(Expr::VectorSelector(vs)) => {
-            let mut v = Vec::new();
-            if let Some(n) = vs.name {
-                v.push(Label::new("__name__", n));
-            }
-            for m in vs.matchers.matchers {
-                v.push(Label::new(m.name, m.value));
-            }
-            Ok(Labels::new(v))
-        }
-        Ok(other) => Err(format!("not a series: {other:?}")),
-        Err(e) => Err(format!("bad series {s:?}: {e}")),
-    }
-}
+// Series rows (`metric{labels} 1+2x3 _ stale`) are read by the library's reader of Prometheus'
+// series notation (`tsdb::promql::series_notation`); a bare expected value by its `parse_number`
+// (Go's `parseNumber`).
 
 fn parse_time(s: &str) -> Result<i64, String> {
     let s = s.trim();
@@ -501,11 +377,10 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
                 if row.contains("{{") || row.starts_with("@st") {
                     continue;
                 }
-                let (m, vals) = split_series(row);
                 // Rows in notations of experimental features (start timestamps) are left out;
                 // the evals that read them are skipped by classification.
-                if let (Ok(labels), Ok(seq)) = (parse_metric(m), parse_sequence(vals)) {
-                    series.push((labels, seq));
+                if let Ok(d) = parse_series_desc(row) {
+                    series.push((d.labels, d.values));
                 }
             }
             cmds.push(Cmd::Load(step, series));
@@ -602,16 +477,14 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Cmd>, String> {
                         c.annos.info.push(parse_anno_match(r)?);
                     }
                 } else {
-                    let (m, vals) = split_series(row);
-                    if vals.is_empty() {
-                        // A bare number: a scalar result.
-                        if let Some(v) = parse_number(m) {
-                            c.scalar = Some(v);
-                            continue;
-                        }
+                    // A bare number: a scalar result (Prometheus' runner tries this first too).
+                    if let Some(v) = parse_number(row) {
+                        c.scalar = Some(v);
+                        continue;
                     }
-                    let labels = parse_metric(m)?;
-                    c.series.push((labels, parse_sequence(vals)?));
+                    let d = parse_series_desc(row)
+                        .map_err(|e| format!("{file}:{}: {row:?}: {e}", start + 1))?;
+                    c.series.push((d.labels, d.values));
                 }
             }
             cmds.push(Cmd::Eval(Box::new(c)));
@@ -1071,22 +944,5 @@ fn upstream_promql_tests() {
         failures.is_empty(),
         "{} evals failed outside the allow-list",
         failures.len()
-    );
-}
-
-#[test]
-fn value_sequences_expand_like_prometheus() {
-    let v = parse_sequence("1+1x2 _ -2-1x1 _x2 stale 0x1 Inf").unwrap();
-    let got: Vec<String> = v
-        .iter()
-        .map(|x| match x {
-            SeqVal::Omitted => "_".into(),
-            SeqVal::Value(f) if f.to_bits() == tsdb::chunk::STALE_NAN_BITS => "stale".into(),
-            SeqVal::Value(f) => f.to_string(),
-        })
-        .collect();
-    assert_eq!(
-        got,
-        ["1", "2", "3", "_", "-2", "-3", "_", "_", "stale", "0", "0", "inf"]
     );
 }

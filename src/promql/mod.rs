@@ -26,6 +26,7 @@ mod functions;
 
 pub(crate) use functions::civil_from_days;
 mod parse_error;
+pub mod series_notation;
 
 use crate::db::Db;
 use crate::labels::Labels;

@@ -13,6 +13,7 @@ pub mod manager;
 pub mod recording;
 pub mod status;
 pub mod template;
+pub mod unittest;
 
 pub use alerting::{ActiveAlert, AlertState, AlertingRule};
 pub use group::{EvalResult, Group, Rule, RuleError, RuleOptions};

@@ -26,6 +26,8 @@ mod check;
 mod plot;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod test;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -199,6 +201,9 @@ enum Cmd {
     /// Validate files without starting anything (`check config prometheus.yml`, as promtool).
     #[cfg(feature = "server")]
     Check(check::CheckArgs),
+    /// Run tests (`test rules TEST.yml...`: rule unit tests, as promtool).
+    #[cfg(feature = "server")]
+    Test(test::TestArgs),
     /// Open the database (replaying its WAL) and report what is in it, how long the replay took and
     /// the memory it used.
     Stats {
@@ -315,6 +320,8 @@ fn main() -> ExitCode {
         Cmd::Unarchive(a) => archive::unarchive(a),
         #[cfg(feature = "server")]
         Cmd::Check(a) => check::check(a),
+        #[cfg(feature = "server")]
+        Cmd::Test(a) => test::test(a),
         Cmd::Delete {
             db,
             matches,
