@@ -16,6 +16,7 @@ pub mod compact;
 pub mod config;
 pub mod db;
 pub mod exposition;
+pub mod gostr;
 pub mod head;
 pub mod index;
 pub mod ingest;

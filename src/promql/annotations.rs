@@ -301,11 +301,7 @@ fn rfc3339_seconds(ms: i64) -> String {
     )
 }
 
-/// Go's `%q` of a string: Rust's debug quoting agrees for the printable text of label values;
-/// control characters are escaped either way.
-fn go_quote(s: &str) -> String {
-    format!("{s:?}")
-}
+use crate::gostr::quote as go_quote;
 
 /// Go's `%g` (`prec` None: shortest representation) or `%.Ng` of a float.
 pub(crate) fn go_g(v: f64, prec: Option<usize>) -> String {

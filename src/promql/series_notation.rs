@@ -24,8 +24,6 @@
 //! Prometheus' PromQL test scripts (`tests/promql_upstream.rs`) and `tsdbctl test rules`.
 //! Native-histogram values (`{{...}}`, Prometheus 2.40+ behind a feature flag) are not supported.
 
-use std::fmt;
-
 use crate::chunk::STALE_NAN_BITS;
 use crate::labels::{Label, Labels, METRIC_NAME};
 
@@ -1035,56 +1033,11 @@ fn go_parse_float(s: &str) -> Result<f64, bool> {
 
 // ------------------------------------------------------------------ Go quoting
 
-/// Go's `%q` of a string (`strconv.Quote`), for the messages Prometheus words.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        push_go_escaped(&mut out, c, '"');
-    }
-    out.push('"');
-    out
-}
+use crate::gostr::{quote as go_quote, quote_rune as go_quote_rune};
 
-/// Go's `%.10q`: the first ten characters, quoted, then `...` (Prometheus' `Item.String` for
-/// long tokens).
+/// Go's `%.10q` (Prometheus' `Item.String` for long tokens).
 fn go_quote_trunc(s: &str) -> String {
-    if s.chars().count() > 10 {
-        let head: String = s.chars().take(10).collect();
-        format!("{}...", go_quote(&head))
-    } else {
-        go_quote(s)
-    }
-}
-
-/// Go's `%q` of a rune.
-fn go_quote_rune(c: char) -> String {
-    let mut out = String::from("'");
-    push_go_escaped(&mut out, c, '\'');
-    out.push('\'');
-    out
-}
-
-fn push_go_escaped(out: &mut String, c: char, quote: char) {
-    use fmt::Write;
-    match c {
-        '\\' => out.push_str("\\\\"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\x07' => out.push_str("\\a"),
-        '\x08' => out.push_str("\\b"),
-        '\x0c' => out.push_str("\\f"),
-        '\x0b' => out.push_str("\\v"),
-        c if c == quote => {
-            out.push('\\');
-            out.push(c);
-        }
-        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        }
-        c => out.push(c),
-    }
+    crate::gostr::quote_trunc(s, 10)
 }
 
 #[cfg(test)]

@@ -55,8 +55,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::config::{Duration, RuleFile};
+use crate::gostr::quote as go_quote;
 use crate::labels::{Label, Labels};
-use crate::promql::series_notation::{self, go_quote, NotationError, SequenceValue};
+use crate::promql::series_notation::{self, NotationError, SequenceValue};
 use crate::promql::{QueryOptions, Value};
 use crate::{Db, FsyncPolicy, Options};
 

@@ -476,30 +476,7 @@ fn success_ser<T: Serialize>(data: &T) -> Response {
     }
 }
 
-/// Go's `strconv.Quote` for the strings Prometheus' messages quote.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::gostr::quote as go_quote;
 
 /// The request's parameters: a POSTed (or PUT) form's, then the URL's, as Go's `Request.Form`.
 #[derive(Clone, Debug, Default)]
