@@ -7,12 +7,13 @@
 
 mod common;
 
+use common::Serve;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -58,71 +59,10 @@ impl GaugeTarget {
     }
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn start(db: &Path, config: &Path, extra: &[&str]) -> Server {
-        let port = common::free_port();
-        let log = db.with_extension(format!("{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_tsdbctl"))
-            .args(["serve", "--db"])
-            .arg(db)
-            .arg("--config")
-            .arg(config)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--web.enable-lifecycle")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Server { child, port, log };
-        wait_for("tsdbctl ready", 30, || {
-            matches!(common::http(s.port, "GET", "/-/ready"), Ok((200, _)))
-        });
-        s
-    }
-
-    fn logs(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn get(&self, path: &str) -> Value {
-        api_get(self.port, path)
-    }
-
-    fn terminate(mut self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "exit {st}; log:\n{}", self.logs());
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("tsdbctl serve did not stop within 30 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// SIGTERM, and a clean exit.
+fn terminate(server: Serve) {
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit {status}; log:\n{log}");
 }
 
 fn api_get(port: u16, path: &str) -> Value {
@@ -194,11 +134,11 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     let db = dir.path().join("data");
     // A 1 s grace period so that the 2 s `for` is restored at restart.
     let flags = ["--rules.alert.for-grace-period", "1s"];
-    let server = Server::start(&db, &cfg, &flags);
+    let server = Serve::start(&db, &cfg, &flags);
 
     // The recording rule's series, with the rule's label.
     wait_for("the recorded series", 20, || {
-        let r = server.get("/api/v1/query?query=demo:value:double");
+        let r = server.json("/api/v1/query?query=demo:value:double");
         r["result"].as_array().is_some_and(|v| {
             v.len() == 1
                 && v[0]["value"][1] == "300"
@@ -208,14 +148,14 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     });
     // Pending, then firing after `for`.
     wait_for("the alert firing", 20, || {
-        !firing(&server.get("/api/v1/alerts")).is_empty()
+        !firing(&server.json("/api/v1/alerts")).is_empty()
     });
-    let alert = firing(&server.get("/api/v1/alerts")).remove(0);
+    let alert = firing(&server.json("/api/v1/alerts")).remove(0);
     assert_eq!(alert["labels"]["severity"], "low");
     assert_eq!(alert["annotations"]["summary"], "value 150 on a");
     assert_eq!(alert["value"], "1.5e+02");
     let active_at = alert["activeAt"].as_str().unwrap().to_string();
-    let alerts_series = server.get("/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D");
+    let alerts_series = server.json("/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D");
     assert_eq!(
         alerts_series["result"][0]["metric"]["alertname"], "DemoHigh",
         "{alerts_series}"
@@ -231,28 +171,28 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     let (status, body) = common::http(server.port, "POST", "/-/reload").unwrap();
     assert_eq!(status, 200, "{body}");
     wait_for("the changed annotation", 20, || {
-        firing(&server.get("/api/v1/alerts"))
+        firing(&server.json("/api/v1/alerts"))
             .first()
             .is_some_and(|a| a["annotations"]["summary"] == "now 150 on a")
     });
-    let after = firing(&server.get("/api/v1/alerts")).remove(0);
+    let after = firing(&server.json("/api/v1/alerts")).remove(0);
     assert_eq!(
         after["activeAt"],
         active_at.as_str(),
         "reload reset the alert"
     );
-    let groups = server.get("/api/v1/rules");
+    let groups = server.json("/api/v1/rules");
     assert_eq!(groups["groups"][0]["rules"].as_array().unwrap().len(), 3);
 
     // A restart restores activeAt (to the second, as ALERTS_FOR_STATE stores it) instead of
     // starting `for` again.
-    server.terminate();
+    terminate(server);
     thread::sleep(Duration::from_millis(1500));
-    let server = Server::start(&db, &cfg, &flags);
+    let server = Serve::start(&db, &cfg, &flags);
     wait_for("the alert firing again", 20, || {
-        !firing(&server.get("/api/v1/alerts")).is_empty()
+        !firing(&server.json("/api/v1/alerts")).is_empty()
     });
-    let restored = firing(&server.get("/api/v1/alerts")).remove(0);
+    let restored = firing(&server.json("/api/v1/alerts")).remove(0);
     assert_eq!(
         unix_seconds(restored["activeAt"].as_str().unwrap()),
         unix_seconds(&active_at),
@@ -263,7 +203,7 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     // The value drops: the alert resolves and leaves /api/v1/alerts.
     target.value.store(1f64.to_bits(), Ordering::SeqCst);
     wait_for("the alert resolved", 20, || {
-        server.get("/api/v1/alerts")["alerts"]
+        server.json("/api/v1/alerts")["alerts"]
             .as_array()
             .is_some_and(|a| a.is_empty())
     });
@@ -272,7 +212,7 @@ fn serve_records_fires_reloads_and_restores_alerts() {
         metrics.contains("prometheus_rule_evaluations_total{rule_group=\""),
         "{metrics}"
     );
-    server.terminate();
+    terminate(server);
 }
 
 /// The keys of a JSON value, recursively, with the JSON type of each leaf: the "shape".
@@ -341,7 +281,7 @@ fn rules_api_is_shaped_as_prometheus() {
     let prom = common::Prometheus::start(&prom_dir, &config(target.addr, &rules));
     let cfg = dir.path().join("prometheus.yml");
     fs::write(&cfg, config(target.addr, &rules)).unwrap();
-    let ours = Server::start(&dir.path().join("data"), &cfg, &[]);
+    let ours = Serve::start(&dir.path().join("data"), &cfg, &[]);
 
     let both_firing = |port: u16| !firing(&api_get(port, "/api/v1/alerts")).is_empty();
     wait_for("both alerts firing", 30, || {
@@ -383,7 +323,7 @@ fn rules_api_is_shaped_as_prometheus() {
     let (status, body) = common::http(ours.port, "GET", "/api/v1/rules?type=bogus").unwrap();
     let (pstatus, pbody) = common::http(prom.port, "GET", "/api/v1/rules?type=bogus").unwrap();
     assert_eq!((status, body.trim()), (pstatus, pbody.trim()));
-    ours.terminate();
+    terminate(ours);
     prom.stop();
 }
 

@@ -9,12 +9,12 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
 
+use common::Serve;
 use tsdb::api;
 use tsdb::promql::{QueryOptions, Value};
 use tsdb::{Db, Options};
@@ -61,115 +61,22 @@ impl CountingTarget {
     }
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn start(db: &Path, config: &Path) -> Server {
-        Server::start_with(db, config, &[])
-    }
-
-    fn start_with(db: &Path, config: &Path, extra: &[&str]) -> Server {
-        let port = common::free_port();
-        let log = db.with_extension("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tsdbctl"))
-            .args(["serve", "--db"])
-            .arg(db)
-            .arg("--config")
-            .arg(config)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--web.enable-lifecycle")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Server { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = s.request("GET", "/-/ready") {
-                return s;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("tsdbctl serve not ready after 30 s; log:\n{}", s.logs());
-    }
-
-    fn logs(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn request(&self, method: &str, path: &str) -> std::io::Result<(u32, String)> {
-        common::http(self.port, method, path)
-    }
-
-    /// The instant vector of `expr` now, as (labels JSON, value) pairs.
-    fn query(&self, expr: &str) -> Vec<(serde_json::Value, f64)> {
-        let (status, body) = self
-            .request(
-                "GET",
-                &format!("/api/v1/query?query={}", common::url_encode(expr)),
-            )
-            .unwrap();
-        assert_eq!(status, 200, "{expr}: {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["data"]["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let val = s["value"][1].as_str().unwrap().parse::<f64>().unwrap();
-                (s["metric"].clone(), val)
-            })
-            .collect()
-    }
-
-    fn wait_for(&self, what: &str, mut ok: impl FnMut(&Server) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if ok(self) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-        panic!("timed out waiting for {what}; log:\n{}", self.logs());
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    /// SIGTERM; the exit status once the process has gone.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.logs());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("tsdbctl serve did not stop within 30 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The instant vector of `expr` now, as (labels JSON, value) pairs.
+fn query(server: &Serve, expr: &str) -> Vec<(serde_json::Value, f64)> {
+    let (status, body) = server
+        .get(&format!("/api/v1/query?query={}", common::url_encode(expr)))
+        .unwrap();
+    assert_eq!(status, 200, "{expr}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let val = s["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+            (s["metric"].clone(), val)
+        })
+        .collect()
 }
 
 fn config(jobs: &[(&str, SocketAddr)]) -> String {
@@ -205,14 +112,14 @@ fn serve_scrapes_reloads_and_stops_without_losing_anything() {
     let a = CountingTarget::start("a");
     let b = CountingTarget::start("b");
     fs::write(&cfg, config(&[("a", a.addr)])).unwrap();
-    let server = Server::start(&db, &cfg);
+    let server = Serve::start(&db, &cfg, &[]);
 
     server.wait_for("three scrapes of a", |s| {
-        s.query("demo_total")
+        query(s, "demo_total")
             .first()
             .is_some_and(|(_, v)| *v >= 3.0)
     });
-    let up = server.query("up");
+    let up = query(&server, "up");
     assert_eq!(up.len(), 1, "{up:?}");
     assert_eq!(up[0].0["job"], "a");
     assert_eq!(up[0].0["instance"], a.addr.to_string());
@@ -222,7 +129,7 @@ fn serve_scrapes_reloads_and_stops_without_losing_anything() {
     fs::write(&cfg, config(&[("a", a.addr), ("b", b.addr)])).unwrap();
     server.signal("HUP");
     server.wait_for("b scraped after SIGHUP", |s| {
-        s.query("demo_total{k=\"b\"}")
+        query(s, "demo_total{k=\"b\"}")
             .first()
             .is_some_and(|(_, v)| *v >= 2.0)
     });
@@ -241,7 +148,7 @@ fn serve_scrapes_reloads_and_stops_without_losing_anything() {
         b.served.load(Ordering::SeqCst) >= before + 2
     });
 
-    let seen = server.query("demo_total{k=\"a\"}")[0].1;
+    let seen = query(&server, "demo_total{k=\"a\"}")[0].1;
     let (status, logs) = server.terminate();
     assert!(status.success(), "exit {status}; log:\n{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
@@ -293,7 +200,7 @@ fn serve_remote_writes_to_another_serve_and_saves_its_position() {
     let (cfg_a, cfg_b) = (dir.path().join("a.yml"), dir.path().join("b.yml"));
     let target = CountingTarget::start("rw");
     fs::write(&cfg_b, "global:\n  scrape_interval: 1s\n").unwrap();
-    let b = Server::start_with(&db_b, &cfg_b, &["--web.enable-remote-write-receiver"]);
+    let b = Serve::start(&db_b, &cfg_b, &["--web.enable-remote-write-receiver"]);
     fs::write(
         &cfg_a,
         format!(
@@ -306,9 +213,9 @@ fn serve_remote_writes_to_another_serve_and_saves_its_position() {
         ),
     )
     .unwrap();
-    let a = Server::start(&db_a, &cfg_a);
+    let a = Serve::start(&db_a, &cfg_a, &[]);
     b.wait_for("A's samples at B", |s| {
-        s.query("demo_total{replica=\"a\"}")
+        query(s, "demo_total{replica=\"a\"}")
             .first()
             .is_some_and(|(_, v)| *v >= 3.0)
     });
@@ -319,7 +226,7 @@ fn serve_remote_writes_to_another_serve_and_saves_its_position() {
     // What A stored has all arrived at B (A flushed its queue before stopping).
     let stored_a = stored(&db_a, "demo_total{k=\"rw\"}[1h]");
     b.wait_for("everything A stored at B", |s| {
-        s.query("demo_total{replica=\"a\"}")
+        query(s, "demo_total{replica=\"a\"}")
             .first()
             .is_some_and(|(_, v)| *v >= stored_a.last().unwrap().1)
     });

@@ -200,6 +200,108 @@ impl Drop for Prometheus {
     }
 }
 
+/// A running `tsdbctl serve` (this package's binary), killed on drop.
+pub struct Serve {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Started on a free port with its data in `db`, `--web.enable-lifecycle` and `extra` flags;
+    /// returns once `/-/ready` answers 200.
+    pub fn start(db: &Path, config: &Path, extra: &[&str]) -> Serve {
+        let port = free_port();
+        let log = db.with_extension(format!("{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_tsdbctl"))
+            .args(["serve", "--db"])
+            .arg(db)
+            .arg("--config")
+            .arg(config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--web.enable-lifecycle")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Serve { child, port, log };
+        s.wait_for("tsdbctl serve ready", |s| {
+            matches!(s.get("/-/ready"), Ok((200, _)))
+        });
+        s
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> std::io::Result<(u32, String)> {
+        http(self.port, method, path)
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<(u32, String)> {
+        http(self.port, "GET", path)
+    }
+
+    pub fn post(&self, path: &str) -> std::io::Result<(u32, String)> {
+        http(self.port, "POST", path)
+    }
+
+    /// `GET path` as JSON (status 200 asserted).
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `ok` for up to 30 s; panics with the server's log if it never holds.
+    pub fn wait_for(&self, what: &str, mut ok: impl FnMut(&Serve) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if ok(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; log:\n{}", self.logs());
+    }
+
+    /// Sends `sig` (`HUP`, `TERM`, ...).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// SIGTERM; the exit status and the log once the process has gone (30 s at most).
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tsdbctl serve did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs promtool with `args`; its stdout (a failure panics with promtool's output).
 pub fn promtool(args: &[&str]) -> String {
     let out = Command::new(PROMTOOL).args(args).output().unwrap();
