@@ -1210,6 +1210,21 @@ impl<'db> Appender<'db> {
         self.inner.append_id(id, t, v)
     }
 
+    /// Stages a sample for a series held by the caller (see [`head::Appender::append_series`]).
+    pub fn append_series(
+        &mut self,
+        series: &Arc<head::MemSeries>,
+        t: i64,
+        v: f64,
+    ) -> Result<(), head::AppendError> {
+        self.inner.append_series(series, t, v)
+    }
+
+    /// Makes room for about `series` series (see [`head::Appender::reserve`]).
+    pub fn reserve(&mut self, series: usize) {
+        self.inner.reserve(series)
+    }
+
     /// The head transaction, for parallel staging (see [`head::Appender::shards_mut`]).
     pub fn head_appender(&mut self) -> &mut head::Appender<'db> {
         &mut self.inner

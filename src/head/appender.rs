@@ -1,11 +1,13 @@
 //! Transactions on the head.
 //!
 //! An [`Appender`] stages samples without touching the series: nothing is visible to queries and
-//! nothing reaches the WAL until commit, so a rollback (or a crash) leaves no trace. Each touched
-//! series gets a fork of its chunks ([`SeriesChunks::fork`]: the open chunk and the cutting state) and
-//! staged samples are appended to the fork with the series' own rules, XOR-encoded once (a few bytes
-//! a sample instead of 24 for `(id, t, v)`): that lets a whole 500 MB exposition file be one
-//! transaction in bounded memory, and at commit the fork simply replaces the series' open chunk.
+//! nothing reaches the WAL until commit, so a rollback (or a crash) leaves no trace. A touched series'
+//! first few samples are kept as they are and encoded into its open chunk at commit, under its lock:
+//! a scrape stages one sample per series, and that costs no copy of the series' chunk. From the
+//! fifth sample on, the series gets a fork of its chunks ([`SeriesChunks::fork`]: the open chunk and
+//! the cutting state) and staged samples are appended to the fork with the series' own rules,
+//! XOR-encoded once (a few bytes a sample instead of 16): that lets a whole 500 MB exposition file be
+//! one transaction in bounded memory, and at commit the fork simply replaces the series' open chunk.
 //!
 //! Samples are staged in shards by series id (`id % shards`) so that the ingest pipeline can stage
 //! and apply them on several threads while each series still sees its samples in order. Commit has
@@ -16,7 +18,7 @@
 //! the same timestamp with other value bits is a duplicate, one with the same bits is a no-op. They are
 //! checked when the sample is staged (against committed and staged samples) and again at apply.
 
-use super::series::{Check, MemSeries, Reject, SeriesChunks};
+use super::series::{check_after, Check, MemSeries, Reject, SeriesChunks};
 use super::Head;
 use crate::chunk::XorIterator;
 use crate::labels::Labels;
@@ -71,14 +73,38 @@ pub struct CommitStats {
     pub rejected: RejectCounts,
 }
 
-/// A series' staged samples: a fork of its chunks ([`SeriesChunks::fork`]) that the samples are
-/// appended to with the series' own cutting rules. At commit the fork replaces the series' open
-/// chunk, so each sample is XOR-encoded once, when staged.
+/// Samples a series stages before its [`Pending`] switches to a fork of its chunks. A scrape
+/// stages one sample per series and transaction: copying the series' open chunk for it (and
+/// freeing the copy at commit) was a fifth of the ingest CPU of `tsdbctl serve`.
+const INLINE_SAMPLES: usize = 4;
+
+/// Where a series' staged samples are.
+enum Staged {
+    /// Up to [`INLINE_SAMPLES`] samples as they are; encoded into the series' open chunk at apply.
+    Few {
+        samples: [(i64, f64); INLINE_SAMPLES],
+        len: u8,
+    },
+    /// A fork of the series' chunks ([`SeriesChunks::fork`]) the samples were appended to with
+    /// the series' own cutting rules: at commit it replaces the series' open chunk, so each
+    /// sample of a large transaction is XOR-encoded once, in a few bytes instead of 16.
+    Fork {
+        /// The series' [`SeriesChunks::version`] when forked.
+        base: (usize, usize, i64),
+        chunks: Box<SeriesChunks>,
+    },
+}
+
+/// A series' staged samples. Nothing of them is in the series until [`AppenderShard::apply`].
 struct Pending {
     series: Arc<MemSeries>,
-    /// The series' [`SeriesChunks::version`] when forked.
-    base: (usize, usize, i64),
-    staged: SeriesChunks,
+    staged: Staged,
+    /// The newest sample (timestamp, value bits), staged or committed when staging began: what
+    /// the next staged sample is checked against.
+    last: Option<(i64, u64)>,
+    /// Samples at or before this are out of order while the series has no open chunk
+    /// ([`SeriesChunks::append_floor`]).
+    floor: i64,
     samples: usize,
     /// Out-of-order samples staged for the series (in the shard's `ooo` list).
     ooo: usize,
@@ -89,14 +115,18 @@ struct Pending {
 impl Pending {
     fn new(series: Arc<MemSeries>) -> Pending {
         series.pin();
-        let (base, staged) = {
+        let (last, floor) = {
             let c = series.lock();
-            (c.version(), c.fork())
+            (c.last(), c.append_floor())
         };
         Pending {
             series,
-            base,
-            staged,
+            staged: Staged::Few {
+                samples: [(0, 0.0); INLINE_SAMPLES],
+                len: 0,
+            },
+            last,
+            floor,
             samples: 0,
             ooo: 0,
             min_t: i64::MAX,
@@ -104,41 +134,120 @@ impl Pending {
         }
     }
 
+    /// Stages a sample. The count is of earlier inline samples that switching to a fork refused
+    /// ([`Pending::switch_to_fork`]).
     #[inline]
-    fn stage(&mut self, t: i64, v: f64, chunk_range: i64) -> Check {
-        let check = self.staged.append(t, v, chunk_range);
+    fn stage(&mut self, t: i64, v: f64, chunk_range: i64) -> (Check, u64) {
+        let mut refused = 0;
+        let check = match &mut self.staged {
+            Staged::Few { samples, len } if usize::from(*len) < INLINE_SAMPLES => {
+                let mut check = check_after(self.last, t, v);
+                if check == Check::Append && t <= self.floor {
+                    check = Check::Reject(Reject::OutOfOrder);
+                }
+                if check == Check::Append {
+                    samples[usize::from(*len)] = (t, v);
+                    *len += 1;
+                }
+                check
+            }
+            Staged::Few { .. } => {
+                refused = self.switch_to_fork(chunk_range);
+                self.stage_fork(t, v, chunk_range)
+            }
+            Staged::Fork { .. } => self.stage_fork(t, v, chunk_range),
+        };
         if check == Check::Append {
             self.samples += 1;
             self.min_t = self.min_t.min(t);
             self.max_t = t;
+            self.last = Some((t, v.to_bits()));
         }
-        check
+        (check, refused)
+    }
+
+    #[inline]
+    fn stage_fork(&mut self, t: i64, v: f64, chunk_range: i64) -> Check {
+        match &mut self.staged {
+            Staged::Fork { chunks, .. } => chunks.append(t, v, chunk_range),
+            Staged::Few { .. } => Check::Reject(Reject::OutOfOrder),
+        }
+    }
+
+    /// Switches from inline samples to a fork of the series' chunks as they are now, with the
+    /// inline samples appended to it. Returns how many of them the fork refused: another
+    /// transaction committed newer samples to the series since they were staged (they would be
+    /// refused at apply anyway).
+    fn switch_to_fork(&mut self, chunk_range: i64) -> u64 {
+        let (base, mut chunks) = {
+            let c = self.series.lock();
+            (c.version(), c.fork())
+        };
+        let mut refused = 0;
+        let (mut min_t, mut max_t, mut n) = (i64::MAX, i64::MIN, 0);
+        for (t, v) in self.few() {
+            if chunks.append(t, v, chunk_range) == Check::Append {
+                min_t = min_t.min(t);
+                max_t = t;
+                n += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        self.samples = n;
+        self.min_t = min_t;
+        self.max_t = max_t;
+        self.last = chunks.last();
+        self.staged = Staged::Fork {
+            base,
+            chunks: Box::new(chunks),
+        };
+        refused
+    }
+
+    /// The inline samples (none once forked).
+    fn few(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let s: &[(i64, f64)] = match &self.staged {
+            Staged::Few { samples, len } => samples.get(..usize::from(*len)).unwrap_or(&[]),
+            Staged::Fork { .. } => &[],
+        };
+        s.iter().copied()
     }
 
     /// Moves the staged samples to `series` (the same labels, after head truncation removed the
-    /// series this was forked from). Its chunks differ from the fork's base, so apply appends the
+    /// series they were staged for). Its chunks differ from a fork's base, so apply appends the
     /// samples one by one.
     fn rebind(&mut self, series: Arc<MemSeries>) {
         series.pin();
         self.series.unpin();
         self.series = series;
-        self.base = (usize::MAX, usize::MAX, i64::MIN);
+        if let Staged::Fork { base, .. } = &mut self.staged {
+            *base = (usize::MAX, usize::MAX, i64::MIN);
+        }
     }
 
-    /// The staged samples (not those the fork started with), in order.
+    /// The staged samples (not those a fork started with), in order.
     fn for_each_sample(&self, mut f: impl FnMut(i64, f64)) {
-        let after = self.base.2;
+        let (base, chunks) = match &self.staged {
+            Staged::Few { .. } => {
+                for (t, v) in self.few() {
+                    f(t, v);
+                }
+                return;
+            }
+            Staged::Fork { base, chunks } => (base, chunks),
+        };
+        let after = base.2;
         // A fork's completed chunks are in memory until its commit writes them out.
-        let chunks = self
-            .staged
+        let data = chunks
             .closed
             .iter()
             .filter_map(|c| match &c.data {
                 super::series::ChunkData::Mem(d) => Some(&**d),
                 super::series::ChunkData::Disk(_) => None,
             })
-            .chain(self.staged.head.as_ref().map(|h| h.app.bytes()));
-        for data in chunks {
+            .chain(chunks.head.as_ref().map(|h| h.app.bytes()));
+        for data in data {
             // Staged chunks are our own encoding of valid samples: decoding cannot fail.
             if let Ok(mut it) = XorIterator::new(data) {
                 while let Ok(Some((t, v))) = it.next_sample() {
@@ -157,16 +266,26 @@ impl Drop for Pending {
     }
 }
 
-/// Above this many staged series a shard finds them through a dense table instead of a hash map.
+/// Above this many staged series a shard finds them through a dense table instead of a hash map,
+/// if their ids are dense enough.
 const DENSE_SLOTS_MIN: usize = 256;
+/// The dense table may have this many entries per staged series at most. Ids are dense when one
+/// source created the series (a file ingested); a scrape's series were created by many targets at
+/// once and spread over the whole id range: a table over that range (2 MB per scrape at 1M
+/// series) cost more to allocate and clear than the hash map costs to probe.
+const DENSE_SPREAD: usize = 4;
 const NO_SLOT: u32 = u32::MAX;
 
 /// One shard of a transaction: the staged samples of series with `id % shards == index`.
 pub struct AppenderShard {
     pending: Vec<Pending>,
     slot_of: HashMap<u64, u32, foldhash::fast::FixedState>,
-    /// `dense[id / stride]` = slot, once the shard stages many series (ids are dense).
+    /// `dense[(id - dense_base) / stride]` = slot, once the shard stages many series with dense
+    /// ids; `slot_of` is empty then.
     dense: Vec<u32>,
+    dense_base: u64,
+    /// Staged series at which to consider the dense table again.
+    dense_check_at: usize,
     stride: usize,
     chunk_range: i64,
     /// Samples before this time are out of bounds (the head's minimum valid time when the
@@ -197,6 +316,8 @@ impl AppenderShard {
             pending: Vec::new(),
             slot_of: HashMap::default(),
             dense: Vec::new(),
+            dense_base: 0,
+            dense_check_at: DENSE_SLOTS_MIN,
             stride: stride.max(1),
             chunk_range,
             min_valid,
@@ -215,7 +336,8 @@ impl AppenderShard {
         if self.dense.is_empty() {
             self.slot_of.get(&id).map(|&s| s as usize)
         } else {
-            match self.dense.get((id as usize) / self.stride) {
+            let at = id.checked_sub(self.dense_base)? as usize / self.stride;
+            match self.dense.get(at) {
                 Some(&s) if s != NO_SLOT => Some(s as usize),
                 _ => None,
             }
@@ -228,25 +350,54 @@ impl AppenderShard {
         self.pending.push(Pending::new(series));
         if self.dense.is_empty() {
             self.slot_of.insert(id, slot as u32);
-            if self.pending.len() >= DENSE_SLOTS_MIN {
-                for (i, p) in self.pending.iter().enumerate() {
-                    let at = (p.series.id as usize) / self.stride;
-                    if self.dense.len() <= at {
-                        self.dense.resize(at + 1, NO_SLOT);
-                    }
-                    self.dense[at] = i as u32;
+            if self.pending.len() >= self.dense_check_at {
+                self.index_densely();
+            }
+            return slot;
+        }
+        let at = id
+            .checked_sub(self.dense_base)
+            .map(|d| d as usize / self.stride)
+            .filter(|&at| at < (self.pending.len() * DENSE_SPREAD).max(self.dense.len()));
+        match at {
+            Some(at) => {
+                if self.dense.len() <= at {
+                    self.dense
+                        .resize((at + 1).max(self.dense.len() * 5 / 4), NO_SLOT);
                 }
-                self.slot_of = HashMap::default();
+                self.dense[at] = slot as u32;
             }
-        } else {
-            let at = (id as usize) / self.stride;
-            if self.dense.len() <= at {
-                self.dense
-                    .resize((at + 1).max(self.dense.len() * 5 / 4), NO_SLOT);
+            None => {
+                // Below the table's base or far beyond it: back to the map, rebuilt.
+                self.dense = Vec::new();
+                self.slot_of = self
+                    .pending
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.series.id, i as u32))
+                    .collect();
+                self.dense_check_at = self.pending.len() * 2;
             }
-            self.dense[at] = slot as u32;
         }
         slot
+    }
+
+    /// Moves the slots from the map to a dense table if the staged ids are dense enough;
+    /// otherwise looks again when twice as many series are staged.
+    fn index_densely(&mut self) {
+        let lo = self.pending.iter().map(|p| p.series.id).min().unwrap_or(0);
+        let hi = self.pending.iter().map(|p| p.series.id).max().unwrap_or(0);
+        let span = ((hi - lo) as usize) / self.stride + 1;
+        if span > self.pending.len() * DENSE_SPREAD {
+            self.dense_check_at = self.pending.len() * 2;
+            return;
+        }
+        self.dense = vec![NO_SLOT; span];
+        self.dense_base = lo;
+        for (i, p) in self.pending.iter().enumerate() {
+            self.dense[((p.series.id - lo) as usize) / self.stride] = i as u32;
+        }
+        self.slot_of = HashMap::default();
     }
 
     #[inline]
@@ -262,7 +413,13 @@ impl AppenderShard {
         }
         let range = self.chunk_range;
         // `slot` comes from `find` or `add_slot`: it indexes `pending`.
-        match self.pending[slot].stage(t, v, range) {
+        let (check, refused) = self.pending[slot].stage(t, v, range);
+        if refused > 0 {
+            // Off the hot path: a large transaction raced with another committing to the series.
+            self.staged -= refused as usize;
+            self.rejected.out_of_order += refused;
+        }
+        match check {
             Check::Append => {
                 self.staged += 1;
                 Ok(())
@@ -322,7 +479,7 @@ impl AppenderShard {
         }
     }
 
-    fn apply(self, head: &Head) -> CommitStats {
+    fn apply(mut self, head: &Head) -> CommitStats {
         let mut stats = CommitStats {
             appended: 0,
             out_of_order: 0,
@@ -350,22 +507,25 @@ impl AppenderShard {
                 stats.no_ops += 1;
             }
         }
-        for mut p in self.pending {
+        // By reference: a `Pending` is ~150 bytes, and moving each out cost a copy per sample.
+        for p in &mut self.pending {
             if p.samples == 0 {
                 continue;
             }
             let mut chunks = p.series.lock();
-            if chunks.version() == p.base && p.min_t >= min_valid {
-                // Nothing was committed to the series since the fork: take it over.
-                stats.appended += p.samples as u64;
-                min = min.min(p.min_t);
-                max = max.max(p.max_t);
-                chunks.absorb(std::mem::replace(&mut p.staged, SeriesChunks::empty()));
-                head.persist(p.series.id, &mut chunks);
-                continue;
+            if let Staged::Fork { base, chunks: fork } = &mut p.staged {
+                if chunks.version() == *base && p.min_t >= min_valid {
+                    // Nothing was committed to the series since the fork: take it over.
+                    stats.appended += p.samples as u64;
+                    min = min.min(p.min_t);
+                    max = max.max(p.max_t);
+                    chunks.absorb(std::mem::replace(&mut **fork, SeriesChunks::empty()));
+                    head.persist(p.series.id, &mut chunks);
+                    continue;
+                }
             }
-            // Another transaction committed to this series meanwhile: append one by one, with
-            // the ordering rules applied again.
+            // Inline samples, or another transaction committed to a forked series meanwhile:
+            // append one by one, with the ordering rules applied again.
             p.for_each_sample(|t, v| match chunks.append_valid(t, v, range, min_valid) {
                 Check::Append => {
                     stats.appended += 1;
@@ -447,6 +607,39 @@ impl<'h> Appender<'h> {
     pub fn append_id(&mut self, id: u64, t: i64, v: f64) -> Result<(), AppendError> {
         let n = self.shards.len();
         self.shards[(id as usize) % n].append_id(self.head, id, t, v)
+    }
+
+    /// Stages a sample for a series the caller holds (a scrape cache keeps them, so that no sample
+    /// looks its series up in the head). [`AppendError::UnknownSeries`] when head truncation has
+    /// removed the series: the caller finds or creates it again by its labels. A removal between
+    /// this call and commit is handled at commit ([`Appender::revalidate`]).
+    #[inline]
+    pub fn append_series(
+        &mut self,
+        series: &Arc<MemSeries>,
+        t: i64,
+        v: f64,
+    ) -> Result<(), AppendError> {
+        if series.is_removed() {
+            return Err(AppendError::UnknownSeries(series.id));
+        }
+        let n = self.shards.len();
+        self.shards[(series.id as usize) % n]
+            .append(series, t, v)
+            .map_err(AppendError::Rejected)
+    }
+
+    /// Makes room for about `series` series without growing while they are staged (a scrape
+    /// knows how many its target exposed last time).
+    pub fn reserve(&mut self, series: usize) {
+        let n = self.shards.len();
+        let per = series / n + series / (4 * n) + 8;
+        for s in &mut self.shards {
+            s.pending.reserve(per);
+            if s.dense.is_empty() {
+                s.slot_of.reserve(per);
+            }
+        }
     }
 
     /// The shards, to stage samples from several threads: shard `i` takes series with
@@ -747,6 +940,242 @@ mod tests {
         assert_eq!(a.staged(), n);
         let s = a.apply();
         assert_eq!(s.appended as usize, n);
+    }
+}
+
+#[cfg(test)]
+mod isolation_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+    fn labels(v: &str) -> Labels {
+        Labels::from_pairs(&[("__name__", "m"), ("i", v)])
+    }
+
+    fn commit(a: Appender<'_>) -> CommitStats {
+        a.encode_records(&mut |_r: &[u8]| Ok::<(), ()>(())).unwrap();
+        a.apply()
+    }
+
+    /// Every sample of a series as a query reads it: completed chunks, then the open chunk.
+    fn visible(h: &Head, id: u64) -> Vec<(i64, f64)> {
+        let s = h.series(id).unwrap();
+        let data: Vec<Arc<[u8]>> = {
+            let c = s.lock();
+            c.closed
+                .iter()
+                .map(|cc| h.chunk_data(&cc.data).unwrap())
+                .chain(c.head.as_ref().map(|hc| Arc::from(hc.app.bytes())))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for d in data {
+            let mut it = XorIterator::new(&d).unwrap();
+            while let Some(x) = it.next_sample().unwrap() {
+                out.push(x);
+            }
+        }
+        out
+    }
+
+    /// The series' chunks as bytes: (completed chunks' bytes, open chunk's bytes).
+    fn chunk_bytes(h: &Head, id: u64) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let s = h.series(id).unwrap();
+        let c = s.lock();
+        (
+            c.closed
+                .iter()
+                .map(|cc| h.chunk_data(&cc.data).unwrap().to_vec())
+                .collect(),
+            c.head
+                .as_ref()
+                .map_or(Vec::new(), |hc| hc.app.bytes().to_vec()),
+        )
+    }
+
+    #[test]
+    fn staged_samples_are_invisible_inline_and_forked_until_apply() {
+        let h = Head::new(7_200_000, 2);
+        let mut a = h.appender();
+        let one = a.append(&labels("one"), 1000, 1.0).unwrap();
+        let many = a.append(&labels("many"), 1000, 1.0).unwrap();
+        commit(a);
+        let (one_before, many_before) = (visible(&h, one), visible(&h, many));
+        let mut a = h.appender();
+        a.append_id(one, 2000, 2.0).unwrap();
+        // More than fit inline: this series is staged in a fork of its chunks.
+        let n = 3 * INLINE_SAMPLES as i64;
+        for i in 1..=n {
+            a.append_id(many, 1000 + i * 1000, i as f64).unwrap();
+        }
+        assert_eq!(visible(&h, one), one_before);
+        assert_eq!(visible(&h, many), many_before);
+        let mut recs = 0;
+        a.encode_records(&mut |_r: &[u8]| {
+            recs += 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(recs, 1, "one samples record, both series logged already");
+        // Writing the WAL records changes nothing either.
+        assert_eq!(visible(&h, one), one_before);
+        assert_eq!(visible(&h, many), many_before);
+        let stats = a.apply();
+        assert_eq!(stats.appended, 1 + n as u64);
+        assert_eq!(visible(&h, one), vec![(1000, 1.0), (2000, 2.0)]);
+        let mut want = vec![(1000, 1.0)];
+        want.extend((1..=n).map(|i| (1000 + i * 1000, i as f64)));
+        assert_eq!(visible(&h, many), want);
+    }
+
+    #[test]
+    fn rollback_restores_the_chunks_byte_for_byte() {
+        // Two heads given the same committed samples; one also sees transactions rolled back
+        // (inline, and forked across a chunk cut): afterwards both must be identical.
+        let (h, reference) = (Head::new(7_200_000, 2), Head::new(7_200_000, 2));
+        let mut ids = Vec::new();
+        for head in [&h, &reference] {
+            let mut a = head.appender();
+            for k in 0..115 {
+                a.append(&labels("x"), k * 15_000, k as f64).unwrap();
+            }
+            ids.push(a.append(&labels("x"), 115 * 15_000, 0.5).unwrap());
+            commit(a);
+        }
+        let before = chunk_bytes(&h, ids[0]);
+        let mut a = h.appender();
+        a.append_id(ids[0], 116 * 15_000, 9.0).unwrap();
+        a.rollback();
+        assert_eq!(chunk_bytes(&h, ids[0]), before);
+        let mut a = h.appender();
+        for k in 116..140 {
+            a.append_id(ids[0], k * 15_000, -(k as f64)).unwrap();
+        }
+        a.rollback();
+        assert_eq!(chunk_bytes(&h, ids[0]), before);
+        for (head, id) in [(&h, ids[0]), (&reference, ids[1])] {
+            let mut a = head.appender();
+            for k in 116..130 {
+                a.append_id(id, k * 15_000, k as f64 * 2.0).unwrap();
+            }
+            commit(a);
+            let mut a = head.appender();
+            a.append_id(id, 130 * 15_000, 1.0).unwrap();
+            commit(a);
+        }
+        assert_eq!(chunk_bytes(&h, ids[0]), chunk_bytes(&reference, ids[1]));
+        assert_eq!(
+            chunk_bytes(&h, ids[0]).0.len(),
+            1,
+            "the 120th sample cut a chunk"
+        );
+    }
+
+    #[test]
+    fn concurrent_reads_never_see_staged_samples() {
+        let h = Head::new(7_200_000, 2);
+        let ids: Vec<u64> = (0..64)
+            .map(|i| h.get_or_create(&labels(&i.to_string())).0.id)
+            .collect();
+        // The transaction number whose apply may have begun: no value above it may be visible.
+        let applying = AtomicI64::new(0);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut reads = 0u64;
+                    while !done.load(Ordering::SeqCst) || reads == 0 {
+                        for &id in &ids {
+                            let seen = visible(&h, id);
+                            let bound = applying.load(Ordering::SeqCst) as f64;
+                            assert!(
+                                seen.iter().all(|&(_, v)| v <= bound),
+                                "series {id}: a staged sample is visible ({seen:?} > {bound})"
+                            );
+                            assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+                            reads += 1;
+                        }
+                    }
+                });
+            }
+            for k in 1..=400i64 {
+                let mut a = h.appender();
+                for (j, &id) in ids.iter().enumerate() {
+                    // Every fourth series gets enough samples per transaction to be forked.
+                    let per = if j % 4 == 0 {
+                        2 * INLINE_SAMPLES as i64
+                    } else {
+                        1
+                    };
+                    for i in 0..per {
+                        a.append_id(id, (k * 16 + i) * 1000, k as f64).unwrap();
+                    }
+                }
+                // Let the readers run while the samples are staged.
+                std::thread::yield_now();
+                a.encode_records(&mut |_r: &[u8]| Ok::<(), ()>(())).unwrap();
+                applying.store(k, Ordering::SeqCst);
+                a.apply();
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        for (j, &id) in ids.iter().enumerate() {
+            let per = if j % 4 == 0 { 2 * INLINE_SAMPLES } else { 1 };
+            assert_eq!(visible(&h, id).len(), 400 * per);
+        }
+    }
+
+    #[test]
+    fn a_shard_finds_its_series_whether_ids_are_dense_or_spread() {
+        let h = Head::new(7_200_000, 1);
+        let ids: Vec<u64> = (0..4000)
+            .map(|i| h.get_or_create(&labels(&i.to_string())).0.id)
+            .collect();
+        // Spread (every 10th id: a map), dense (a table), then an id below the table's base.
+        let spread: Vec<u64> = ids.iter().step_by(10).copied().collect();
+        let dense: Vec<u64> = ids[1000..1600].to_vec();
+        for set in [&spread[..], &dense[..]] {
+            let mut a = h.appender();
+            for t in [1000, 2000] {
+                for &id in set {
+                    a.append_id(id, t, 1.0).unwrap();
+                }
+            }
+            assert_eq!(a.pending_series(), set.len());
+            assert_eq!(a.staged(), 2 * set.len());
+        }
+        let mut a = h.appender();
+        for &id in &dense {
+            a.append_id(id, 3000, 1.0).unwrap();
+        }
+        a.append_id(ids[3], 3000, 1.0).unwrap();
+        a.append_id(ids[3999], 3000, 1.0).unwrap();
+        for &id in dense.iter().chain([&ids[3], &ids[3999]]) {
+            a.append_id(id, 4000, 1.0).unwrap();
+        }
+        assert_eq!(a.pending_series(), dense.len() + 2);
+        assert_eq!(commit(a).appended, 2 * (dense.len() as u64 + 2));
+    }
+
+    #[test]
+    fn a_held_series_that_truncation_removed_is_refused_and_found_again() {
+        let h = Head::new(7_200_000, 2);
+        let (s, _) = h.get_or_create(&labels("gone"));
+        let mut a = h.appender();
+        a.append_series(&s, 1000, 1.0).unwrap();
+        commit(a);
+        h.truncate(5000);
+        assert!(s.is_removed());
+        let mut a = h.appender();
+        assert_eq!(
+            a.append_series(&s, 6000, 1.0),
+            Err(AppendError::UnknownSeries(s.id))
+        );
+        let (fresh, created) = h.get_or_create(&s.to_labels());
+        assert!(created);
+        a.append_series(&fresh, 6000, 1.0).unwrap();
+        assert_eq!(commit(a).appended, 1);
+        assert_eq!(visible(&h, fresh.id), vec![(6000, 1.0)]);
     }
 }
 

@@ -254,6 +254,17 @@ impl SeriesChunks {
         Check::Append
     }
 
+    /// Samples at or before this time are out of order (`i64::MIN` when the series has an open
+    /// chunk: then [`SeriesChunks::last`] decides): the rule [`SeriesChunks::append`] applies to a
+    /// series whose chunks were mapped from `chunks_head/` on open.
+    pub fn append_floor(&self) -> i64 {
+        if self.head.is_some() {
+            i64::MIN
+        } else {
+            self.mapped_max_t
+        }
+    }
+
     /// A staging copy: the open head chunk and cutting state, no completed chunks. Samples appended
     /// to the fork continue this series exactly as they would continue the series itself.
     pub fn fork(&self) -> SeriesChunks {

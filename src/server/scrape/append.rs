@@ -12,21 +12,17 @@ use std::sync::Arc;
 
 use crate::db::{Appender, Db};
 use crate::exposition::{unescape_help, Entry, Format, Parser};
-use crate::head::{AppendError, Reject};
+use crate::head::{AppendError, MemSeries, Reject};
 use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::relabel::{self, Rule};
 
-use super::cache::ScrapeCache;
+use super::cache::{Held, ScrapeCache};
 use super::metrics::Metrics;
-use super::target::labels_hash;
 
 /// Prometheus' staleness marker.
 pub const STALE_NAN: f64 = f64::from_bits(crate::chunk::STALE_NAN_BITS);
 /// Samples more than this far in the future are out of bounds (Prometheus' `maxAheadTime`).
 pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
-/// A cache entry whose series could not be created (its sample was over the limit or too far
-/// in the future): resolved by labels at its next append.
-const NO_ID: u64 = u64::MAX;
 
 /// The synthetic series, keyed in the cache by their name and an `\xff` (which no exposed series
 /// text contains).
@@ -103,6 +99,7 @@ impl ScrapeState {
         duration: &dyn Fn() -> f64,
     ) -> Report {
         let mut app = db.appender();
+        app.reserve(self.cache.series_len());
         let (content_type, bytes, mut error) = match body {
             Ok((ct, b)) => (ct, b, None),
             Err(e) => ("", &[][..], Some(e)),
@@ -183,11 +180,15 @@ impl ScrapeState {
         let mut sample_limit_hit = false;
         let mut limit_count = 0u64;
         let cache = &mut self.cache;
+        let mark = cache.mark();
         loop {
-            let entry = match p.next_entry() {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(e) => {
+            // The line the cache predicts is compared as bytes; only its value is parsed.
+            let predicted = cache.predicted().and_then(|text| p.next_sample_for(text));
+            let hit = predicted.is_some();
+            let entry = match predicted.map(Ok).or_else(|| p.next_entry().transpose()) {
+                Some(Ok(e)) => e,
+                None => break,
+                Some(Err(e)) => {
                     err = Some(e.to_string());
                     break;
                 }
@@ -215,19 +216,24 @@ impl ScrapeState {
             n.total += 1;
             let ts = if spec.honor_timestamps { ts } else { None };
             let t = ts.unwrap_or(def_t);
-            if cache.is_dropped(series) {
-                continue;
-            }
-            // Known series: no parsing, no relabeling, no allocation.
-            let (cached, id, labels, hash) = match cache.get(series) {
-                Some(e) => (true, e.id, Arc::clone(&e.labels), e.hash),
+            let slot = if hit {
+                cache.take_predicted()
+            } else {
+                if cache.is_dropped(series) {
+                    continue;
+                }
+                cache.get(series)
+            };
+            // Known series: no parsing, no relabeling, no allocation. The cache holds the
+            // series itself, not its id: no sample looks its series up in the head.
+            let (cached, mut held) = match slot.and_then(|i| cache.entry(i)) {
+                Some(e) => (true, e.held.clone()),
                 None => {
                     if let Err(e) = p.labels(&mut self.scratch) {
                         err = Some(e.to_string());
                         break;
                     }
                     let exposed = Labels::new(std::mem::take(&mut self.scratch));
-                    let hash = labels_hash(&exposed);
                     let mut lv = mutate_sample_labels(exposed, spec);
                     if !spec.metric_rules.is_empty()
                         && !relabel::process_vec(&spec.metric_rules, &mut lv)
@@ -247,22 +253,28 @@ impl ScrapeState {
                         err = Some(e.message);
                         break;
                     }
-                    (false, NO_ID, Arc::new(lset), hash)
+                    (false, Held::Labels(Arc::new(lset)))
                 }
             };
             // Prometheus' limitAppender, then its timeLimitAppender, then the head.
             limit_count += 1;
             let over = spec.sample_limit > 0 && limit_count > spec.sample_limit;
-            let result: Result<u64, Reject> = if over {
+            let mut changed = false;
+            let result: Result<(), Reject> = if over {
                 sample_limit_hit = true;
                 Err(Reject::OutOfBounds)
             } else if t > max_t {
                 Err(Reject::OutOfBounds)
             } else {
-                append_sample(app, db, id, &labels, t, value)
+                let (r, fresh) = append_sample(app, db, &held, t, value);
+                if let Some(s) = fresh {
+                    held = Held::Series(s);
+                    changed = true;
+                }
+                r
             };
-            let (stored, id) = match result {
-                Ok(id) => (true, id),
+            let stored = match result {
+                Ok(()) => true,
                 Err(r) => {
                     if !over {
                         match r {
@@ -282,26 +294,27 @@ impl ScrapeState {
                     }
                     // The head created the series before it refused the sample (as Prometheus'
                     // head appender does), unless the limits refused it first.
-                    let id = if id == NO_ID && t <= max_t && !over {
-                        db.head().get_or_create(&labels).0.id
-                    } else {
-                        id
-                    };
-                    (false, id)
+                    if let (Held::Labels(l), true, false) = (&held, t <= max_t, over) {
+                        held = Held::Series(db.head().get_or_create(l).0);
+                        changed = true;
+                    }
+                    false
                 }
             };
             if cached {
-                if stored && ts.is_none() {
-                    cache.track_staleness(hash, id, &labels);
-                }
-                if let Some(e) = cache.get(series) {
-                    e.id = id;
+                if let Some(e) = slot.and_then(|i| cache.entry(i)) {
+                    if stored && ts.is_none() {
+                        e.track(mark);
+                    }
+                    if changed {
+                        e.held = held;
+                    }
                 }
             } else {
-                if ts.is_none() {
-                    cache.track_staleness(hash, id, &labels);
+                let i = cache.add(series, held);
+                if let (Some(e), true) = (cache.entry(i), ts.is_none()) {
+                    e.track(mark);
                 }
-                cache.add(series, id, labels, hash);
                 if stored && !sample_limit_hit {
                     n.series_added += 1;
                 }
@@ -315,10 +328,10 @@ impl ScrapeState {
         if err.is_none() {
             // Collected first: appending borrows nothing of the cache, but the fallback by
             // labels needs the database while the cache is iterated. Empty in a steady state.
-            let stale: Vec<(u64, Arc<Labels>)> = cache.stale().cloned().collect();
-            for (id, labels) in &stale {
+            let stale: Vec<Held> = cache.stale().cloned().collect();
+            for held in &stale {
                 // Out of order or duplicate: the target came back under a new loop; ignored.
-                let _ = append_sample(app, db, *id, labels, def_t, STALE_NAN);
+                let _ = append_sample(app, db, held, def_t, STALE_NAN);
             }
             if cache.iter_done(!body.is_empty()) {
                 metrics.cache_flush_forced.inc();
@@ -337,53 +350,57 @@ impl ScrapeState {
         t: i64,
         v: f64,
     ) {
-        let (cached, id, labels) = match self.cache.get(key) {
-            Some(e) => (true, e.id, Arc::clone(&e.labels)),
+        let slot = self.cache.get(key);
+        let (cached, held) = match slot.and_then(|i| self.cache.entry(i)) {
+            Some(e) => (true, e.held.clone()),
             None => {
                 let name =
                     String::from_utf8_lossy(&key[..key.len().saturating_sub(1)]).into_owned();
                 let mut lv = spec.target_labels.as_slice().to_vec();
                 lv.push(Label::new(METRIC_NAME, name));
-                (false, NO_ID, Arc::new(Labels::new(lv)))
+                (false, Held::Labels(Arc::new(Labels::new(lv))))
             }
         };
-        if let Ok(new_id) = append_sample(app, db, id, &labels, t, v) {
+        let (r, fresh) = append_sample(app, db, &held, t, v);
+        if r.is_ok() {
             if !cached {
-                let h = labels_hash(&labels);
-                self.cache.add(key, new_id, labels, h);
-            } else if new_id != id {
-                if let Some(e) = self.cache.get(key) {
-                    e.id = new_id;
+                self.cache.add(key, fresh.map_or(held, Held::Series));
+            } else if let Some(s) = fresh {
+                if let Some(e) = slot.and_then(|i| self.cache.entry(i)) {
+                    e.held = Held::Series(s);
                 }
             }
         }
     }
 }
 
-/// Appends by id, or by labels when the id is unknown or its series was removed from the head
-/// meanwhile (Prometheus' head appender falls back to the labels the same way). Returns the id.
+/// Appends to the series the scrape cache holds, or by labels when it holds none or head
+/// truncation removed it meanwhile (Prometheus' head appender falls back to the labels the same
+/// way). Returns the series appended to when it is not the one held: found or created by labels.
 fn append_sample(
     app: &mut Appender<'_>,
     db: &Db,
-    id: u64,
-    labels: &Labels,
+    held: &Held,
     t: i64,
     v: f64,
-) -> Result<u64, Reject> {
-    if id != NO_ID {
-        match app.append_id(id, t, v) {
-            Ok(()) => return Ok(id),
-            Err(AppendError::Rejected(r)) => return Err(r),
-            Err(AppendError::UnknownSeries(_)) | Err(AppendError::EmptyLabels) => {}
-        }
-    }
-    let id = db.head().get_or_create(labels).0.id;
-    match app.append_id(id, t, v) {
-        Ok(()) => Ok(id),
+) -> (Result<(), Reject>, Option<Arc<MemSeries>>) {
+    let s = match held {
+        Held::Series(s) => match app.append_series(s, t, v) {
+            Ok(()) => return (Ok(()), None),
+            Err(AppendError::Rejected(r)) => return (Err(r), None),
+            Err(AppendError::UnknownSeries(_)) | Err(AppendError::EmptyLabels) => {
+                db.head().get_or_create(&s.to_labels()).0
+            }
+        },
+        Held::Labels(l) => db.head().get_or_create(l).0,
+    };
+    let r = match app.append_series(&s, t, v) {
+        Ok(()) => Ok(()),
         Err(AppendError::Rejected(r)) => Err(r),
-        // Just created: cannot be unknown; count it as out of bounds if it were.
+        // Just created: cannot be removed; count it as out of bounds if it were.
         Err(_) => Err(Reject::OutOfBounds),
-    }
+    };
+    (r, Some(s))
 }
 
 /// Prometheus' `mutateSampleLabels` without the relabeling: the target's labels are added;
