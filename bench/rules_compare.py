@@ -580,12 +580,23 @@ def measure(system, args, children, sim, groups, workdir):
         "per_group_mean_s": per_group_mean,
         "samples": samples,
     })
+    compact(result)
     if result["cpu_s_per_min_scrape_only"] is not None:
         result["cpu_s_per_min_rules_minus_scrape"] = result["cpu_s_per_min_rules"] - result["cpu_s_per_min_scrape_only"]
         # CPU of one round of all rules: groups overlap on the cores, so this is the machine-independent
         # counterpart of the summed wall durations.
         result["rules_cpu_s_per_iteration"] = result["cpu_s_per_min_rules_minus_scrape"] * args.interval / 60
     return result
+
+
+def compact(result):
+    """Keeps the result file small: per sample, the rule metrics summed over the groups; per group
+    only its mean iteration (under the group's name, without the temporary directory)."""
+    for s in result["samples"]:
+        per = s.pop("rules", None)
+        if per:
+            s["rules_sum"] = {m: sum(v.values()) for m, v in per.items()}
+    result["per_group_mean_s"] = {g.rsplit(";", 1)[-1]: v for g, v in result["per_group_mean_s"].items()}
 
 
 # ---------------------------------------------------------------- report
