@@ -97,7 +97,10 @@ fn run(args: Args) -> Result<(), String> {
         let mut samples = 0usize;
         for (name, expr) in &rules {
             let t0 = Instant::now();
-            match db.query(expr, t).map_err(|e| format!("{name}: {expr}: {e}"))? {
+            match db
+                .query(expr, t)
+                .map_err(|e| format!("{name}: {expr}: {e}"))?
+            {
                 Value::Vector(v) => samples += v.len(),
                 other => return Err(format!("{name}: not a vector: {}", other.type_name())),
             }
