@@ -6,8 +6,8 @@
 //! Checks: unknown keys; group names present and unique in the file; each rule exactly one of
 //! `record`/`alert`; `expr` present and a valid PromQL expression; recording rules named as
 //! metrics and without `for`, `keep_firing_for` or `annotations`; label names valid (not
-//! `__name__`), annotation names valid. Not checked: the Go templates of alert labels and
-//! annotations (Prometheus parses them with Go's `text/template`).
+//! `__name__`), annotation names valid; the Go templates of alert labels and annotations parse
+//! ([`crate::rules::template`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -215,6 +215,27 @@ impl RuleFile {
                         err("annotations", format!("invalid annotation name: {k}"));
                     }
                 }
+                if !alert.is_empty() {
+                    // Prometheus' rulefmt parses every label and annotation template of an
+                    // alerting rule (named `__alert_<name>`, with its variable definitions).
+                    let tmpl_name = format!("__alert_{alert}");
+                    for (kind, section, map) in [
+                        ("label", "labels", &labels),
+                        ("annotation", "annotations", &annotations),
+                    ] {
+                        for (k, v) in map {
+                            if let Err(e) = crate::rules::template::Template::parse(&tmpl_name, v) {
+                                let mut p = rpath(section);
+                                p.push(Seg::key(k));
+                                errors.push(format!(
+                                    "{}group {name:?}, rule {}, {rule_name:?}: {kind} {k:?}: {e}",
+                                    at(&p),
+                                    ri + 1
+                                ));
+                            }
+                        }
+                    }
+                }
                 let kind = if alert.is_empty() {
                     RuleKind::Record(record)
                 } else {
@@ -309,6 +330,19 @@ mod tests {
             assert!(e.contains(want), "{bad:?}: {e}");
         }
         // Unknown keys are decoder errors with a position.
+        let e = parse("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    labels:\n      ok: '{{ $labels.job }}'\n      sev: '{{ if }}'\n    annotations:\n      summary: '{{ humanize $value }}'\n      desc: '{{ nosuch }}'\n").unwrap_err();
+        let ConfigError::RuleFile { errors, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            errors,
+            [
+                "8: group \"g\", rule 1, \"A\": label \"sev\": template: __alert_A:1: missing value for if",
+                "11: group \"g\", rule 1, \"A\": annotation \"desc\": template: __alert_A:1: function \"nosuch\" not defined",
+            ]
+        );
+        // Recording rules have no templates; alerting rules with valid ones load.
+        assert!(parse("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations:\n      s: '{{ range $k, $v := $labels }}{{ $k }}{{ end }}'\n").is_ok());
         let e = parse("groups:\n- name: g\n  rulez: []\n").unwrap_err();
         assert_eq!(e.line(), Some(3), "{e}");
     }

@@ -7,6 +7,19 @@
 //! It depends on storage ([`crate::Db`]) and query ([`crate::promql`]); the server's notifier
 //! depends on it through [`AlertSink`], never the reverse.
 
+pub mod alerting;
+pub mod group;
+pub mod manager;
+pub mod recording;
+pub mod status;
+pub mod template;
+
+pub use alerting::{ActiveAlert, AlertState, AlertingRule};
+pub use group::{EvalResult, Group, Rule, RuleError, RuleOptions};
+pub use manager::{Manager, ManagerError, ManagerOptions};
+pub use recording::{RecordingRule, RuleHealth, RuleStatus};
+pub use status::{AlertingView, GroupStatus, NoRules, RuleView, RulesView};
+
 use crate::labels::Labels;
 
 /// An alert handed to Alertmanager delivery: Prometheus' `notifier.Alert`, built by an alerting
@@ -34,3 +47,6 @@ pub struct Alert {
 pub trait AlertSink: Send + Sync {
     fn send(&self, alerts: Vec<Alert>);
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,12 @@
 //! The server's lifecycle: load the configuration, open the data directory, start the scrape
-//! manager, the remote writers and the web layer, then wait for signals.
+//! manager, the rule manager, the remote writers and the web layer, then wait for signals.
 //!
 //! - SIGHUP and `POST /-/reload` re-read the configuration file; a file that fails to load changes
 //!   nothing (the old configuration keeps running, the error is logged and returned to the caller of
-//!   `/-/reload`). Data and unchanged targets are untouched by a reload.
-//! - SIGTERM and SIGINT shut down in Prometheus' order: not ready, scrapes stopped (in-flight ones
+//!   `/-/reload`). Data, unchanged targets and unchanged rule groups are untouched by a reload;
+//!   changed rule groups keep the state of their alerts.
+//! - SIGTERM and SIGINT shut down in Prometheus' order: not ready, rule evaluation stopped (running
+//!   queries cancelled), scrapes stopped (in-flight ones
 //!   finish or are cancelled, everything scraped is committed), remote writers flushed with their
 //!   WAL position saved, the web layer drained, then the WAL synced and the directory closed.
 
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
@@ -23,6 +26,9 @@ use super::web::{self, ReloadRequest, ReloadStatus, WebOptions, WebState};
 use super::{log, Level};
 use crate::config::{Config, ConfigError};
 use crate::labels::{Label, Labels};
+use crate::rules::{
+    Alert, AlertSink, Manager as RuleManager, ManagerOptions as RuleManagerOptions,
+};
 use crate::{Db, DbError, Options};
 
 /// Everything `tsdbctl serve` is told on its command line.
@@ -34,6 +40,12 @@ pub struct ServeOptions {
     pub web: WebOptions,
     /// Accept remote writes at `/api/v1/write` (Prometheus' `--web.enable-remote-write-receiver`).
     pub enable_remote_write_receiver: bool,
+    /// `--rules.alert.for-outage-tolerance`.
+    pub rule_outage_tolerance_ms: i64,
+    /// `--rules.alert.for-grace-period`.
+    pub rule_for_grace_period_ms: i64,
+    /// `--rules.alert.resend-delay`.
+    pub rule_resend_delay_ms: i64,
     /// The command line, for `/api/v1/status/flags` (flag name without dashes → value).
     pub flags: BTreeMap<String, String>,
 }
@@ -54,6 +66,57 @@ pub enum ServeError {
     Scrape(#[from] super::scrape::ScrapeError),
     #[error("{0}")]
     Remote(#[from] super::remote::RemoteError),
+    #[error("{0}")]
+    Rules(#[from] crate::rules::ManagerError),
+}
+
+/// Where alerts go when no Alertmanager is configured: nowhere. Prometheus evaluates alerting
+/// rules (state, `ALERTS`, `/api/v1/alerts`) without any Alertmanager too.
+pub struct NoAlertmanager;
+
+impl AlertSink for NoAlertmanager {
+    fn send(&self, _alerts: Vec<Alert>) {}
+}
+
+/// The sink for the configuration's `alerting` section. Until Alertmanager delivery is wired,
+/// every configuration gets [`NoAlertmanager`].
+fn alert_sink(_config: &Config) -> Arc<dyn AlertSink> {
+    Arc::new(NoAlertmanager)
+}
+
+/// Prometheus' external URL: `--web.external-url`, else `http://<hostname>:<port>`; without a
+/// trailing slash (it prefixes paths in generator URLs and `$externalURL`).
+fn external_url(opts: &ServeOptions) -> String {
+    let url = match &opts.web.external_url {
+        Some(u) if !u.is_empty() => u.clone(),
+        _ => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_string());
+            format!("http://{host}:{}", opts.web.listen.port())
+        }
+    };
+    url.trim_end_matches('/').to_string()
+}
+
+/// Rule evaluation runs with the limits of queries.
+fn rule_manager_options(opts: &ServeOptions) -> RuleManagerOptions {
+    let mut query = crate::promql::QueryOptions {
+        lookback_ms: opts.web.lookback_ms,
+        max_samples: opts.web.max_samples,
+        ..Default::default()
+    };
+    query.timeout = (opts.web.query_timeout_ms > 0)
+        .then(|| Duration::from_millis(opts.web.query_timeout_ms as u64));
+    RuleManagerOptions {
+        external_url: external_url(opts),
+        query,
+        resend_delay_ms: opts.rule_resend_delay_ms,
+        outage_tolerance_ms: opts.rule_outage_tolerance_ms,
+        for_grace_period_ms: opts.rule_for_grace_period_ms,
+    }
 }
 
 /// `global.external_labels` as a label set.
@@ -107,9 +170,16 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     } else {
         axum::Router::new()
     };
+    let rules = RuleManager::new(
+        db.clone(),
+        alert_sink(&config),
+        rule_manager_options(opts),
+        &mut registry,
+    );
     let web_metrics = web::register_metrics(&mut registry, &db);
 
     scrape.apply_config(&config).await?;
+    rules.apply_config(&config).await?;
     remote.apply_config(&config).await?;
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -117,6 +187,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     state.config_yaml = Arc::new(RwLock::new(config.to_yaml()));
     state.external_labels = Arc::new(RwLock::new(external_labels(&config)));
     state.flags = opts.flags.clone();
+    state.rules = Arc::new(rules.clone());
     let config_yaml = state.config_yaml.clone();
     let external = state.external_labels.clone();
     let last_reload = state.last_reload.clone();
@@ -142,6 +213,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
 
     let reload = |source: &'static str| {
         let scrape = scrape.clone();
+        let rules = rules.clone();
         let remote = &remote;
         let config_yaml = config_yaml.clone();
         let external = external.clone();
@@ -150,6 +222,10 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
             let result = async {
                 let config = Config::load(&opts.config_file).map_err(|e| e.to_string())?;
                 scrape
+                    .apply_config(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rules
                     .apply_config(&config)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -213,6 +289,7 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     let signal = match outcome {
         Ok(s) => s,
         Err(e) => {
+            rules.stop().await;
             scrape.stop().await;
             remote.stop().await;
             return Err(e);
@@ -220,6 +297,8 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
     };
     log(Level::Info, &format!("received {signal}, shutting down"));
     ready.store(false, Ordering::SeqCst);
+    rules.stop().await;
+    log(Level::Info, "rule evaluation stopped");
     scrape.stop().await;
     log(
         Level::Info,

@@ -62,6 +62,16 @@ pub struct ServeArgs {
     /// Out-of-order window (Prometheus' storage.tsdb.out_of_order_time_window).
     #[arg(long = "storage.tsdb.out-of-order-time-window", default_value = "0s", value_parser = parse_duration_ms)]
     out_of_order_window: i64,
+    /// An alert's `for` state older than this at start-up is not restored.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = parse_duration_ms)]
+    for_outage_tolerance: i64,
+    /// A restored alert fires no sooner than this after start-up; rules with a shorter `for`
+    /// are not restored.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m", value_parser = parse_duration_ms)]
+    for_grace_period: i64,
+    /// Minimum time between two sends of the same firing alert to Alertmanager.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = parse_duration_ms)]
+    resend_delay: i64,
     #[command(flatten)]
     retention: Retention,
 }
@@ -115,6 +125,12 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
             "storage.tsdb.out-of-order-time-window",
             fmt_ms(a.out_of_order_window),
         ),
+        (
+            "rules.alert.for-outage-tolerance",
+            fmt_ms(a.for_outage_tolerance),
+        ),
+        ("rules.alert.for-grace-period", fmt_ms(a.for_grace_period)),
+        ("rules.alert.resend-delay", fmt_ms(a.resend_delay)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -136,6 +152,9 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
             max_concurrent_queries: a.query_max_concurrency,
         },
         enable_remote_write_receiver: a.enable_remote_write_receiver,
+        rule_outage_tolerance_ms: a.for_outage_tolerance,
+        rule_for_grace_period_ms: a.for_grace_period,
+        rule_resend_delay_ms: a.resend_delay,
         flags,
     };
     run(opts).map_err(|e| e.to_string())?;

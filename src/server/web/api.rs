@@ -54,13 +54,10 @@ pub(crate) fn routes() -> Router<Shared> {
             get(query_exemplars).post(query_exemplars),
         )
         .route("/api/v1/format_query", get(format_query).post(format_query))
-        // No rule evaluation or alerting yet: the empty answers of a Prometheus without rules and
-        // Alertmanagers, which Grafana asks for.
         .route("/api/v1/rules", get(rules))
-        .route(
-            "/api/v1/alerts",
-            get(|| async { success(r#"{"alerts":[]}"#) }),
-        )
+        .route("/api/v1/alerts", get(alerts))
+        // No Alertmanager discovery yet: the answer of a Prometheus without Alertmanagers,
+        // which Grafana asks for.
         .route(
             "/api/v1/alertmanagers",
             get(|| async { success(r#"{"activeAlertmanagers":[],"droppedAlertmanagers":[]}"#) }),
@@ -127,12 +124,212 @@ async fn query_exemplars(p: Params) -> Response {
     run().unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn rules(p: Params) -> Response {
-    match p.get("type").to_ascii_lowercase().as_str() {
-        "" | "alert" | "record" => success(r#"{"groups":[]}"#),
-        other => ApiError::param("type", format!("not supported value {}", go_quote(other)))
-            .into_response(),
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleGroupJson {
+    name: String,
+    file: String,
+    rules: Vec<RuleJson>,
+    #[serde(serialize_with = "go_json_f64")]
+    interval: f64,
+    limit: usize,
+    #[serde(serialize_with = "go_json_f64")]
+    evaluation_time: f64,
+    last_evaluation: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RuleJson {
+    Alerting(AlertingRuleJson),
+    Recording(RecordingRuleJson),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertingRuleJson {
+    state: &'static str,
+    name: String,
+    query: String,
+    #[serde(serialize_with = "go_json_f64")]
+    duration: f64,
+    #[serde(serialize_with = "go_json_f64")]
+    keep_firing_for: f64,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    alerts: Vec<AlertJson>,
+    health: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_error: String,
+    #[serde(serialize_with = "go_json_f64")]
+    evaluation_time: f64,
+    last_evaluation: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordingRuleJson {
+    name: String,
+    query: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    health: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_error: String,
+    #[serde(serialize_with = "go_json_f64")]
+    evaluation_time: f64,
+    last_evaluation: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertJson {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    state: &'static str,
+    active_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_firing_since: Option<String>,
+    value: String,
+}
+
+/// A float as Go's `encoding/json` writes it where it matters to clients: whole numbers without
+/// a fraction (`15`, not `15.0`).
+fn go_json_f64<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
     }
+}
+
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: shortest digits, exponent with a sign and at
+/// least two digits (`1.5e+02`), `NaN`, `+Inf`, `-Inf`.
+pub fn go_float_e(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let s = format!("{v:e}");
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let (sign, digits) = match exp.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exp),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
+fn alert_json(a: &crate::rules::ActiveAlert) -> AlertJson {
+    AlertJson {
+        labels: label_map(&a.labels),
+        annotations: label_map(&a.annotations),
+        state: a.state.as_str(),
+        active_at: go_time_json(Some(a.active_at_ms)),
+        keep_firing_since: a.keep_firing_since_ms.map(|t| go_time_json(Some(t))),
+        value: go_float_e(a.value),
+    }
+}
+
+/// `/api/v1/rules` (Prometheus 2.42's `rules`): groups in file then name order, rules in their
+/// order, `type=alert|record` keeping one kind.
+async fn rules(State(ctx): State<Shared>, p: Params) -> Response {
+    let kind = p.get("type").to_ascii_lowercase();
+    let (alerting, recording) = match kind.as_str() {
+        "" => (true, true),
+        "alert" => (true, false),
+        "record" => (false, true),
+        other => {
+            return ApiError::param("type", format!("not supported value {}", go_quote(other)))
+                .into_response()
+        }
+    };
+    use crate::rules::RuleView;
+    let groups: Vec<RuleGroupJson> = ctx
+        .state
+        .rules
+        .rule_groups()
+        .into_iter()
+        .map(|g| RuleGroupJson {
+            name: g.name,
+            file: g.file,
+            rules: g
+                .rules
+                .into_iter()
+                .filter_map(|r| match r {
+                    RuleView::Alerting(a) if alerting => {
+                        Some(RuleJson::Alerting(AlertingRuleJson {
+                            state: a.state.as_str(),
+                            name: a.name,
+                            query: a.query,
+                            duration: a.hold_ms as f64 / 1000.0,
+                            keep_firing_for: a.keep_firing_for_ms as f64 / 1000.0,
+                            labels: label_map(&a.labels),
+                            annotations: label_map(&a.annotations),
+                            alerts: a.alerts.iter().map(alert_json).collect(),
+                            health: a.status.health.as_str(),
+                            last_error: a.status.last_error.unwrap_or_default(),
+                            evaluation_time: a.status.evaluation_seconds,
+                            last_evaluation: go_time_json(a.status.last_evaluation_ms),
+                            kind: "alerting",
+                        }))
+                    }
+                    RuleView::Recording {
+                        name,
+                        query,
+                        labels,
+                        status,
+                    } if recording => Some(RuleJson::Recording(RecordingRuleJson {
+                        name,
+                        query,
+                        labels: label_map(&labels),
+                        health: status.health.as_str(),
+                        last_error: status.last_error.unwrap_or_default(),
+                        evaluation_time: status.evaluation_seconds,
+                        last_evaluation: go_time_json(status.last_evaluation_ms),
+                        kind: "recording",
+                    })),
+                    _ => None,
+                })
+                .collect(),
+            interval: g.interval_ms as f64 / 1000.0,
+            limit: g.limit,
+            evaluation_time: g.evaluation_seconds,
+            last_evaluation: go_time_json(g.last_evaluation_ms),
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct RuleDiscovery {
+        groups: Vec<RuleGroupJson>,
+    }
+    success_ser(&RuleDiscovery { groups })
+}
+
+/// `/api/v1/alerts`: the pending and firing alerts of every alerting rule.
+async fn alerts(State(ctx): State<Shared>) -> Response {
+    use crate::rules::RuleView;
+    let alerts: Vec<AlertJson> = ctx
+        .state
+        .rules
+        .rule_groups()
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .filter_map(|r| match r {
+            RuleView::Alerting(a) => Some(a.alerts.iter().map(alert_json)),
+            RuleView::Recording { .. } => None,
+        })
+        .flatten()
+        .collect();
+    #[derive(Serialize)]
+    struct AlertDiscovery {
+        alerts: Vec<AlertJson>,
+    }
+    success_ser(&AlertDiscovery { alerts })
 }
 
 /// The WAL segments replayed at open: first, last, and the last as the current one (replay is

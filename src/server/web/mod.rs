@@ -8,7 +8,8 @@
 //! unchanged: same paths, parameters, status codes and JSON bodies (`status`, `data`,
 //! `errorType`, `error`, `warnings`). It is a thin shell: query evaluation is [`crate::api`] and
 //! [`crate::promql`] (run on blocking threads, never on the async runtime), reads are
-//! [`crate::querier`], scrape state comes through [`ScrapeView`]. It must never hold storage or
+//! [`crate::querier`], scrape state comes through [`ScrapeView`], rule state through
+//! [`RulesView`]. It must never hold storage or
 //! query logic of its own.
 //!
 //! Submodules: [`api`] (the `/api/v1` handlers), [`federate`], [`admin`], [`metrics`] (its own
@@ -25,6 +26,7 @@ pub use webconfig::{WebConfig, WebConfigError};
 
 use crate::db::Db;
 use crate::labels::Labels;
+use crate::rules::{NoRules, RulesView};
 use crate::server::ScrapeView;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -106,6 +108,8 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 pub struct WebState {
     pub db: Arc<Db>,
     pub scrape: Arc<dyn ScrapeView>,
+    /// Rule groups and alerts, for `/api/v1/rules` and `/api/v1/alerts` (none by default).
+    pub rules: Arc<dyn RulesView>,
     /// The configuration file's text, for `/api/v1/status/config`.
     pub config_yaml: Arc<RwLock<String>>,
     /// `global.external_labels`, added by `/federate`.
@@ -134,6 +138,7 @@ impl WebState {
         WebState {
             db,
             scrape,
+            rules: Arc::new(NoRules),
             config_yaml: Arc::default(),
             external_labels: Arc::default(),
             registry,
