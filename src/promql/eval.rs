@@ -19,7 +19,12 @@ use promql_parser::parser::{
     VectorMatchCardinality, VectorSelector,
 };
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+/// The evaluator's maps are keyed by label sets and small integers of one query: foldhash is
+/// several times cheaper than SipHash on them (label-set hashing was ~4% of evaluating 1,000
+/// recording rules) and hash flooding is not a concern for keys the query's own data produces.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -93,7 +98,7 @@ struct Ev<'a> {
     samples: AtomicUsize,
     deadline: Option<Instant>,
     /// Start offsets in the query of the AST's nodes, for the annotations' positions.
-    positions: HashMap<usize, usize>,
+    positions: std::collections::HashMap<usize, usize>,
     annos: Collector,
 }
 
@@ -254,7 +259,7 @@ fn drop_name_labels(l: &Labels) -> Labels {
 /// Applies delayed name removal and merges series that became equal; overlapping points fail.
 fn drop_names(cols: Vec<Col>) -> R<Vec<Col>> {
     let mut out: Vec<Col> = Vec::with_capacity(cols.len());
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<Labels, usize> = HashMap::default();
     let any_drop = cols.iter().any(|c| c.drop_name);
     for mut c in cols {
         if c.vals.iter().all(|v| v.is_none()) {
@@ -290,7 +295,7 @@ fn drop_names(cols: Vec<Col>) -> R<Vec<Col>> {
 
 fn finish_range(series: Vec<RSeries>) -> R<Vec<RangeSeries>> {
     let mut out: Vec<RangeSeries> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<Labels, usize> = HashMap::default();
     for s in series {
         if s.pts.is_empty() {
             continue;
@@ -331,7 +336,7 @@ impl OutBuilder {
     fn new(n: usize) -> OutBuilder {
         OutBuilder {
             cols: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             n,
         }
     }
@@ -642,7 +647,7 @@ impl Ev<'_> {
         if sets.len() == 1 {
             series = q.select(&sets[0])?;
         } else {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = std::collections::HashSet::<_, foldhash::fast::RandomState>::default();
             for ms in &sets {
                 for s in q.select(ms)? {
                     if seen.insert(s.labels().clone()) {
@@ -1077,7 +1082,7 @@ impl Ev<'_> {
                 }
                 // Group bucket series by their labels without `le` (fixed over the steps).
                 let mut groups: Vec<(Labels, Vec<(usize, f64)>)> = Vec::new();
-                let mut index: HashMap<Labels, usize> = HashMap::new();
+                let mut index: HashMap<Labels, usize> = HashMap::default();
                 for (ci, c) in cols.iter().enumerate() {
                     let Some(le) = c.labels.get("le").and_then(parse_go_float) else {
                         if c.vals.iter().any(|v| v.is_some()) {
@@ -1365,7 +1370,7 @@ impl Ev<'_> {
             let mut out = OutBuilder::new(n);
             for i in 0..n {
                 let mut counts: Vec<(Labels, f64)> = Vec::new();
-                let mut idx: HashMap<Labels, usize> = HashMap::new();
+                let mut idx: HashMap<Labels, usize> = HashMap::default();
                 for c in &cols {
                     if let Some(v) = c.vals[i] {
                         let l = set_label(&c.labels, &label, &f::format_float_f(v));
@@ -1437,18 +1442,7 @@ impl Ev<'_> {
             }
         }
         // Group membership is fixed across steps: compute it once.
-        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        for (ci, c) in cols.iter().enumerate() {
-            let key = group_labels(&c.labels, without, &grouping);
-            match index.get(&key) {
-                Some(&gi) => groups[gi].1.push(ci),
-                None => {
-                    index.insert(key.clone(), groups.len());
-                    groups.push((key, vec![ci]));
-                }
-            }
-        }
+        let groups = group_members(&cols, without, &grouping);
         if op == T_TOPK || op == T_BOTTOMK || op == T_LIMITK || op == T_LIMIT_RATIO {
             return self.aggregate_k(op, &cols, &groups, n, &param_scalar);
         }
@@ -1636,7 +1630,7 @@ impl Ev<'_> {
                         )
                     }
                 };
-                let mut sig_ids: HashMap<Labels, usize> = HashMap::new();
+                let mut sig_ids: HashMap<Labels, usize> = HashMap::default();
                 let mut sig_of = |l: &Labels| -> usize {
                     let s = sig(l);
                     let k = sig_ids.len();
@@ -1784,8 +1778,8 @@ impl Ev<'_> {
         let mut st = BinState {
             out: OutBuilder::new(n),
             matched: vec![false; nsig],
-            matched_sets: HashMap::new(),
-            cache: HashMap::new(),
+            matched_sets: HashMap::default(),
+            cache: HashMap::default(),
             op,
             one_to_one,
             one_to_many,
@@ -2365,16 +2359,54 @@ fn without_labels(l: &Labels, names: &[&str]) -> Labels {
     )
 }
 
+/// Whether label `x` is part of an aggregation's group key (`by (grouping)` or `without (grouping)`).
+fn in_group(x: &Label, without: bool, grouping: &[String]) -> bool {
+    if without {
+        x.name != METRIC_NAME && !grouping.contains(&x.name)
+    } else {
+        grouping.contains(&x.name)
+    }
+}
+
+/// The groups of an aggregation in order of first appearance: the group's labels and its members'
+/// indexes in `cols`. Series are matched to groups by a hash of their grouping labels, compared
+/// label by label on a hit, so a group's [`Labels`] is built once per group rather than once per
+/// input series (the per-series copies were ~5% of evaluating 1,000 recording rules).
+fn group_members(cols: &[Col], without: bool, grouping: &[String]) -> Vec<(Labels, Vec<usize>)> {
+    let state = foldhash::fast::FixedState::default();
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    // Hash of the grouping labels -> the groups with that hash (more than one only on collision).
+    let mut index: HashMap<u64, Vec<usize>> = HashMap::default();
+    for (ci, c) in cols.iter().enumerate() {
+        let key = || c.labels.iter().filter(|x| in_group(x, without, grouping));
+        let mut h = state.build_hasher();
+        for l in key() {
+            // Length prefixes keep ("ab", "c") and ("a", "bc") apart.
+            h.write_usize(l.name.len());
+            h.write(l.name.as_bytes());
+            h.write_usize(l.value.len());
+            h.write(l.value.as_bytes());
+        }
+        let candidates = index.entry(h.finish()).or_default();
+        match candidates
+            .iter()
+            .copied()
+            .find(|&gi| groups[gi].0.iter().eq(key()))
+        {
+            Some(gi) => groups[gi].1.push(ci),
+            None => {
+                candidates.push(groups.len());
+                groups.push((group_labels(&c.labels, without, grouping), vec![ci]));
+            }
+        }
+    }
+    groups
+}
+
 fn group_labels(l: &Labels, without: bool, grouping: &[String]) -> Labels {
     Labels::from_sorted_unchecked(
         l.iter()
-            .filter(|x| {
-                if without {
-                    x.name != METRIC_NAME && !grouping.contains(&x.name)
-                } else {
-                    grouping.contains(&x.name)
-                }
-            })
+            .filter(|x| in_group(x, without, grouping))
             .cloned()
             .collect(),
     )
@@ -2443,7 +2475,7 @@ fn absent_labels(e: &Expr) -> R<Labels> {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Ok(Labels::default()),
     };
-    let mut has: HashMap<String, bool> = HashMap::new();
+    let mut has: HashMap<String, bool> = HashMap::default();
     let mut v: Vec<Label> = Vec::new();
     for m in &vs.matchers.matchers {
         if m.name == METRIC_NAME {
