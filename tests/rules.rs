@@ -138,7 +138,7 @@ fn serve_records_fires_reloads_and_restores_alerts() {
 
     // The recording rule's series, with the rule's label.
     wait_for("the recorded series", 20, || {
-        let r = server.json("/api/v1/query?query=demo:value:double");
+        let r = api_get(server.port, "/api/v1/query?query=demo:value:double");
         r["result"].as_array().is_some_and(|v| {
             v.len() == 1
                 && v[0]["value"][1] == "300"
@@ -148,14 +148,17 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     });
     // Pending, then firing after `for`.
     wait_for("the alert firing", 20, || {
-        !firing(&server.json("/api/v1/alerts")).is_empty()
+        !firing(&api_get(server.port, "/api/v1/alerts")).is_empty()
     });
-    let alert = firing(&server.json("/api/v1/alerts")).remove(0);
+    let alert = firing(&api_get(server.port, "/api/v1/alerts")).remove(0);
     assert_eq!(alert["labels"]["severity"], "low");
     assert_eq!(alert["annotations"]["summary"], "value 150 on a");
     assert_eq!(alert["value"], "1.5e+02");
     let active_at = alert["activeAt"].as_str().unwrap().to_string();
-    let alerts_series = server.json("/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D");
+    let alerts_series = api_get(
+        server.port,
+        "/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D",
+    );
     assert_eq!(
         alerts_series["result"][0]["metric"]["alertname"], "DemoHigh",
         "{alerts_series}"
@@ -171,17 +174,17 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     let (status, body) = common::http(server.port, "POST", "/-/reload").unwrap();
     assert_eq!(status, 200, "{body}");
     wait_for("the changed annotation", 20, || {
-        firing(&server.json("/api/v1/alerts"))
+        firing(&api_get(server.port, "/api/v1/alerts"))
             .first()
             .is_some_and(|a| a["annotations"]["summary"] == "now 150 on a")
     });
-    let after = firing(&server.json("/api/v1/alerts")).remove(0);
+    let after = firing(&api_get(server.port, "/api/v1/alerts")).remove(0);
     assert_eq!(
         after["activeAt"],
         active_at.as_str(),
         "reload reset the alert"
     );
-    let groups = server.json("/api/v1/rules");
+    let groups = api_get(server.port, "/api/v1/rules");
     assert_eq!(groups["groups"][0]["rules"].as_array().unwrap().len(), 3);
 
     // A restart restores activeAt (to the second, as ALERTS_FOR_STATE stores it) instead of
@@ -190,9 +193,9 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     thread::sleep(Duration::from_millis(1500));
     let server = Serve::start(&db, &cfg, &flags);
     wait_for("the alert firing again", 20, || {
-        !firing(&server.json("/api/v1/alerts")).is_empty()
+        !firing(&api_get(server.port, "/api/v1/alerts")).is_empty()
     });
-    let restored = firing(&server.json("/api/v1/alerts")).remove(0);
+    let restored = firing(&api_get(server.port, "/api/v1/alerts")).remove(0);
     assert_eq!(
         unix_seconds(restored["activeAt"].as_str().unwrap()),
         unix_seconds(&active_at),
@@ -203,7 +206,7 @@ fn serve_records_fires_reloads_and_restores_alerts() {
     // The value drops: the alert resolves and leaves /api/v1/alerts.
     target.value.store(1f64.to_bits(), Ordering::SeqCst);
     wait_for("the alert resolved", 20, || {
-        server.json("/api/v1/alerts")["alerts"]
+        api_get(server.port, "/api/v1/alerts")["alerts"]
             .as_array()
             .is_some_and(|a| a.is_empty())
     });

@@ -39,9 +39,9 @@ pub use eval::format_labels_go;
 
 /// Parses a PromQL expression (syntax only), with the parser's panics on some duration
 /// literals turned into errors — for callers that validate expressions before evaluating them
-/// (rule files).
+/// (rule files). Errors read as Prometheus': `line:col: parse error: what`.
 pub fn parse_expr(input: &str) -> Result<promql_parser::parser::Expr, String> {
-    parse_error::parse(input)
+    parse_error::parse(input).map_err(|m| parse_error::describe(input, &m))
 }
 
 /// Prometheus' default lookback delta.
