@@ -24,9 +24,11 @@
 mod alerting;
 mod common;
 
+use common::{python_has_client, wait_listening, Proc};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alerting::{Alertmanager, Serve, Webhook, ALERTMANAGER};
@@ -34,39 +36,6 @@ use serde_json::Value;
 
 const SCRAPE_INTERVAL_S: i64 = 1;
 const EVAL_INTERVAL_S: i64 = 1;
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python_has_client() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("python3 with prometheus_client is missing and TSDB_REQUIRE_PEERS=1");
-        }
-        eprintln!("SKIP: python3 prometheus_client not installed");
-    }
-    ok
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The example's rule, unchanged, and a rule on the gauge that the test moves.
 const RULES: &str = r#"groups:

@@ -18,9 +18,11 @@
 
 mod common;
 
+use common::{python_has_client, wait_listening, Proc};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,40 +37,7 @@ const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 /// How long both scrape (1 s interval).
 const RUN: Duration = Duration::from_secs(25);
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 use common::free_port;
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn python_has_client() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("python3 with prometheus_client is missing and TSDB_REQUIRE_PEERS=1");
-        }
-        eprintln!("SKIP: python3 prometheus_client not installed");
-    }
-    ok
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -11,12 +11,14 @@
 
 mod common;
 
+use common::{python_has_client, wait_listening, Proc};
+
 use serde_json::{json, Value};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tsdb::labels::Labels;
 use tsdb::{Db, Options};
@@ -34,44 +36,11 @@ const PERF_POINTS: i64 = 1000;
 /// The table's cap (graph.js `MAX_TABLE_ROWS`); the graph's is 500.
 const MANY_SERIES: usize = 10_000;
 
-/// A child process killed on drop, even when the test fails.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn python_has_client() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("python3 with prometheus_client is missing and TSDB_REQUIRE_PEERS=1");
-        }
-        eprintln!("SKIP: python3 prometheus_client not installed");
-    }
-    ok
 }
 
 /// One HTTP/1.0 response: status, headers (lower-case names), body bytes.
@@ -484,13 +453,17 @@ fn ui_in_chromium() {
     fs::write(&rules, RULES).unwrap();
     let server = Server::start(dir.path(), &demo_config(&ports, &rules));
     let base = format!("http://127.0.0.1:{}", server.port);
-    server.wait("four targets up and a rate", |s| {
+    // Five scrapes at least: the rate then has several points to draw a line through (on an
+    // idle machine the setup is quick enough that a single point was all there was, and a
+    // single point draws no line).
+    server.wait("four targets up and a rate over five scrapes", |s| {
         let up = s.query("count(up{job=\"demo\"} == 1)", None);
-        let rate = s.query("rate(function_calls_total[1m])", None);
+        let scrapes = s.query("min(count_over_time(function_calls_total[1m]))", None);
         up["data"]["result"][0]["value"][1] == "4"
-            && rate["data"]["result"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
+            && scrapes["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|n| n >= 5.0)
     });
     let browser = Browser::start();
     eprintln!("setup: {:?}", t0.elapsed());

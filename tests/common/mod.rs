@@ -200,6 +200,42 @@ impl Drop for Prometheus {
     }
 }
 
+/// A child process killed on drop, even when the test fails.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (20 s at most) until something accepts connections on `port` of 127.0.0.1.
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `python3` can import `prometheus_client` (the motivating example's targets); if not,
+/// a skip notice, or a panic under `TSDB_REQUIRE_PEERS=1`.
+pub fn python_has_client() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("python3 with prometheus_client is missing and TSDB_REQUIRE_PEERS=1");
+        }
+        eprintln!("SKIP: python3 prometheus_client not installed");
+    }
+    ok
+}
+
 /// A running `tsdbctl serve` (this package's binary), killed on drop.
 pub struct Serve {
     child: Child,
