@@ -8,21 +8,9 @@
 
 use crate::config::HttpClientConfig;
 
-/// Our `User-Agent` (Prometheus sends `Prometheus/<version>`).
-pub const USER_AGENT: &str = concat!("tsdbctl/", env!("CARGO_PKG_VERSION"));
-
-/// Why an `alertmanagers` entry's client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("tls_config: reading {path}: {error}")]
-    ReadFile { path: String, error: std::io::Error },
-    #[error("tls_config: {0}")]
-    Tls(String),
-    #[error("proxy_url {url:?}: {message}")]
-    Proxy { url: String, message: String },
-    #[error("building the HTTP client: {0}")]
-    Build(String),
-}
+/// The client is built as a scrape pool's is ([`client_builder`]): same TLS (rustls, CA file as the
+/// only roots, `server_name`, client certificate), proxy and redirect handling, same errors.
+pub use crate::server::scrape::client::{client_builder, ClientError, USER_AGENT};
 
 /// Why one send failed; the text is what the log line and the error counter are about.
 #[derive(Debug, thiserror::Error)]
@@ -46,69 +34,7 @@ pub struct AmClient {
 
 impl AmClient {
     pub fn new(http: &HttpClientConfig) -> Result<AmClient, ClientError> {
-        let read = |path: &str| {
-            std::fs::read(path).map_err(|error| ClientError::ReadFile {
-                path: path.to_string(),
-                error,
-            })
-        };
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(USER_AGENT)
-            .tcp_nodelay(true)
-            .redirect(if http.follow_redirects {
-                reqwest::redirect::Policy::limited(10)
-            } else {
-                reqwest::redirect::Policy::none()
-            });
-        match &http.proxy_url {
-            Some(url) => {
-                let p = reqwest::Proxy::all(url).map_err(|e| ClientError::Proxy {
-                    url: url.clone(),
-                    message: e.to_string(),
-                })?;
-                b = b.proxy(p);
-            }
-            // Prometheus ignores the environment's proxy variables unless told.
-            None => b = b.no_proxy(),
-        }
-        let tls = &http.tls_config;
-        if let Some(ca) = &tls.ca_file {
-            let pem = read(ca)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ClientError::Tls(format!("{ca}: {e}")))?;
-            // The CA file's certificates are the only roots, as in Go's tls.Config.RootCAs.
-            b = b.tls_built_in_root_certs(false);
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = read(cert)?;
-            pem.push(b'\n');
-            pem.extend(read(key)?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| ClientError::Tls(format!("cert_file/key_file: {e}")))?;
-            b = b.identity(id);
-        }
-        if tls.insecure_skip_verify {
-            b = b.danger_accept_invalid_certs(true);
-        }
-        if let Some(v) = &tls.min_version {
-            match v.as_str() {
-                "TLS13" => b = b.min_tls_version(reqwest::tls::Version::TLS_1_3),
-                "TLS12" => b = b.min_tls_version(reqwest::tls::Version::TLS_1_2),
-                // rustls speaks TLS 1.2 and 1.3 only: a lower minimum changes nothing.
-                _ => {}
-            }
-        }
-        if tls.server_name.as_deref().is_some_and(|s| !s.is_empty()) {
-            // reqwest verifies the certificate against the URL's host, with no separate name.
-            return Err(ClientError::Tls(
-                "server_name is not supported for Alertmanagers: the URL's host is verified"
-                    .to_string(),
-            ));
-        }
+        let b = client_builder(http, USER_AGENT)?;
         let client = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(AmClient {
             client,

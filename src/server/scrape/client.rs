@@ -62,29 +62,7 @@ pub struct Fetched {
 
 impl ScrapeClient {
     pub fn new(http: &HttpClientConfig) -> Result<ScrapeClient, ClientError> {
-        let mut b = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .gzip(true)
-            .tcp_nodelay(true)
-            .redirect(if http.follow_redirects {
-                reqwest::redirect::Policy::limited(10)
-            } else {
-                reqwest::redirect::Policy::none()
-            });
-        match &http.proxy_url {
-            Some(url) => {
-                let p = reqwest::Proxy::all(url).map_err(|e| ClientError::Proxy {
-                    url: url.clone(),
-                    message: e.to_string(),
-                })?;
-                b = b.proxy(p);
-            }
-            // Prometheus ignores the environment's proxy variables unless told.
-            None => b = b.no_proxy(),
-        }
-        if http.tls_config != TlsConfig::default() {
-            b = b.use_preconfigured_tls(rustls_config(&http.tls_config)?);
-        }
+        let b = client_builder(http, USER_AGENT)?.gzip(true);
         let client = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(ScrapeClient {
             client,
@@ -207,6 +185,39 @@ impl ScrapeClient {
             None => req,
         })
     }
+}
+
+/// A client builder for an `HttpClientConfig`, as Prometheus' `common/config` builds one: the
+/// user agent, redirects as configured, the proxy (or none: the environment's proxy variables are
+/// ignored unless configured), and `tls_config` through rustls. Scrapes and Alertmanager delivery
+/// build their clients from it; each adds what its requests need.
+pub fn client_builder(
+    http: &HttpClientConfig,
+    user_agent: &str,
+) -> Result<reqwest::ClientBuilder, ClientError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(user_agent)
+        .tcp_nodelay(true)
+        .redirect(if http.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    match &http.proxy_url {
+        Some(url) => {
+            let p = reqwest::Proxy::all(url).map_err(|e| ClientError::Proxy {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+            b = b.proxy(p);
+        }
+        // Prometheus ignores the environment's proxy variables unless told.
+        None => b = b.no_proxy(),
+    }
+    if http.tls_config != TlsConfig::default() {
+        b = b.use_preconfigured_tls(rustls_config(&http.tls_config)?);
+    }
+    Ok(b)
 }
 
 /// Go's `strconv.FormatFloat(seconds, 'f', -1, 64)`: the shortest decimal, no exponent.
