@@ -396,6 +396,41 @@ fn check_rules_agrees_with_promtool() {
         let o: Vec<String> = oerr.lines().map(key).collect();
         assert_eq!(o, p, "{args:?}:\nours:\n{oerr}\npromtool:\n{perr}");
     }
+    // Positions and messages word for word, where promtool gives a position (the yaml.v3 node
+    // of the value, then the parser's `line:col`).
+    let exprs = [
+        "rate(x[5m]",
+        "foo{",
+        "1 +",
+        "foo[5m",
+        "x @ 1 offset",
+        "foo bar",
+        "{}",
+        "x[5m]]",
+        "abs(x) + abs(x, y)",
+        "nofunc(x)",
+        "\"unterminated",
+        "topk(x)",
+        "x \"abcdefghijklmn\"",
+        "x by",
+        "x sum",
+        "sum(x) (y)",
+        "(x",
+    ];
+    let mut text = String::from("groups:\n  - name: g\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        text.push_str(&format!(
+            "      - record: r{i}\n        expr:   {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    text.push_str(
+        "      - record: a-b\n        alert: both\n        expr:\n          up\n  -  name: g\n",
+    );
+    fs::write(dir.path().join("positions.yml"), text).unwrap();
+    let (pc, pout, perr) = run(common::PROMTOOL, &["positions.yml"]);
+    let (oc, oout, oerr) = run(ours_bin, &["positions.yml"]);
+    assert_eq!((oc, oout, oerr), (pc, pout, perr));
     let (pc, ..) = run(common::PROMTOOL, &["--lint-fatal", "dup.yml"]);
     let (oc, ..) = run(ours_bin, &["--lint-fatal", "dup.yml"]);
     assert_eq!(oc, pc);

@@ -103,9 +103,21 @@ pub fn line_of_exact(text: &str, path: &[Seg]) -> Option<usize> {
 /// The line of the deepest part of `path` found, and how many segments were found.
 fn find(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     let toks = tokens(text);
+    find_tok(&toks, path).map(|f| (toks[f.tok].line, f.depth))
+}
+
+/// Where a path search ended: the token of its deepest segment, how many segments were found,
+/// and the end of that segment's token range (its value's tokens are `tok + 1 .. end`).
+struct Found {
+    tok: usize,
+    depth: usize,
+    end: usize,
+}
+
+fn find_tok(toks: &[Tok<'_>], path: &[Seg]) -> Option<Found> {
     let mut lo = 0;
     let mut hi = toks.len();
-    let mut found: Option<usize> = None;
+    let mut found: Option<Found> = None;
     let mut depth = 0;
     for seg in path {
         if lo >= hi {
@@ -121,7 +133,6 @@ fn find(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
                 }) else {
                     break;
                 };
-                found = Some(toks[t].line);
                 depth += 1;
                 // The value: following lines indented deeper than the key, or a sequence whose
                 // dashes sit at the key's column.
@@ -131,6 +142,7 @@ fn find(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
                 {
                     end += 1;
                 }
+                found = Some(Found { tok: t, depth, end });
                 lo = t + 1;
                 hi = end;
             }
@@ -145,14 +157,65 @@ fn find(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
                     break;
                 };
                 let end = items.get(i + 1).copied().unwrap_or(hi);
-                found = Some(toks[start].line);
                 depth += 1;
+                found = Some(Found {
+                    tok: start,
+                    depth,
+                    end,
+                });
                 lo = start;
                 hi = end;
             }
         }
     }
-    found.map(|l| (l, depth))
+    found
+}
+
+/// The 1-based `(line, column)` of the YAML node `path` names, as Go's yaml.v3 reports it (and
+/// so promtool's messages): for a key, where its value starts (the `|` of a block scalar, or the
+/// next line when the value starts there); for a sequence item, where its content starts after
+/// the dash. Columns count characters. `None` unless the whole path is written in `text`.
+pub fn position_of(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
+    let toks = tokens(text);
+    let f = find_tok(&toks, path)?;
+    if f.depth != path.len() {
+        return None;
+    }
+    let t = &toks[f.tok];
+    let raw = text.lines().nth(t.line - 1)?;
+    let chars_to = |byte: usize| raw.get(..byte).map_or(0, |s| s.chars().count());
+    if matches!(path.last(), Some(Seg::Idx(_))) {
+        return Some((t.line, chars_to(t.col) + 1));
+    }
+    // The value after `key:` on the key's own line.
+    let colon = key_colon(t.text)?;
+    let after = &t.text[colon + 1..];
+    let value = after.trim_start_matches([' ', '\t']);
+    if !value.is_empty() && !value.starts_with('#') {
+        let at = t.col + colon + 1 + (after.len() - value.len());
+        return Some((t.line, chars_to(at) + 1));
+    }
+    // A value on the following lines: its first token (a sequence starts at its dash).
+    let next = toks.get(f.tok + 1).filter(|_| f.tok + 1 < f.end)?;
+    let raw = text.lines().nth(next.line - 1)?;
+    let at = next.dash.unwrap_or(next.col);
+    Some((
+        next.line,
+        raw.get(..at).map_or(0, |s| s.chars().count()) + 1,
+    ))
+}
+
+/// Byte offset of the `:` that ends the key a line starts with (see [`line_key`]).
+fn key_colon(text: &str) -> Option<usize> {
+    let key_end = if let Some(r) = text.strip_prefix('"') {
+        r.find('"')? + 2
+    } else if let Some(r) = text.strip_prefix('\'') {
+        r.find('\'')? + 2
+    } else {
+        0
+    };
+    let colon = key_end + text[key_end..].find(':')?;
+    Some(colon)
 }
 
 #[cfg(test)]
@@ -234,6 +297,34 @@ remote_write:
             Some(25)
         );
         assert_eq!(line_of(TEXT, &p("remote_write[0].url")), Some(27));
+    }
+
+    #[test]
+    fn positions_of_values_as_yaml_v3_reports_them() {
+        let text = "groups:\n  - name: g\n    rules:\n      - record: r\n        expr:   up\n      - alert: A\n        expr:\n          sum(x)\n        labels:\n          - a\n  -   name: h\n      rules:\n        -   \"expr\": |\n              sum(\n";
+        assert_eq!(
+            position_of(text, &p("groups[0].rules[0].expr")),
+            Some((5, 17))
+        );
+        assert_eq!(
+            position_of(text, &p("groups[0].rules[0].record")),
+            Some((4, 17))
+        );
+        assert_eq!(
+            position_of(text, &p("groups[0].rules[1].expr")),
+            Some((8, 11))
+        );
+        assert_eq!(
+            position_of(text, &p("groups[0].rules[1].labels")),
+            Some((10, 11))
+        );
+        assert_eq!(position_of(text, &p("groups[1]")), Some((11, 7)));
+        assert_eq!(
+            position_of(text, &p("groups[1].rules[0].expr")),
+            Some((13, 21))
+        );
+        assert_eq!(position_of(text, &p("groups[0].rules[1].record")), None);
+        assert_eq!(position_of("a: é: x\nb: 'ü'\n", &p("b")), Some((2, 4)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::locate::{line_of, Seg};
+use super::locate::{line_of, position_of, Seg};
 use super::{ConfigError, Duration};
 use crate::relabel::is_valid_label_name;
 
@@ -133,20 +133,28 @@ impl RuleFile {
                 .map(|l| format!("{l}: "))
                 .unwrap_or_default()
         };
+        // promtool puts the yaml.v3 position of the node an error is about first (`5:15: `, the
+        // value of `expr`); where it has none (labels, annotations, templates; a missing key,
+        // which it prints as `0:0:`) the line of the deepest part of `p` found is given instead,
+        // so that every error still names its line.
+        let pos = |p: &[Seg]| -> String {
+            match position_of(text, p) {
+                Some((l, c)) => format!("{l}:{c}: "),
+                None => at(p),
+            }
+        };
         let mut seen = BTreeSet::new();
         let mut groups = Vec::new();
         for (gi, g) in raw.groups.unwrap_or_default().into_iter().enumerate() {
             let gpath = [Seg::key("groups"), Seg::Idx(gi)];
             let name = g.name.unwrap_or_default();
             if name.is_empty() {
-                errors.push(format!("{}Groupname must not be empty", at(&gpath)));
+                errors.push(format!("{}Groupname must not be empty", pos(&gpath)));
             }
             if !seen.insert(name.clone()) {
-                let mut p = gpath.to_vec();
-                p.push(Seg::key("name"));
                 errors.push(format!(
                     "{}groupname: {name:?} is repeated in the same file",
-                    at(&p)
+                    pos(&gpath)
                 ));
             }
             let mut rules = Vec::new();
@@ -160,15 +168,22 @@ impl RuleFile {
                 let alert = r.alert.unwrap_or_default();
                 let rule_name = if alert.is_empty() { &record } else { &alert };
                 let mut err = |key: &str, msg: String| {
+                    let at_key = match key {
+                        "record" | "expr" => pos(&rpath(key)),
+                        // promtool names both nodes: `9:17: 10:16: group ...`.
+                        "record+alert" => {
+                            format!("{}{}", pos(&rpath("record")), pos(&rpath("alert")))
+                        }
+                        _ => at(&rpath(key)),
+                    };
                     errors.push(format!(
-                        "{}group {name:?}, rule {}, {rule_name:?}: {msg}",
-                        at(&rpath(key)),
+                        "{at_key}group {name:?}, rule {}, {rule_name:?}: {msg}",
                         ri + 1
                     ));
                 };
                 if !record.is_empty() && !alert.is_empty() {
                     err(
-                        "record",
+                        "record+alert",
                         "only one of 'record' and 'alert' must be set".into(),
                     );
                 }
@@ -309,12 +324,12 @@ mod tests {
         };
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
-            errors[0].starts_with("5: group \"g\", rule 1, \"a-b\": could not parse expression"),
+            errors[0].starts_with("5:11: group \"g\", rule 1, \"a-b\": could not parse expression"),
             "{errors:?}"
         );
         assert_eq!(
             errors[1],
-            "4: group \"g\", rule 1, \"a-b\": invalid recording rule name: a-b"
+            "4:13: group \"g\", rule 1, \"a-b\": invalid recording rule name: a-b"
         );
         for (bad, want) in [
             ("groups:\n- name: g\n  rules: []\n- name: g\n", "is repeated"),
