@@ -228,6 +228,51 @@ fn motivating_example_and_node_exporter_against_prometheus() {
     for t in &active {
         assert_eq!(t.health, Health::Up, "{}: {}", t.scrape_url, t.last_error);
     }
+    // Per-target metadata (`/api/v1/targets/metadata`'s source): the same entries as
+    // Prometheus' endpoint gives for the same targets.
+    let (status, body) = prom.get("/api/v1/targets/metadata").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let theirs: BTreeSet<(String, String, String, String, String)> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["target"]["instance"].as_str().unwrap().to_string(),
+                e["metric"].as_str().unwrap().to_string(),
+                e["type"].as_str().unwrap().to_string(),
+                e["help"].as_str().unwrap().to_string(),
+                e["unit"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let ours: BTreeSet<(String, String, String, String, String)> = active
+        .iter()
+        .flat_map(|t| {
+            let instance = t.labels.get("instance").unwrap_or("").to_string();
+            t.metadata.iter().map(move |(name, m)| {
+                (
+                    instance.clone(),
+                    name.clone(),
+                    m.kind.clone(),
+                    m.help.clone(),
+                    m.unit.clone(),
+                )
+            })
+        })
+        .collect();
+    assert!(ours.len() > 100, "{}", ours.len());
+    // The node exporter's families vary little between two scrapes; compare the demo targets'
+    // exactly and the node exporter's by name.
+    let node = format!("127.0.0.1:{node_port}");
+    let split = |s: &BTreeSet<(String, String, String, String, String)>| {
+        let (n, d): (BTreeSet<_>, BTreeSet<_>) = s.iter().cloned().partition(|e| e.0 == node);
+        (n.into_iter().map(|e| e.1).collect::<BTreeSet<String>>(), d)
+    };
+    let ((on, od), (pn, pd)) = (split(&ours), split(&theirs));
+    assert_eq!(od, pd, "demo targets' metadata");
+    assert_eq!(on, pn, "node exporter's metadata names");
     // Evaluate both at a time both have scraped past.
     let t_eval = now_ms() - 1500;
     std::thread::sleep(Duration::from_millis(500));

@@ -54,7 +54,16 @@ impl Server {
 
 /// Starts the web layer over a fresh database holding `up{job="a"}` and `up{job="b"}` (1 at
 /// t = 0..10 min) with `opts` adjusted by the caller.
-async fn start(mut opts: WebOptions, extra: axum::Router) -> Server {
+async fn start(opts: WebOptions, extra: axum::Router) -> Server {
+    start_with_targets(opts, extra, Arc::new(NoTargets)).await
+}
+
+/// [`start`] with `scrape` answering the target endpoints.
+async fn start_with_targets(
+    mut opts: WebOptions,
+    extra: axum::Router,
+    scrape: Arc<dyn ScrapeView>,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(
         Db::open(
@@ -74,12 +83,7 @@ async fn start(mut opts: WebOptions, extra: axum::Router) -> Server {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = web::register_metrics(&mut registry, &db);
     let (reload_tx, reloads) = mpsc::channel(1);
-    let state = WebState::new(
-        db.clone(),
-        Arc::new(NoTargets),
-        Arc::new(registry),
-        reload_tx,
-    );
+    let state = WebState::new(db.clone(), scrape, Arc::new(registry), reload_tx);
     state.ready.store(true, Ordering::Relaxed);
     let ready = state.ready.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -337,6 +341,132 @@ async fn tls_and_basic_auth_protect_every_endpoint() {
         .send()
         .await;
     assert!(untrusting.is_err());
+    s.shutdown().await;
+}
+
+/// Two targets of job `demo` with metadata, one of job `node`.
+struct ThreeTargets;
+
+impl ScrapeView for ThreeTargets {
+    fn targets(&self) -> (Vec<TargetInfo>, Vec<DroppedTarget>) {
+        let meta = |kind: &str, help: &str| MetricMetadata {
+            kind: kind.into(),
+            help: help.into(),
+            unit: String::new(),
+        };
+        let target =
+            |job: &str, instance: &str, metadata: Vec<(String, MetricMetadata)>| TargetInfo {
+                discovered_labels: Labels::from_pairs(&[("__address__", instance)]),
+                labels: Labels::from_pairs(&[("instance", instance), ("job", job)]),
+                scrape_pool: job.into(),
+                scrape_url: format!("http://{instance}/metrics"),
+                global_url: format!("http://{instance}/metrics"),
+                last_error: String::new(),
+                last_scrape_ms: None,
+                last_scrape_duration_s: 0.0,
+                health: tsdb::server::Health::Unknown,
+                scrape_interval: tsdb::config::Duration(15_000),
+                scrape_timeout: tsdb::config::Duration(10_000),
+                metadata: Arc::new(metadata),
+            };
+        let demo = vec![
+            ("calls".to_string(), meta("counter", "Calls.")),
+            ("temp".to_string(), meta("gauge", "Temperature.")),
+        ];
+        (
+            vec![
+                target(
+                    "node",
+                    "n:9100",
+                    vec![("up_time".into(), meta("gauge", "Up."))],
+                ),
+                target("demo", "d:1", demo.clone()),
+                target("demo", "d:2", demo),
+            ],
+            Vec::new(),
+        )
+    }
+    fn metadata(&self) -> Vec<(String, MetricMetadata)> {
+        Vec::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_metadata_filters_as_prometheus() {
+    let s = start_with_targets(
+        WebOptions::default(),
+        axum::Router::new(),
+        Arc::new(ThreeTargets),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let get = |q: &str| {
+        client
+            .get(s.url("http", &format!("/api/v1/targets/metadata{q}")))
+            .send()
+    };
+    // Pools in name order, each target's whole list.
+    let (code, v) = json(get("").await.unwrap()).await;
+    assert_eq!(code, 200);
+    let rows: Vec<(String, String, String)> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["target"]["instance"].as_str().unwrap().to_string(),
+                e["metric"].as_str().unwrap().to_string(),
+                e["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let row = |i: &str, m: &str, t: &str| (i.to_string(), m.to_string(), t.to_string());
+    assert_eq!(
+        rows,
+        [
+            row("d:1", "calls", "counter"),
+            row("d:1", "temp", "gauge"),
+            row("d:2", "calls", "counter"),
+            row("d:2", "temp", "gauge"),
+            row("n:9100", "up_time", "gauge"),
+        ]
+    );
+    assert_eq!(
+        v["data"][0],
+        serde_json::json!({"target": {"instance": "d:1", "job": "demo"}, "metric": "calls",
+            "type": "counter", "help": "Calls.", "unit": ""})
+    );
+    // One metric: no "metric" key; the target selector filters.
+    let (_, v) = json(
+        get("?metric=temp&match_target=%7Binstance%3D%22d%3A2%22%7D")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        v["data"],
+        serde_json::json!([{"target": {"instance": "d:2", "job": "demo"}, "type": "gauge",
+            "help": "Temperature.", "unit": ""}])
+    );
+    // The limit is checked before each target: the first target's two entries are both kept.
+    let (_, v) = json(get("?limit=1").await.unwrap()).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let (_, v) = json(get("?limit=0").await.unwrap()).await;
+    assert_eq!(v["data"], serde_json::json!([]));
+    let (code, v) = json(get("?limit=x").await.unwrap()).await;
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("limit must be a number"))
+    );
+    let (code, v) = json(get("?match_target=%7B").await.unwrap()).await;
+    assert_eq!(code, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"match_target\": "),
+        "{v}"
+    );
     s.shutdown().await;
 }
 

@@ -444,6 +444,12 @@ async fn api_answers_as_prometheus_over_the_same_blocks() {
         ),
         (
             "GET",
+            "/api/v1/targets/metadata?metric=up&limit=3".to_string(),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
             "/api/v1/status/tsdb".to_string(),
             none.clone(),
             Compare::Json,
@@ -565,6 +571,18 @@ async fn api_answers_as_prometheus_over_the_same_blocks() {
         (
             "GET",
             "/api/v1/metadata?limit=many".to_string(),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            "/api/v1/targets/metadata?limit=many".to_string(),
+            none.clone(),
+            Compare::Json,
+        ),
+        (
+            "GET",
+            "/api/v1/targets/metadata?match_target=up%7B".to_string(),
             none.clone(),
             Compare::Json,
         ),

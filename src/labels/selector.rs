@@ -1,9 +1,10 @@
 //! Series selectors in PromQL syntax: `metric`, `metric{a="b", c=~"x|y"}`, `{__name__=~"m.*"}`.
 //!
 //! The selector grammar of PromQL (string literals in double, single or back quotes, Go escapes in the
-//! first two), enough for `tsdbctl query` and the HTTP API's `match[]` until the PromQL engine has its
-//! own parser. Like Prometheus, a selector must contain at least one matcher that does not match the
-//! empty string.
+//! first two), for the places that take a series selector rather than an expression: the HTTP API's
+//! `match[]` and `match_target`, `tsdbctl`'s `--match`, deletion. Like Prometheus, a selector must
+//! contain at least one matcher that does not match the empty string. (The web layer words its errors
+//! as the PromQL parser does; see `server::web::api`.)
 
 use super::{MatchType, Matcher, METRIC_NAME};
 
@@ -178,7 +179,7 @@ pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
     }
     lx.skip_ws();
     if lx.pos != input.len() {
-        return lx.err("unexpected input after the selector (only series selectors are supported until the PromQL engine lands)");
+        return lx.err("unexpected input after the selector (a series selector was expected)");
     }
     if out.is_empty() {
         return lx.err("expected a metric name or {");

@@ -63,6 +63,8 @@ pub struct TargetInfo {
     pub health: Health,
     pub scrape_interval: Duration,
     pub scrape_timeout: Duration,
+    /// What the target said about its metric families, for `/api/v1/targets/metadata`.
+    pub metadata: std::sync::Arc<Vec<(String, MetricMetadata)>>,
 }
 
 /// A target that relabeling dropped, as `/api/v1/targets` lists it.

@@ -609,6 +609,7 @@ impl ScrapeView for ScrapeManager {
                     health: s.health,
                     scrape_interval: t.interval,
                     scrape_timeout: t.timeout,
+                    metadata: Arc::clone(&t.metadata.lock().unwrap_or_else(|e| e.into_inner())),
                 });
             }
         }

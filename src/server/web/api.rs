@@ -42,6 +42,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/targets/metadata", get(targets_metadata))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
         .route("/api/v1/status/config", get(config))
@@ -579,10 +580,18 @@ fn duration_param(p: &Params, name: &str) -> Result<i64, ApiError> {
 pub(crate) fn matcher_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> {
     values
         .iter()
-        .map(|s| {
-            parse_selector(s).map_err(|e| format!("1:{}: parse error: {}", e.column, e.message))
-        })
+        .map(|s| parse_selector(s).map_err(|e| selector_error(s, &e)))
         .collect()
+}
+
+/// Prometheus' message for a selector that does not parse (`ParseMetricSelector` runs the PromQL
+/// parser): the PromQL parser's error where the text is not PromQL at all, else ours (valid
+/// PromQL that is not a series selector, such as `rate(x[5m])`).
+fn selector_error(s: &str, e: &crate::labels::SelectorError) -> String {
+    match crate::promql::parse_expr(s) {
+        Err(promql) => promql,
+        Ok(_) => format!("1:{}: parse error: {}", e.column, e.message),
+    }
 }
 
 /// Sets a flag when dropped: a request whose client went away drops its handler's future, which
@@ -909,6 +918,74 @@ async fn metadata(State(ctx): State<Shared>, p: Params) -> Response {
         by_name = by_name.into_iter().take(limit as usize).collect();
     }
     success_ser(&by_name)
+}
+
+#[derive(Serialize)]
+struct TargetMetadataEntry {
+    target: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    metric: String,
+    #[serde(rename = "type")]
+    kind: String,
+    help: String,
+    unit: String,
+}
+
+/// Prometheus' `targetMetadata`: the metadata of each active target that `match_target`
+/// selects, all of it or only `metric`'s; `limit` is checked before each target, so a target's
+/// whole list is kept once started (as Prometheus does).
+async fn targets_metadata(State(ctx): State<Shared>, p: Params) -> Response {
+    let limit: i64 = match p.get("limit") {
+        "" => -1,
+        s => match s.parse() {
+            Ok(n) => n,
+            Err(_) => {
+                return ApiError::new(ErrorType::BadData, "limit must be a number").into_response()
+            }
+        },
+    };
+    let matchers = match p.get("match_target") {
+        "" => Vec::new(),
+        s => match parse_selector(s) {
+            Ok(m) => m,
+            Err(e) => {
+                return ApiError::param("match_target", selector_error(s, &e)).into_response()
+            }
+        },
+    };
+    let metric = p.get("metric");
+    let (mut active, _) = ctx.state.scrape.targets();
+    active.sort_by(|a, b| a.scrape_pool.cmp(&b.scrape_pool));
+    let mut res: Vec<TargetMetadataEntry> = Vec::new();
+    for t in &active {
+        if limit >= 0 && res.len() as i64 >= limit {
+            break;
+        }
+        if !matchers
+            .iter()
+            .all(|m| m.matches(t.labels.get(&m.name).unwrap_or("")))
+        {
+            continue;
+        }
+        let target = label_map(&t.labels);
+        for (name, m) in t.metadata.iter() {
+            if !metric.is_empty() && name != metric {
+                continue;
+            }
+            res.push(TargetMetadataEntry {
+                target: target.clone(),
+                metric: if metric.is_empty() {
+                    name.clone()
+                } else {
+                    String::new()
+                },
+                kind: m.kind.clone(),
+                help: m.help.clone(),
+                unit: m.unit.clone(),
+            });
+        }
+    }
+    success_ser(&res)
 }
 
 #[derive(Serialize)]
