@@ -798,10 +798,13 @@ impl DbCore {
                 series: b.meta().stats.num_series,
             });
             let old = b.meta().ulid;
-            let new =
-                compact::merge_blocks(&self.dir, std::slice::from_ref(&b), &mut |done, total| {
-                    progress(CompactProgress::Series { done, total })
-                })?;
+            // As Prometheus' `CleanTombstones`: a level-1 block of its own, the old one its parent.
+            let new = compact::merge_blocks_as(
+                &self.dir,
+                std::slice::from_ref(&b),
+                compact::Lineage::Rewritten,
+                &mut |done, total| progress(CompactProgress::Series { done, total }),
+            )?;
             self.replace_blocks(&[old], new)?;
             out.push((old, new));
         }

@@ -470,8 +470,31 @@ fn clean_tombstones_rewrites_blocks_without_deleted_data() {
     let key = want.keys().find(|k| k.contains("i=\"1\"")).unwrap().clone();
     want.get_mut(&key).unwrap().retain(|s| s.0 > HOUR);
     assert_eq!(all(&db), want, "tombstones hide the samples");
+    let old_meta = db.blocks()[0].meta().clone();
     let cleaned = db.clean_tombstones(&mut |_| {}).unwrap();
     assert_eq!(cleaned.len(), 1);
+    // meta.json as Prometheus' CleanTombstones writes it: level 1, its own source, the old block
+    // as parent.
+    let (old, new) = (cleaned[0].0, cleaned[0].1.unwrap());
+    assert_eq!(old, old_meta.ulid);
+    let meta = db
+        .blocks()
+        .iter()
+        .find(|b| b.meta().ulid == new)
+        .unwrap()
+        .meta()
+        .clone();
+    assert_eq!(meta.compaction.level, 1);
+    assert_eq!(meta.compaction.sources, vec![new]);
+    assert_eq!(meta.compaction.parents.len(), 1);
+    assert_eq!(
+        (
+            meta.compaction.parents[0].ulid,
+            meta.compaction.parents[0].min_time,
+            meta.compaction.parents[0].max_time
+        ),
+        (old, old_meta.min_time, old_meta.max_time)
+    );
     assert!(db.blocks().iter().all(|b| b.tombstones().is_empty()));
     assert!(!bdir.exists());
     assert_eq!(all(&db), want);

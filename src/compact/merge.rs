@@ -56,6 +56,27 @@ pub fn merge_blocks(
     blocks: &[Arc<Block>],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Option<Ulid>, CompactError> {
+    merge_blocks_as(dir, blocks, Lineage::Compacted, progress)
+}
+
+/// What meta.json says about where a merged block comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lineage {
+    /// A compaction (Prometheus' `CompactBlockMetas`): level one above the highest input's, the
+    /// union of the inputs' sources, the inputs as parents.
+    Compacted,
+    /// A block rewritten on its own (Prometheus' `LeveledCompactor.Write`, which
+    /// `CleanTombstones` uses): level 1, the new block as its only source, the input as parent.
+    Rewritten,
+}
+
+/// [`merge_blocks`] with the meta.json lineage chosen by the caller.
+pub fn merge_blocks_as(
+    dir: &Path,
+    blocks: &[Arc<Block>],
+    lineage: Lineage,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Option<Ulid>, CompactError> {
     let (Some(mint), Some(maxt)) = (
         blocks.iter().map(|b| b.meta().min_time).min(),
         blocks.iter().map(|b| b.meta().max_time).max(),
@@ -85,7 +106,12 @@ pub fn merge_blocks(
         return Err(e);
     }
     let mut w = w.map_err(CompactError::Write)?;
-    w.set_compaction(compaction_of(blocks));
+    let mut compaction = compaction_of(blocks);
+    if lineage == Lineage::Rewritten {
+        compaction.level = 1;
+        compaction.sources = vec![w.ulid()];
+    }
+    w.set_compaction(compaction);
 
     for c in &mut cursors {
         c.advance()?;

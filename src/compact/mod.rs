@@ -15,7 +15,7 @@
 mod merge;
 mod plan;
 
-pub use merge::{merge_blocks, MAX_SAMPLES_PER_CHUNK};
+pub use merge::{merge_blocks, merge_blocks_as, Lineage, MAX_SAMPLES_PER_CHUNK};
 pub use plan::{
     default_block_ranges, deletable_parents, exponential_block_ranges, plan, MAX_BLOCK_DURATION_MS,
 };
