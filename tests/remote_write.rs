@@ -959,3 +959,156 @@ async fn throughput_sender_into_our_receiver() {
         total as f64 / catch_up.as_secs_f64(),
     );
 }
+
+/// A `/metrics` body with every metric type, HELP text with escapes, and a family without HELP.
+const METADATA_BODY: &str = "\
+# HELP demo_calls_total Calls of the demo function.
+# TYPE demo_calls_total counter
+demo_calls_total 3
+# HELP demo_temperature_celsius Temperature, in \\\\ degrees \\n Celsius.
+# TYPE demo_temperature_celsius gauge
+demo_temperature_celsius 21.5
+# HELP demo_latency_seconds Latency.
+# TYPE demo_latency_seconds histogram
+demo_latency_seconds_bucket{le=\"0.1\"} 1
+demo_latency_seconds_bucket{le=\"+Inf\"} 2
+demo_latency_seconds_sum 0.3
+demo_latency_seconds_count 2
+# HELP demo_size_bytes Sizes.
+# TYPE demo_size_bytes summary
+demo_size_bytes{quantile=\"0.5\"} 10
+demo_size_bytes_sum 30
+demo_size_bytes_count 3
+# TYPE demo_untyped untyped
+demo_untyped 1
+demo_no_metadata 2
+";
+
+/// Serves [`METADATA_BODY`] at `/metrics` on a fresh port.
+fn metadata_target() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            (
+                [("content-type", "text/plain; version=0.0.4")],
+                METADATA_BODY,
+            )
+        }),
+    );
+    (port, serve(app, listener))
+}
+
+type MetaEntry = (i32, String, String, String);
+
+/// A remote-write receiver that keeps the metadata of every request (one list per request) and
+/// answers 204.
+fn metadata_capture() -> (
+    String,
+    Arc<std::sync::Mutex<Vec<Vec<MetaEntry>>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let got: Arc<std::sync::Mutex<Vec<Vec<MetaEntry>>>> = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/write",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let g = g.clone();
+            async move {
+                let r = tsdb::server::remote::decode_write_request(&body).unwrap();
+                if !r.metadata.is_empty() {
+                    assert!(r.timeseries.is_empty(), "metadata travels on its own");
+                    g.lock().unwrap().push(
+                        r.metadata
+                            .into_iter()
+                            .map(|m| (m.r#type, m.metric_family_name, m.help, m.unit))
+                            .collect(),
+                    );
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+    (url, got, serve(app, listener))
+}
+
+/// `metadata_config`: every interval, the metadata of the scraped targets, deduplicated across
+/// targets, in requests of at most `max_samples_per_send` entries — the same entries Prometheus
+/// 2.42 sends for the same two targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_is_sent_as_prometheus_sends_it() {
+    if !common::available(common::PROMETHEUS) {
+        return;
+    }
+    let (p1, t1) = metadata_target();
+    let (p2, t2) = metadata_target();
+    let (their_url, theirs, c1) = metadata_capture();
+    let (our_url, ours, c2) = metadata_capture();
+    let yaml = |url: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['127.0.0.1:{p1}', '127.0.0.1:{p2}']\nremote_write:\n  - url: {url}\n    metadata_config:\n      send_interval: 1s\n      max_samples_per_send: 4\n"
+        )
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pdir = tmp.path().join("prom");
+    fs::create_dir_all(&pdir).unwrap();
+    let prom = common::Prometheus::start(&pdir, &yaml(&their_url));
+
+    let db = open_db(&tmp.path().join("ours"));
+    let cfg = tsdb::config::Config::parse(&yaml(&our_url), Path::new("prometheus.yml")).unwrap();
+    let mut reg = prometheus_client::registry::Registry::default();
+    let scrape = Arc::new(tsdb::server::scrape::ScrapeManager::new(
+        db.clone(),
+        &mut reg,
+    ));
+    scrape.apply_config(&cfg).await.unwrap();
+    let w = RemoteWriter::new(db.clone(), &tmp.path().join("ours"), &mut reg)
+        .with_metadata_source(scrape.clone());
+    w.apply_config(&cfg).await.unwrap();
+
+    // One full round each: the requests of one interval add up to every entry once.
+    let full = |got: &std::sync::Mutex<Vec<Vec<MetaEntry>>>| -> Option<Vec<MetaEntry>> {
+        let g = got.lock().unwrap();
+        let mut all: Vec<MetaEntry> = g.iter().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        (all.len() >= 5).then_some(all)
+    };
+    wait_for("metadata from both", Duration::from_secs(30), || {
+        full(&theirs).is_some() && full(&ours).is_some()
+    })
+    .await;
+    let (t, o) = (full(&theirs).unwrap(), full(&ours).unwrap());
+    assert_eq!(o, t, "ours:\n{o:#?}\nPrometheus':\n{t:#?}");
+    let names: Vec<&str> = o.iter().map(|e| e.1.as_str()).collect();
+    assert!(names.contains(&"demo_calls_total") && names.contains(&"demo_latency_seconds"));
+    for got in [&ours, &theirs] {
+        let g = got.lock().unwrap();
+        assert!(
+            g.iter().all(|r| r.len() <= 4),
+            "batches of at most 4: {g:?}"
+        );
+        // Each interval sends each entry once, not once per target.
+        let first_round: usize = g.iter().take(2).map(Vec::len).sum();
+        assert_eq!(first_round, o.len(), "{g:?}");
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("prometheus_remote_storage_metadata_total{") && !l.ends_with(" 0")
+        ),
+        "{text}"
+    );
+    w.stop().await;
+    scrape.stop().await;
+    tokio::task::spawn_blocking(move || prom.stop())
+        .await
+        .unwrap();
+    for t in [t1, t2, c1, c2] {
+        t.abort();
+    }
+}

@@ -155,7 +155,8 @@ async fn serve(opts: &ServeOptions, config: Config, db: Arc<Db>) -> Result<(), S
 
     let mut registry = Registry::default();
     let scrape = Arc::new(ScrapeManager::new(db.clone(), &mut registry));
-    let remote = RemoteWriter::new(db.clone(), &opts.db_dir, &mut registry);
+    let remote = RemoteWriter::new(db.clone(), &opts.db_dir, &mut registry)
+        .with_metadata_source(scrape.clone());
     let extra = if opts.enable_remote_write_receiver {
         super::remote::receiver_router(db.clone(), &mut registry)
     } else {

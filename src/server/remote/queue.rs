@@ -31,16 +31,17 @@ use super::log;
 use super::proto;
 use super::tail::{SegmentTail, Stall};
 use super::RemoteError;
-use crate::config::{QueueConfig, RemoteWriteConfig};
+use crate::config::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 use crate::labels::Label;
 use crate::relabel::{self, Rule};
+use crate::server::{MetricMetadata, ScrapeView};
 use crate::wal::record::{self, RecordType, RefSample};
 use crate::wal::{self, WalReader};
 use crate::Db;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,10 @@ pub(crate) struct QueueMetrics {
     pub highest_sent: Gauge<f64, AtomicU64>,
     pub sent_batch_duration: Histogram,
     pub current_segment: Gauge,
+    pub metadata: Counter,
+    pub metadata_failed: Counter,
+    pub metadata_retried: Counter,
+    pub metadata_bytes: Counter,
 }
 
 /// An exponentially weighted moving average of a rate (Prometheus' `ewmaRate`).
@@ -229,6 +234,8 @@ pub(crate) struct Shared {
     num_shards: AtomicUsize,
     desired_shards: AtomicUsize,
     flush_deadline: Duration,
+    meta_cfg: MetadataConfig,
+    metadata_source: Option<Arc<dyn ScrapeView>>,
 }
 
 /// What a queue needs to start.
@@ -247,6 +254,7 @@ pub(crate) struct Queue {
     pub shared: Arc<Shared>,
     watcher: Option<std::thread::JoinHandle<()>>,
     control: tokio::task::JoinHandle<()>,
+    metadata: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// One sample on its way to a shard: the series' encoded labels and its lane.
@@ -268,6 +276,7 @@ impl Queue {
         highest_recv_ms: Arc<AtomicI64>,
         gauge_highest_recv: Gauge<f64, AtomicU64>,
         flush_deadline: Duration,
+        metadata_source: Option<Arc<dyn ScrapeView>>,
     ) -> Result<Queue, RemoteError> {
         let cfg = &spec.cfg;
         let q = &cfg.queue_config;
@@ -313,6 +322,8 @@ impl Queue {
             num_shards: AtomicUsize::new(min),
             desired_shards: AtomicUsize::new(min),
             flush_deadline,
+            meta_cfg: cfg.metadata_config.clone(),
+            metadata_source,
         });
         let saved = read_position(&shared.pos_path)?;
         let rt = tokio::runtime::Handle::current();
@@ -325,10 +336,15 @@ impl Queue {
                 source,
             })?;
         let control = tokio::spawn(control(shared.clone()));
+        let metadata = (shared.meta_cfg.send
+            && shared.metadata_source.is_some()
+            && shared.meta_cfg.max_samples_per_send > 0)
+            .then(|| tokio::spawn(send_metadata_loop(shared.clone())));
         Ok(Queue {
             shared,
             watcher: Some(watcher),
             control,
+            metadata,
         })
     }
 
@@ -345,6 +361,9 @@ impl Queue {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
         self.control.abort();
+        if let Some(m) = self.metadata.take() {
+            m.abort();
+        }
         let s = self.shared.clone();
         let _ = tokio::task::spawn_blocking(move || save(&s)).await;
     }
@@ -1371,6 +1390,108 @@ async fn send_batch(s: &Shared, batch: &mut Vec<QueuedSample>, raw: &mut Vec<u8>
     }
     drop(t);
     batch.clear();
+}
+
+/// Prometheus' metadata watcher: every `send_interval`, the metadata of every active target,
+/// deduplicated on (name, type, help, unit), sent in requests of `max_samples_per_send` entries
+/// with the samples' retry rules. Not parallel, and never in the way of the samples.
+async fn send_metadata_loop(s: Arc<Shared>) {
+    let Some(source) = s.metadata_source.clone() else {
+        return;
+    };
+    let every = s
+        .meta_cfg
+        .send_interval
+        .to_std()
+        .max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if s.quit.load(Ordering::SeqCst) {
+            return;
+        }
+        let (targets, _) = source.targets();
+        let mut seen: HashSet<&(String, MetricMetadata)> = HashSet::new();
+        let mut entries: Vec<proto::MetricMetadata> = Vec::new();
+        for t in &targets {
+            for e in t.metadata.iter() {
+                if seen.insert(e) {
+                    entries.push(proto::MetricMetadata {
+                        r#type: metric_type_number(&e.1.kind),
+                        metric_family_name: e.0.clone(),
+                        help: e.1.help.clone(),
+                        unit: e.1.unit.clone(),
+                    });
+                }
+            }
+        }
+        for chunk in entries.chunks(s.meta_cfg.max_samples_per_send) {
+            send_metadata(&s, chunk).await;
+        }
+    }
+}
+
+/// The `MetricType` enum of remote.proto for a type as the scrape reports it.
+fn metric_type_number(kind: &str) -> i32 {
+    match kind {
+        "counter" => 1,
+        "gauge" => 2,
+        "histogram" => 3,
+        "gaugehistogram" => 4,
+        "summary" => 5,
+        "info" => 6,
+        "stateset" => 7,
+        _ => 0,
+    }
+}
+
+async fn send_metadata(s: &Shared, entries: &[proto::MetricMetadata]) {
+    let n = entries.len() as u64;
+    let req = proto::WriteRequest {
+        timeseries: Vec::new(),
+        metadata: entries.to_vec(),
+    };
+    let mut body = Vec::new();
+    proto::encode_write_request(&req, &mut body);
+    let body = bytes::Bytes::from(body);
+    let mut backoff = s.cfg.min_backoff.to_std();
+    let max_backoff = s.cfg.max_backoff.to_std();
+    loop {
+        let t0 = Instant::now();
+        let out = attempt(s, &body).await;
+        s.m.sent_batch_duration.observe(t0.elapsed().as_secs_f64());
+        match out {
+            Outcome::Ok => {
+                s.m.metadata.inc_by(n);
+                s.m.metadata_bytes.inc_by(body.len() as u64);
+                return;
+            }
+            Outcome::Fail(msg) => {
+                log!(
+                    "error",
+                    s.name,
+                    "non-recoverable error while sending metadata, count={n}: {msg}"
+                );
+                s.m.metadata_failed.inc_by(n);
+                return;
+            }
+            Outcome::Retry(after, msg) => {
+                if s.quit.load(Ordering::SeqCst) {
+                    return;
+                }
+                let sleep = after.unwrap_or(backoff);
+                log!(
+                    "warn",
+                    s.name,
+                    "failed to send metadata, retrying in {sleep:?}: {msg}"
+                );
+                tokio::time::sleep(sleep).await;
+                s.m.metadata_retried.inc_by(n);
+                backoff = (sleep * 2).min(max_backoff);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use super::queue::{self, Queue, QueueMetrics, QueueSpec};
 use super::RemoteError;
 use crate::config::{Config, RemoteWriteConfig};
+use crate::server::ScrapeView;
 use crate::Db;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -53,6 +54,10 @@ struct Families {
     highest_sent: Family<Labels, Gauge<f64, AtomicU64>>,
     sent_batch_duration: Family<Labels, Histogram, fn() -> Histogram>,
     current_segment: Family<Labels, Gauge>,
+    metadata: Family<Labels, Counter>,
+    metadata_failed: Family<Labels, Counter>,
+    metadata_retried: Family<Labels, Counter>,
+    metadata_bytes: Family<Labels, Counter>,
 }
 
 impl Families {
@@ -75,6 +80,10 @@ impl Families {
             highest_sent: Family::default(),
             sent_batch_duration: Family::new_with_constructor(batch_histogram),
             current_segment: Family::default(),
+            metadata: Family::default(),
+            metadata_failed: Family::default(),
+            metadata_retried: Family::default(),
+            metadata_bytes: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
         let p = "prometheus_remote_storage_";
@@ -135,6 +144,18 @@ impl Families {
             f.sent_batch_duration.clone(),
         );
         r.register(
+            format!("{p}metadata"),
+            "Total number of metadata entries sent to remote storage.",
+            f.metadata.clone(),
+        );
+        r.register(format!("{p}metadata_failed"), "Total number of metadata entries which failed on send to remote storage, non-recoverable errors.", f.metadata_failed.clone());
+        r.register(format!("{p}metadata_retried"), "Total number of metadata entries which failed on send to remote storage but were retried because the send error was recoverable.", f.metadata_retried.clone());
+        r.register(
+            format!("{p}metadata_bytes"),
+            "The total number of bytes of metadata sent by the queue after compression.",
+            f.metadata_bytes.clone(),
+        );
+        r.register(
             "prometheus_wal_watcher_current_segment",
             "Current segment the WAL watcher is reading records from",
             f.current_segment.clone(),
@@ -165,6 +186,10 @@ impl Families {
             shards_desired,
             highest_sent: self.highest_sent.get_or_create(l).clone(),
             sent_batch_duration: self.sent_batch_duration.get_or_create(l).clone(),
+            metadata: self.metadata.get_or_create(l).clone(),
+            metadata_failed: self.metadata_failed.get_or_create(l).clone(),
+            metadata_retried: self.metadata_retried.get_or_create(l).clone(),
+            metadata_bytes: self.metadata_bytes.get_or_create(l).clone(),
             current_segment: self
                 .current_segment
                 .get_or_create(&vec![("consumer".to_string(), l[0].1.clone())])
@@ -189,6 +214,10 @@ impl Families {
         self.max_samples_per_send.remove(l);
         self.highest_sent.remove(l);
         self.sent_batch_duration.remove(l);
+        self.metadata.remove(l);
+        self.metadata_failed.remove(l);
+        self.metadata_retried.remove(l);
+        self.metadata_bytes.remove(l);
         self.current_segment
             .remove(&vec![("consumer".to_string(), l[0].1.clone())]);
     }
@@ -222,6 +251,8 @@ pub struct RemoteWriter {
     gauge_highest_recv: Gauge<f64, AtomicU64>,
     flush_deadline: Duration,
     queues: tokio::sync::Mutex<HashMap<String, Running>>,
+    /// Where the metadata that `metadata_config` sends comes from (the scrape manager).
+    metadata_source: Option<Arc<dyn ScrapeView>>,
     /// Queues found on disk by `new` and held until the first `apply_config` says whether they
     /// still exist.
     found: std::sync::Mutex<Vec<String>>,
@@ -256,6 +287,7 @@ impl RemoteWriter {
             gauge_highest_recv,
             flush_deadline: DEFAULT_FLUSH_DEADLINE,
             queues: tokio::sync::Mutex::new(HashMap::new()),
+            metadata_source: None,
             found: std::sync::Mutex::new(found),
         }
     }
@@ -264,6 +296,13 @@ impl RemoteWriter {
     /// [`DEFAULT_FLUSH_DEADLINE`]).
     pub fn with_flush_deadline(mut self, d: Duration) -> RemoteWriter {
         self.flush_deadline = d;
+        self
+    }
+
+    /// Sends the metric metadata `source`'s targets expose to every queue whose `metadata_config`
+    /// says `send` (Prometheus' metadata watcher); without a source no metadata is sent.
+    pub fn with_metadata_source(mut self, source: Arc<dyn ScrapeView>) -> RemoteWriter {
+        self.metadata_source = Some(source);
         self
     }
 
@@ -361,6 +400,7 @@ impl RemoteWriter {
                 self.highest_recv_ms.clone(),
                 self.gauge_highest_recv.clone(),
                 self.flush_deadline,
+                self.metadata_source.clone(),
             )?;
             queues.insert(
                 key,
