@@ -1001,15 +1001,13 @@ fn metadata_target() -> (u16, tokio::task::JoinHandle<()>) {
 }
 
 type MetaEntry = (i32, String, String, String);
+/// The metadata of each request a capture received.
+type Captured = Arc<std::sync::Mutex<Vec<Vec<MetaEntry>>>>;
 
 /// A remote-write receiver that keeps the metadata of every request (one list per request) and
 /// answers 204.
-fn metadata_capture() -> (
-    String,
-    Arc<std::sync::Mutex<Vec<Vec<MetaEntry>>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let got: Arc<std::sync::Mutex<Vec<Vec<MetaEntry>>>> = Arc::default();
+fn metadata_capture() -> (String, Captured, tokio::task::JoinHandle<()>) {
+    let got: Captured = Arc::default();
     let g = got.clone();
     let app = axum::Router::new().route(
         "/api/v1/write",

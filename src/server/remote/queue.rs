@@ -247,6 +247,8 @@ pub(crate) struct QueueSpec {
     pub cfg: RemoteWriteConfig,
     /// `global.external_labels`, sorted by name.
     pub external: Vec<(String, String)>,
+    /// Where the metadata to send comes from (none: no metadata is sent).
+    pub metadata_source: Option<Arc<dyn ScrapeView>>,
 }
 
 /// A running queue.
@@ -276,7 +278,6 @@ impl Queue {
         highest_recv_ms: Arc<AtomicI64>,
         gauge_highest_recv: Gauge<f64, AtomicU64>,
         flush_deadline: Duration,
-        metadata_source: Option<Arc<dyn ScrapeView>>,
     ) -> Result<Queue, RemoteError> {
         let cfg = &spec.cfg;
         let q = &cfg.queue_config;
@@ -323,7 +324,7 @@ impl Queue {
             desired_shards: AtomicUsize::new(min),
             flush_deadline,
             meta_cfg: cfg.metadata_config.clone(),
-            metadata_source,
+            metadata_source: spec.metadata_source,
         });
         let saved = read_position(&shared.pos_path)?;
         let rt = tokio::runtime::Handle::current();

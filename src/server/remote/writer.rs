@@ -353,6 +353,7 @@ impl RemoteWriter {
                     key,
                     cfg: rw.clone(),
                     external: external.clone(),
+                    metadata_source: self.metadata_source.clone(),
                 },
                 fingerprint,
             ));
@@ -400,7 +401,6 @@ impl RemoteWriter {
                 self.highest_recv_ms.clone(),
                 self.gauge_highest_recv.clone(),
                 self.flush_deadline,
-                self.metadata_source.clone(),
             )?;
             queues.insert(
                 key,
