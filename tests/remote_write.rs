@@ -735,73 +735,13 @@ async fn credentials_and_headers_are_sent_and_a_401_drops_the_batch() {
 
 /// A CA and a server certificate for 127.0.0.1 made with `openssl`; (ca, cert, key) paths.
 fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
-    if !common::available("/usr/bin/openssl") {
+    if !common::make_ca(dir) {
         return None;
     }
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    common::issue_cert(dir, "server", "IP:127.0.0.1", "serverAuth");
     Some((
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
         dir.join("server.key"),
     ))
 }

@@ -4,7 +4,6 @@
 #![cfg(feature = "server")]
 
 mod common;
-use common::openssl;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -512,72 +511,15 @@ fn regex_escape(s: &str) -> String {
     s.replace('.', "\\.")
 }
 
-/// A CA, a server certificate for `target.test` and a client certificate, signed by the CA.
-fn make_certs(dir: &std::path::Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &ca);
-    for (name, eku, san) in [
-        ("srv", "serverAuth", "DNS:target.test"),
-        ("cli", "clientAuth", "DNS:client.test"),
-    ] {
-        let mut req = vec!["req"];
-        req.extend(ec);
-        let (key, csr, crt, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-            format!("{name}.ext"),
-        );
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=test"]);
-        openssl(dir, &req);
-        std::fs::write(
-            dir.join(&ext),
-            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage={eku}\n"),
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
+/// A CA, a server certificate for `target.test` and a client certificate, signed by the CA
+/// (`ca.crt`, `srv.{crt,key}`, `cli.{crt,key}`); false when openssl is missing (skip).
+fn make_certs(dir: &std::path::Path) -> bool {
+    if !common::make_ca(dir) {
+        return false;
     }
+    common::issue_cert(dir, "srv", "DNS:target.test", "serverAuth");
+    common::issue_cert(dir, "cli", "DNS:client.test", "clientAuth");
+    true
 }
 
 /// An HTTPS target requiring a client certificate from the CA; serves `body` to every request.
@@ -642,17 +584,11 @@ async fn tls_target(dir: &std::path::Path, body: &'static str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_ca_server_name_client_cert_and_insecure() {
-    if std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: openssl not installed");
-        return;
-    }
     let certs = tempfile::tempdir().unwrap();
     let c = certs.path();
-    make_certs(c);
+    if !make_certs(c) {
+        return;
+    }
     let addr = tls_target(c, "secure 1\n").await;
     let (_d, db) = open_db();
     let m = manager(&db);

@@ -5,10 +5,8 @@
 
 mod common;
 use axum::routing::post;
-use common::openssl;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -111,84 +109,22 @@ async fn start_with_targets(
     }
 }
 
-/// A CA and a server certificate for localhost and 127.0.0.1 signed by it, in `dir`.
-fn make_certificates(dir: &Path) {
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=tsdb test CA",
-    ]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &csr);
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-}
-
-fn has_openssl() -> bool {
-    let ok = Command::new("openssl").arg("version").output().is_ok();
-    if !ok {
-        if std::env::var("TSDB_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("openssl is missing and TSDB_REQUIRE_PEERS=1");
-        }
-        eprintln!("SKIP: openssl not installed (test certificates)");
+/// A CA and a server certificate for localhost and 127.0.0.1 signed by it, in `dir`
+/// (`ca.crt`, `server.crt`, `server.key`); false when openssl is missing (skip).
+fn make_certificates(dir: &Path) -> bool {
+    if !common::make_ca(dir) {
+        return false;
     }
-    ok
+    common::issue_cert(dir, "server", "DNS:localhost,IP:127.0.0.1", "serverAuth");
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_basic_auth_protect_every_endpoint() {
-    if !has_openssl() {
+    let certs = tempfile::tempdir().unwrap();
+    if !make_certificates(certs.path()) {
         return;
     }
-    let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path());
     // Cost 4 keeps the test fast; the server caches results whatever the cost.
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let config = certs.path().join("web.yml");
@@ -296,7 +232,7 @@ async fn tls_and_basic_auth_protect_every_endpoint() {
     // The handshake fails or the request gets 500, as exporter-toolkit's.
     assert!(r.is_err() || r.unwrap().status() == 500);
     let rotated = tempfile::tempdir().unwrap();
-    make_certificates(rotated.path());
+    assert!(make_certificates(rotated.path()));
     for f in ["server.crt", "server.key"] {
         std::fs::copy(rotated.path().join(f), certs.path().join(f)).unwrap();
     }

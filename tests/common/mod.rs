@@ -14,6 +14,7 @@ use tsdb::labels::Labels;
 
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 pub const PROMTOOL: &str = "/usr/bin/promtool";
+pub const OPENSSL: &str = "/usr/bin/openssl";
 
 /// Whether `path` exists; if not, a skip notice, or a panic under `TSDB_REQUIRE_PEERS=1`.
 pub fn available(path: &str) -> bool {
@@ -418,5 +419,93 @@ pub fn openssl(dir: &Path, args: &[&str]) {
         out.status.success(),
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Test certificates: a CA in `dir` (`ca.key`, `ca.crt`; P-256, two days), after which
+/// [`issue_cert`] signs leaf certificates with it. False (skip) when openssl is missing, or a
+/// panic under `TSDB_REQUIRE_PEERS=1`.
+pub fn make_ca(dir: &Path) -> bool {
+    if !available(OPENSSL) {
+        return false;
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tsdb test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    true
+}
+
+/// `<name>.key` and `<name>.crt` in `dir`, signed by [`make_ca`]'s CA, for the subject
+/// alternative names `san` (`DNS:localhost,IP:127.0.0.1`) and the extended key usage `eku`
+/// (`serverAuth`, `clientAuth`).
+pub fn issue_cert(dir: &Path, name: &str, san: &str, eku: &str) {
+    let (key, csr, crt, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    fs::write(
+        dir.join(&ext),
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage={eku}\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=tsdb test",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
     );
 }
