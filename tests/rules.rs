@@ -416,6 +416,23 @@ fn check_rules_agrees_with_promtool() {
         "x sum",
         "sum(x) (y)",
         "(x",
+        "sum(rate(x[5m])) by",
+        "x offset -",
+        "SUM( (x) BY (job)",
+        "x{a= =\"b\"}",
+        "x{a b=\"c\"}",
+        "x[7m:1m)",
+        "x[2m)",
+        "rate(x[",
+        "rate(x[1m",
+        "x[ [1m]",
+        "hour)",
+        "histogram_sum((x[5m]))",
+        "avg()",
+        "clamp(x, , 1)",
+        "sum by (a a) (x)",
+        "x / on( (a) y",
+        "x{a=\"b\"} }",
     ];
     let mut text = String::from("groups:\n  - name: g\n    rules:\n");
     for (i, e) in exprs.iter().enumerate() {

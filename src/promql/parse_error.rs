@@ -90,8 +90,36 @@ fn viable(prefix: &str, toks: &[(usize, usize)]) -> bool {
     MIDDLES.iter().any(|m| {
         TAILS
             .iter()
-            .any(|t| parse(&format!("{prefix}{m}{closers}{t}")).is_ok())
+            .any(|t| match parse(&format!("{prefix}{m}{closers}{t}")) {
+                Ok(_) => true,
+                // The completion is well formed but checks fail (types, arity, an empty
+                // selector): the prefix itself is not where the syntax goes wrong.
+                Err(e) => is_semantic(&e),
+            })
     })
+}
+
+/// Whether `promql-parser`'s message is about types, argument counts or matchers rather than
+/// syntax.
+fn is_semantic(msg: &str) -> bool {
+    const SEMANTIC: &[&str] = &[
+        "expected type",
+        "expected at least",
+        "expected at most",
+        "binary expression",
+        "ranges only allowed",
+        "subquery is only allowed",
+        "bool modifier",
+        "vector matching",
+        "set operator",
+        "no arguments for aggregate",
+        "wrong number of arguments",
+        "vector selector must contain",
+        "@ modifier must be",
+        "comparison operator",
+    ];
+    SEMANTIC.iter().any(|p| msg.starts_with(p))
+        || (msg.starts_with("expected ") && msg.contains("argument(s) in call to"))
 }
 
 /// `line:column` (1-based, columns in characters) of byte offset `at`.
@@ -183,9 +211,185 @@ fn token_desc(tok: &str) -> String {
     }
 }
 
+/// Where Prometheus' grammar was when it met the unexpected token after `before` (the tokens
+/// before it), as its error messages say: ` in grouping opts, expected "("` and the like; empty
+/// where no rule here knows.
+fn context(input: &str, before: &[(usize, usize)]) -> String {
+    let text = |t: &(usize, usize)| &input[t.0..t.1];
+    let prev = before.last().map(text).unwrap_or("");
+    let prev2 = before.len().checked_sub(2).map_or("", |i| text(&before[i]));
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let is_grouping = |w: &str| GROUPING.contains(&w.to_ascii_lowercase().as_str());
+    if prev.eq_ignore_ascii_case("offset") || (prev == "-" && prev2.eq_ignore_ascii_case("offset"))
+    {
+        return " in offset, expected duration".into();
+    }
+    if is_grouping(prev)
+        && !matches!(
+            prev.to_ascii_lowercase().as_str(),
+            "group_left" | "group_right"
+        )
+    {
+        return " in grouping opts, expected \"(\"".into();
+    }
+    // The innermost bracket still open, and what stands before it.
+    let mut depth = 0usize;
+    let mut open = None;
+    for (i, t) in before.iter().enumerate().rev() {
+        match text(t) {
+            ")" | "]" | "}" => depth += 1,
+            "(" | "[" | "{" if depth > 0 => depth -= 1,
+            "(" | "[" | "{" => {
+                open = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(o) = open else {
+        return String::new();
+    };
+    let opener = text(&before[o]);
+    let inside = &before[o + 1..];
+    match opener {
+        "[" => {
+            if inside.iter().any(|t| text(t).contains(':')) {
+                " in subquery selector, expected \"]\"".into()
+            } else if inside.is_empty() {
+                String::new()
+            } else {
+                " in subquery or range, expected \":\" or \"]\"".into()
+            }
+        }
+        "{" => {
+            let is_op = matches!(prev, "=" | "!=" | "=~" | "!~");
+            if is_op {
+                " in label matching, expected string".into()
+            } else if !inside.is_empty() && prev != "," {
+                " in label matching, expected label matching operator".into()
+            } else {
+                String::new()
+            }
+        }
+        _ => {
+            let name = o.checked_sub(1).map_or("", |i| text(&before[i]));
+            if is_grouping(name) {
+                if prev == "(" || prev == "," {
+                    " in grouping opts, expected label".into()
+                } else {
+                    " in grouping opts, expected \",\" or \")\"".into()
+                }
+            } else if AGGREGATORS.contains(&name.to_ascii_lowercase().as_str())
+                || (name == ")" && aggregation_with_grouping(input, &before[..o]))
+            {
+                " in aggregation".into()
+            } else {
+                String::new()
+            }
+        }
+    }
+}
+
+/// Top-level arguments of the call whose `(` is token `open`.
+fn call_args(input: &str, toks: &[(usize, usize)], open: usize) -> usize {
+    let mut depth = 0usize;
+    let mut args = 0;
+    let mut any = false;
+    for t in &toks[open..] {
+        match &input[t.0..t.1] {
+            "(" | "[" | "{" => {
+                depth += 1;
+                if depth > 1 {
+                    any = true;
+                }
+            }
+            ")" | "]" | "}" => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            "," if depth == 1 => args += 1,
+            _ => any = true,
+        }
+    }
+    if any {
+        args + 1
+    } else {
+        args
+    }
+}
+
+/// Whether a `(` of `input` is still open at its end.
+fn has_open_paren(input: &str, toks: &[(usize, usize)]) -> bool {
+    let mut depth = 0i64;
+    for t in toks {
+        match &input[t.0..t.1] {
+            "(" => depth += 1,
+            ")" => depth -= 1,
+            _ => {}
+        }
+    }
+    depth > 0
+}
+
+/// Whether `before` ends with `<aggregator> by|without (labels)`.
+fn aggregation_with_grouping(input: &str, before: &[(usize, usize)]) -> bool {
+    let text = |t: &(usize, usize)| &input[t.0..t.1];
+    let Some(open) = before.iter().rposition(|t| text(t) == "(") else {
+        return false;
+    };
+    let kw = open.checked_sub(1).map(|i| text(&before[i]));
+    let agg = open.checked_sub(2).map(|i| text(&before[i]));
+    matches!(
+        kw.map(str::to_ascii_lowercase).as_deref(),
+        Some("by" | "without")
+    ) && agg.is_some_and(|a| AGGREGATORS.contains(&a.to_ascii_lowercase().as_str()))
+}
+
+/// The first name in single quotes in `promql-parser`'s message (`call to 'abs'`).
+fn quoted_name(msg: &str) -> Option<&str> {
+    let start = msg.find('\'')? + 1;
+    let len = msg[start..].find('\'')?;
+    Some(&msg[start..start + len])
+}
+
 /// `promql-parser`'s wording where it differs from Prometheus' for the same error: function names
-/// in Go's double quotes, and the lexer's messages.
+/// in Go's double quotes, value types as Prometheus names them, and the lexer's messages.
 fn prometheus_wording(msg: &str) -> String {
+    let typed;
+    let msg = if msg.starts_with("expected type") {
+        typed = msg
+            .replace("type vector", "type instant vector")
+            .replace("type matrix", "type range vector")
+            .replace("got vector", "got instant vector")
+            .replace("got matrix", "got range vector");
+        typed.as_str()
+    } else if msg.starts_with("no arguments for aggregate expression") {
+        "no arguments for aggregate expression provided"
+    } else {
+        msg
+    };
+    let relabelled;
+    let msg = match msg.strip_prefix("unexpected '") {
+        Some(rest) if rest.len() > 1 && rest.chars().nth(1) == Some('\'') => {
+            let c = rest.chars().next().unwrap_or(' ');
+            relabelled = format!(
+                "unexpected {}{}",
+                crate::gostr::quote(&c.to_string()),
+                &rest[c.len_utf8() + 1..]
+            );
+            relabelled.as_str()
+        }
+        _ => msg,
+    };
     let msg = match msg {
         "unexpected end of input inside brackets" => "unclosed left bracket",
         m if m.starts_with("unterminated quoted string") => "unterminated quoted string",
@@ -233,7 +437,25 @@ pub(crate) fn describe(input: &str, msg: &str) -> String {
             break;
         }
     }
-    let generic = msg == "invalid promql query";
+    // Lexer messages that Prometheus words as the parser's "unexpected <token>".
+    let lexer_generic = msg.starts_with("unexpected character inside brackets")
+        || msg == "unexpected left brace '{' inside braces";
+    // "unclosed left parenthesis" at a token that is not the end: the parser stopped there.
+    let stopped_early = msg == "unclosed left parenthesis" && at.is_some();
+    let generic = msg == "invalid promql query" || lexer_generic || stopped_early;
+    // Right after `[`, anything but a duration: Prometheus' lexer wants a unit.
+    let after_bracket = at.is_some_and(|(st, _)| {
+        toks.iter()
+            .rposition(|t| t.0 < st)
+            .is_some_and(|i| &input[toks[i].0..toks[i].1] == "[")
+            && !input[st..].starts_with(|c: char| c.is_ascii_digit())
+    });
+    let msg = if after_bracket {
+        "missing unit character in duration"
+    } else {
+        msg
+    };
+    let generic = generic && !after_bracket;
     // Errors about a whole call or aggregation name the node's start, as Prometheus does: the
     // name before the innermost parenthesis still open at the failing token.
     let whole_call = [
@@ -260,6 +482,79 @@ pub(crate) fn describe(input: &str, msg: &str) -> String {
             }
         }
     }
+    // A call or aggregation whose checks failed, written out in full (so every prefix was
+    // viable): Prometheus points at its name, or for a type error at its first argument. The
+    // call is the one the message names, with as many arguments as it says it got.
+    if at.is_none() && (whole_call || msg.starts_with("expected type")) {
+        let name = quoted_name(msg);
+        let got: Option<usize> = msg
+            .rsplit("got ")
+            .next()
+            .and_then(|n| n.trim().parse().ok());
+        let calls: Vec<usize> = (0..toks.len().saturating_sub(1))
+            .filter(|&i| {
+                let t = &input[toks[i].0..toks[i].1];
+                &input[toks[i + 1].0..toks[i + 1].1] == "("
+                    && match name {
+                        Some(n) => t.eq_ignore_ascii_case(n),
+                        None => AGGREGATORS.contains(&t.to_ascii_lowercase().as_str()),
+                    }
+            })
+            .collect();
+        let pick = calls
+            .iter()
+            .rev()
+            .find(|&&i| got.is_none_or(|n| call_args(input, &toks, i + 1) == n))
+            .or(calls.last());
+        if let Some(&i) = pick {
+            at = Some(toks[i]);
+            if msg.starts_with("expected type") {
+                at = toks.get(i + 2).copied().or(at);
+            }
+        }
+    }
+    if at.is_none() && msg.starts_with("vector selector must contain") {
+        if let Some(b) = toks.iter().position(|t| &input[t.0..t.1] == "{") {
+            let named = b > 0 && toks[b - 1].1 == toks[b].0;
+            at = Some(toks[if named { b - 1 } else { b }]);
+        }
+    }
+    // The lexer reports a `)` without its `(` after consuming it; and a trailing comma at the
+    // comma before the missing argument.
+    let mut shift = 0;
+    let mut msg = msg;
+    let mut generic = generic;
+    // A `)` with no `(` open is the lexer's error, whatever the parser was in.
+    if let Some((st, en)) = at {
+        if &input[st..en] == ")" {
+            let open = has_open_paren(
+                input,
+                &toks
+                    .iter()
+                    .copied()
+                    .filter(|t| t.0 < st)
+                    .collect::<Vec<_>>(),
+            );
+            if !open {
+                msg = "unexpected right parenthesis ')'";
+                generic = false;
+            }
+        }
+    }
+    if msg.starts_with("unexpected right parenthesis") {
+        shift = 1;
+    }
+    if msg.starts_with("trailing commas not allowed") {
+        if let Some((st, _)) = at {
+            if let Some(&c) = toks
+                .iter()
+                .rev()
+                .find(|t| t.0 < st && &input[t.0..t.1] == ",")
+            {
+                at = Some(c);
+            }
+        }
+    }
     if msg.starts_with("unterminated quoted string") {
         if let Some(&t) = toks
             .iter()
@@ -272,10 +567,17 @@ pub(crate) fn describe(input: &str, msg: &str) -> String {
     match at {
         Some((st, en)) => {
             let (l, c) = line_col(input, st);
-            if generic {
+            let c = c + shift;
+            if msg == "unexpected right brace '}'" {
+                format!("{l}:{c}: parse error: unexpected character: '}}'")
+            } else if msg == "unexpected left brace '{' inside braces" {
+                format!("{l}:{c}: parse error: unexpected left brace '{{'")
+            } else if generic {
+                let k = toks.iter().position(|t| t.0 == st).unwrap_or(toks.len());
                 format!(
-                    "{l}:{c}: parse error: unexpected {}",
-                    token_desc(&input[st..en])
+                    "{l}:{c}: parse error: unexpected {}{}",
+                    token_desc(&input[st..en]),
+                    context(input, &toks[..k])
                 )
             } else {
                 format!("{l}:{c}: parse error: {}", prometheus_wording(msg))
@@ -283,8 +585,24 @@ pub(crate) fn describe(input: &str, msg: &str) -> String {
         }
         None => {
             let (l, c) = line_col(input, input.len());
+            // The end inside `[`: the open parenthesis is reported first, and an empty bracket
+            // lacks its duration.
+            let msg = if msg == "unexpected end of input inside brackets" {
+                if toks.last().is_some_and(|t| &input[t.0..t.1] == "[") {
+                    "missing unit character in duration"
+                } else if has_open_paren(input, &toks) {
+                    "unclosed left parenthesis"
+                } else {
+                    msg
+                }
+            } else {
+                msg
+            };
             if generic {
-                format!("{l}:{c}: parse error: unexpected end of input")
+                format!(
+                    "{l}:{c}: parse error: unexpected end of input{}",
+                    context(input, &toks)
+                )
             } else {
                 format!("{l}:{c}: parse error: {}", prometheus_wording(msg))
             }
@@ -300,7 +618,7 @@ mod tests {
     fn positions() {
         assert_eq!(
             describe("sum by (a b) (x)", "invalid promql query"),
-            "1:11: parse error: unexpected identifier \"b\""
+            "1:11: parse error: unexpected identifier \"b\" in grouping opts, expected \",\" or \")\""
         );
         assert_eq!(
             describe("foo bar", "invalid promql query"),
