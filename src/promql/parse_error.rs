@@ -614,6 +614,38 @@ pub(crate) fn describe(input: &str, msg: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Every truncation and every one-token deletion of some awkward expressions gets a message
+    /// (no panic on any slicing of the error path) with a position inside the input.
+    #[test]
+    fn mutations_never_panic() {
+        let exprs = [
+            r#"sum by (job) (rate(x{a=~"b|c", d!="é"}[5m] offset -1m @ start())) > bool 1"#,
+            r#"histogram_quantile(0.9, sum without (i) (rate(h_bucket[5m:30s])))"#,
+            r#"label_replace(up, "a", "$1", "b", "(.*)") or on (a) group_left (b) vector(1)"#,
+            r#"topk(3, x) + ignoring (a) -y ^ 2 unless {__name__=~"x.+"}"#,
+            r#"count_values("v", x) / 'unterminated"#,
+        ];
+        for e in exprs {
+            let toks = tokens(e);
+            let mut inputs: Vec<String> = toks.iter().map(|t| e[..t.0].to_string()).collect();
+            for t in &toks {
+                inputs.push(format!("{}{}", &e[..t.0], &e[t.1..]));
+                inputs.push(format!("{}{}", &e[..t.1], &e[t.0..]));
+            }
+            for i in inputs {
+                if let Err(m) = super::super::parse_expr(&i) {
+                    let (pos, _) = m.split_once(": parse error: ").expect(&m);
+                    let (l, c) = pos.split_once(':').unwrap();
+                    assert_eq!(l, "1", "{i}: {m}");
+                    assert!(
+                        c.parse::<usize>().unwrap() <= i.chars().count() + 2,
+                        "{i}: {m}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn positions() {
         assert_eq!(
