@@ -30,6 +30,7 @@ pub mod discovery;
 pub mod metrics;
 pub mod scrape_loop;
 pub mod target;
+pub mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,7 @@ use discovery::{FileSd, POLL_INTERVAL};
 use metrics::{l1, Metrics};
 use scrape_loop::{Command, Loop, Status, TargetShared};
 use target::{Group, PoolConfig, Target};
+use workers::{AppendWorkers, BodyBuffers};
 
 /// Why a configuration was not applied. Nothing of it is applied then: the pools keep running
 /// with the previous configuration.
@@ -77,6 +79,9 @@ struct Core {
     db: Arc<Db>,
     metrics: Metrics,
     shutdown: watch::Sender<bool>,
+    /// The threads every loop appends its scrapes on, and the loops' body buffers.
+    workers: AppendWorkers,
+    buffers: BodyBuffers,
     pools: tokio::sync::Mutex<Pools>,
     /// What the API reads, updated at each sync.
     view: Mutex<View>,
@@ -134,6 +139,8 @@ impl ScrapeManager {
                 db,
                 metrics: Metrics::new(registry),
                 shutdown,
+                workers: AppendWorkers::start(0),
+                buffers: BodyBuffers::new(),
                 pools: tokio::sync::Mutex::new(Pools::default()),
                 view: Mutex::new(View::default()),
             }),
@@ -555,6 +562,8 @@ impl Core {
             db: Arc::clone(&self.db),
             client: pool.client.clone(),
             metrics: self.metrics.clone(),
+            workers: self.workers.clone(),
+            buffers: self.buffers.clone(),
             body_size_limit: c.body_size_limit,
             jitter_seed: seed,
             cmd: cmd_rx,

@@ -1,6 +1,6 @@
 //! One target's scrape loop (Prometheus 2.42's `scrapeLoop.run`): wait for the target's offset,
 //! then scrape every interval; the fetch runs on the async runtime, the append and commit on a
-//! blocking thread so that a big scrape never stalls the runtime's workers.
+//! long-lived append thread ([`super::workers`]) so that a big scrape never stalls the runtime's workers.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +15,7 @@ use super::cache::ScrapeCache;
 use super::client::ScrapeClient;
 use super::metrics::{l1, Metrics};
 use super::target::Target;
+use super::workers::{AppendWorkers, BodyBuffers};
 
 /// Prometheus' `ScrapeTimestampTolerance`: a scrape starting within this of its scheduled time
 /// gets the scheduled time as timestamp, so that samples compress to 1 bit of time delta.
@@ -79,6 +80,9 @@ pub struct Loop {
     pub db: Arc<Db>,
     pub client: ScrapeClient,
     pub metrics: Metrics,
+    /// The threads the scrape is appended on ([`super::workers`]).
+    pub workers: AppendWorkers,
+    pub buffers: BodyBuffers,
     pub body_size_limit: u64,
     pub jitter_seed: u64,
     pub cmd: watch::Receiver<Command>,
@@ -157,7 +161,6 @@ impl Loop {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last: Option<Instant> = None;
-        let mut buf: Vec<u8> = Vec::new();
         let stop = loop {
             if *self.shutdown.borrow() {
                 return;
@@ -181,10 +184,7 @@ impl Loop {
                     scrape_time = aligned;
                 }
             }
-            match self
-                .scrape_once(&mut state, &mut buf, scrape_time, last)
-                .await
-            {
+            match self.scrape_once(&mut state, scrape_time, last).await {
                 Some(started) => last = Some(started),
                 None => return,
             }
@@ -233,24 +233,25 @@ impl Loop {
         let spec = Arc::clone(&self.spec);
         let metrics = self.metrics.clone();
         let mut state = state;
-        let _ = tokio::task::spawn_blocking(move || {
-            state.end_of_run(
-                &db,
-                &spec,
-                &metrics,
-                now_ms(stale_time),
-                now_ms(SystemTime::now()),
-            )
-        })
-        .await;
+        let _ = self
+            .workers
+            .run(move || {
+                state.end_of_run(
+                    &db,
+                    &spec,
+                    &metrics,
+                    now_ms(stale_time),
+                    now_ms(SystemTime::now()),
+                )
+            })
+            .await;
     }
 
-    /// One scrape: fetch, then append and commit on a blocking thread. Returns when it started,
-    /// or `None` when shutdown abandoned it.
+    /// One scrape: fetch, then append and commit on one of the append threads. Returns when it
+    /// started, or `None` when shutdown abandoned it.
     async fn scrape_once(
         &mut self,
         state: &mut Option<ScrapeState>,
-        buf: &mut Vec<u8>,
         scrape_time: SystemTime,
         last: Option<Instant>,
     ) -> Option<Instant> {
@@ -275,7 +276,7 @@ impl Loop {
                     &self.shared.url,
                     self.shared.timeout.to_std(),
                     self.body_size_limit,
-                    std::mem::take(buf),
+                    self.buffers.take(),
                 );
                 tokio::pin!(fut);
                 let r = tokio::select! {
@@ -301,33 +302,35 @@ impl Loop {
         let spec = Arc::clone(&self.spec);
         let metrics = self.metrics.clone();
         let t = now_ms(scrape_time);
-        let joined = tokio::task::spawn_blocking(move || {
-            let body = match &fetched {
-                Ok(f) => Ok((f.content_type.as_str(), f.body.as_slice())),
-                Err(e) => Err(e.clone()),
-            };
-            let dur = || start.elapsed().as_secs_f64();
-            let report = st.scrape_and_report(
-                &db,
-                &spec,
-                &metrics,
-                body,
-                t,
-                now_ms(SystemTime::now()),
-                &dur,
-            );
-            let meta = st.cache.take_metadata_snapshot();
-            let meta_len = st.cache.metadata_len();
-            (
-                st,
-                report,
-                fetched.ok().map(|f| f.body),
-                meta,
-                meta_len,
-                dur(),
-            )
-        })
-        .await;
+        let joined = self
+            .workers
+            .run(move || {
+                let body = match &fetched {
+                    Ok(f) => Ok((f.content_type.as_str(), f.body.as_slice())),
+                    Err(e) => Err(e.clone()),
+                };
+                let dur = || start.elapsed().as_secs_f64();
+                let report = st.scrape_and_report(
+                    &db,
+                    &spec,
+                    &metrics,
+                    body,
+                    t,
+                    now_ms(SystemTime::now()),
+                    &dur,
+                );
+                let meta = st.cache.take_metadata_snapshot();
+                let meta_len = st.cache.metadata_len();
+                (
+                    st,
+                    report,
+                    fetched.ok().map(|f| f.body),
+                    meta,
+                    meta_len,
+                    dur(),
+                )
+            })
+            .await;
         // A panic in the append (a bug) loses this loop's cache but not the loop.
         let (st, report, body, meta, meta_len, duration) = match joined {
             Ok(v) => v,
@@ -341,7 +344,7 @@ impl Loop {
         };
         *state = Some(st);
         if let Some(b) = body {
-            *buf = b;
+            self.buffers.give(b);
         }
         let delta = meta_len as i64 - self.meta_reported;
         if delta != 0 {
