@@ -159,8 +159,28 @@ pub(crate) fn run(
     is_range: bool,
     opts: &QueryOptions,
 ) -> R<QueryResult> {
-    let ast = super::parse_error::parse(expr)
-        .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
+    let ast = parse(expr)?;
+    run_parsed(db, expr, &ast, start, end, step, is_range, opts)
+}
+
+/// Parses `expr` as [`run`] does, with Prometheus' wording of a syntax error.
+pub(crate) fn parse(expr: &str) -> R<Expr> {
+    super::parse_error::parse(expr)
+        .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))
+}
+
+/// [`run`] of an expression parsed already: `expr` is its text, for the annotations' positions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_parsed(
+    db: &Db,
+    expr: &str,
+    ast: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    is_range: bool,
+    opts: &QueryOptions,
+) -> R<QueryResult> {
     if is_range {
         if (end - start) / step > MAX_POINTS_PER_SERIES {
             return err("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
@@ -183,11 +203,11 @@ pub(crate) fn run(
         qstep: if is_range { step } else { 0 },
         samples: AtomicUsize::new(0),
         deadline: opts.timeout.map(|d| Instant::now() + d),
-        positions: annotations::positions(expr, &ast),
+        positions: annotations::positions(expr, ast),
         annos: Collector::default(),
     };
     let grid = Grid { start, end, step };
-    let v = ev.eval(&ast, grid)?;
+    let v = ev.eval(ast, grid)?;
     let value = finish_value(v, grid, is_range)?;
     Ok(QueryResult {
         value,
