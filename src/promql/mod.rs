@@ -9,7 +9,8 @@
 //! Evaluation is step-wise like Prometheus' range evaluation: every instant-vector node yields, for
 //! each output series, one optional value per step. An instant query is a range query of one step.
 //! Work that is independent per series (selector decoding, range-vector functions) or per group
-//! (aggregations) runs on rayon's pool; the order of floating-point operations within a series or
+//! (aggregations) runs on rayon's pool when there is enough of it (small queries, such as most
+//! rules', stay on the calling thread); the order of floating-point operations within a series or
 //! group is Prometheus' order, so results do not depend on the number of threads.
 //!
 //! Native histograms are not supported (the storage holds floats only).
