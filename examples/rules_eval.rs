@@ -10,6 +10,7 @@
 //! target/release/examples/rules_eval --db /tmp/data-copy --rules /tmp/rules.yml [--rounds 3] [--time T]
 //! ```
 //!
+//! Expressions are parsed once, as the rule manager does (`--reparse`: at every evaluation).
 //! `--time` (Unix seconds) defaults to the newest sample of the head minus one evaluation interval,
 //! so that every `[5m]` window is full. Each round evaluates all rules once, in file order, on this
 //! thread (the engine itself may use rayon's pool); the output is the wall and CPU time per round
@@ -23,7 +24,7 @@ use std::time::Instant;
 use clap::Parser;
 use tsdb::config::rules::{RuleFile, RuleKind};
 use tsdb::db::{Db, Options};
-use tsdb::promql::Value;
+use tsdb::promql::{PreparedQuery, QueryOptions, Value};
 
 // The allocator of `tsdbctl`, so that profiles of this reproduction show the server's malloc costs.
 #[cfg(feature = "mimalloc")]
@@ -45,6 +46,10 @@ struct Args {
     /// Rounds of all rules.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Parse each expression at every evaluation (`Db::query`), as the rule manager did before it
+    /// kept its rules' parsed expressions (`PreparedQuery`, the default here).
+    #[arg(long)]
+    reparse: bool,
 }
 
 /// CPU seconds (utime + stime) of this process; CLK_TCK is 100 on Linux.
@@ -66,13 +71,14 @@ fn cpu_seconds() -> f64 {
 
 fn run(args: Args) -> Result<(), String> {
     let file = RuleFile::load(&args.rules).map_err(|e| e.to_string())?;
-    let rules: Vec<(String, String)> = file
+    let rules: Vec<(String, PreparedQuery)> = file
         .groups
         .iter()
         .flat_map(|g| g.rules.iter())
         .filter(|r| matches!(r.kind, RuleKind::Record(_)))
-        .map(|r| (r.name().to_string(), r.expr.clone()))
+        .map(|r| (r.name().to_string(), PreparedQuery::new(&r.expr)))
         .collect();
+    let opts = QueryOptions::default();
     let opened = Instant::now();
     let db = Db::open(&args.db, Options::default().read_only(true)).map_err(|e| e.to_string())?;
     let (_, maxt) = db
@@ -97,10 +103,12 @@ fn run(args: Args) -> Result<(), String> {
         let mut samples = 0usize;
         for (name, expr) in &rules {
             let t0 = Instant::now();
-            match db
-                .query(expr, t)
-                .map_err(|e| format!("{name}: {expr}: {e}"))?
-            {
+            let value = if args.reparse {
+                db.query(expr.expr(), t)
+            } else {
+                db.query_prepared(expr, t, &opts).map(|r| r.value)
+            };
+            match value.map_err(|e| format!("{name}: {}: {e}", expr.expr()))? {
                 Value::Vector(v) => samples += v.len(),
                 other => return Err(format!("{name}: not a vector: {}", other.type_name())),
             }

@@ -15,7 +15,7 @@
 
 use crate::block::{self, Block, Interval};
 use crate::chunk::XorIterator;
-use crate::head::{ClosedChunk, Head, HeadChunksError};
+use crate::head::{ClosedChunk, Head, HeadChunksError, MemSeries};
 use crate::labels::{Labels, Matcher};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,12 +259,10 @@ impl<'a> Querier<'a> {
     /// gone or has none.
     fn head_series(
         &self,
-        id: u64,
+        s: &MemSeries,
         tombstones: &block::Tombstones,
     ) -> Result<Option<SelectedSeries>, crate::db::DbError> {
-        let Some(s) = self.head.series(id) else {
-            return Ok(None);
-        };
+        let id = s.id;
         let (closed, open, ooo): (Vec<ClosedChunk>, Option<ChunkMeta>, Vec<(i64, f64)>) = {
             let c = s.lock();
             let ooo = c
@@ -317,35 +315,55 @@ impl<'a> Querier<'a> {
 
     /// The series matching every matcher that have samples in range, sorted by labels.
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, crate::db::DbError> {
-        // Sources are appended in head-then-blocks order and merged after a stable sort by labels:
-        // sorted runs (each block's postings order) make that sort linear, unlike a map insert
-        // per series.
         let mut merged: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
         let ids = self.head.index().postings_for_matchers(matchers);
+        // Head series come in creation order: sorted here by their interned labels (pointer
+        // comparisons for the pairs they share), which costs a fraction of sorting the selected
+        // `Labels` afterwards (a `memcmp` per name and value).
+        let mut head_series: Vec<Arc<MemSeries>> =
+            ids.iter().filter_map(|&id| self.head.series(id)).collect();
+        head_series.sort_by(|a, b| a.cmp_labels(b));
         let tombstones = self.head.tombstones();
-        // Head series are read independently (lock, chunk metas, `chunks_head/` reads), so they
-        // run in parallel; postings order and the first error in that order are kept.
-        let head: Vec<Result<Option<SelectedSeries>, crate::db::DbError>> = ids
-            .par_iter()
-            .map(|&id| self.head_series(id, &tombstones))
-            .collect();
+        // Head series are read independently (lock, chunk metas, `chunks_head/` reads), so large
+        // selections run in parallel; the order and the first error in that order are kept.
+        // Small ones stay on this thread: waking the pool costs more than they do.
+        let read = |s: &Arc<MemSeries>| self.head_series(s, &tombstones);
+        let head: Vec<Result<Option<SelectedSeries>, crate::db::DbError>> =
+            if head_series.len() >= par_min_work() {
+                head_series.par_iter().map(read).collect()
+            } else {
+                head_series.iter().map(read).collect()
+            };
         for s in head {
             if let Some(s) = s? {
                 merged.push(s);
             }
         }
         drop(tombstones);
+        let mut sources = usize::from(!merged.is_empty());
         for b in &self.blocks_after_head_read() {
-            merged.extend(b.select(matchers, self.mint, self.maxt)?);
+            let selected = b.select(matchers, self.mint, self.maxt)?;
+            sources += usize::from(!selected.is_empty());
+            merged.extend(selected);
         }
-        merged.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut grouped: Vec<(Labels, Vec<ChunkMeta>)> = Vec::with_capacity(merged.len());
-        for (labels, chunks) in merged {
-            match grouped.last_mut() {
-                Some(last) if last.0 == labels => last.1.extend(chunks),
-                _ => grouped.push((labels, chunks)),
+        // Each source is sorted already: the head's above, a block's by its postings order (the
+        // index lists series sorted by labels). Several are merged by a stable sort, which finds
+        // those runs, and equal label sets become one series, head first.
+        if sources > 1 {
+            merged.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let grouped = if sources > 1 {
+            let mut grouped: Vec<(Labels, Vec<ChunkMeta>)> = Vec::with_capacity(merged.len());
+            for (labels, chunks) in merged {
+                match grouped.last_mut() {
+                    Some(last) if last.0 == labels => last.1.extend(chunks),
+                    _ => grouped.push((labels, chunks)),
+                }
             }
-        }
+            grouped
+        } else {
+            merged
+        };
         Ok(grouped
             .into_iter()
             .map(|(labels, mut chunks)| {
@@ -380,6 +398,23 @@ impl<'a> Querier<'a> {
         }
         values.into_iter().collect()
     }
+}
+
+/// Below this much work (series to read, or series x steps in the engine) a loop runs on the calling
+/// thread instead of rayon's pool. A parallel call from outside the pool injects a job, wakes a
+/// worker and blocks until it is done, and woken workers spin before they sleep again: with 1,000
+/// recording rules of 10 to 2,800 series each, that took ~30% of `tsdbctl serve`'s CPU.
+pub(crate) const PAR_MIN_WORK: usize = 2048;
+
+/// [`PAR_MIN_WORK`], or the environment's `TSDB_PAR_MIN_WORK` (read once) for measurements.
+pub(crate) fn par_min_work() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("TSDB_PAR_MIN_WORK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(PAR_MIN_WORK)
+    })
 }
 
 /// `chunks` of a head series without the samples `deleted` covers (chunks no interval overlaps
@@ -543,6 +578,52 @@ mod overlap_tests {
             prop_assert!(got.windows(2).all(|w| w[0].max_t < w[1].min_t));
             let want: Vec<(i64, f64)> = model.into_iter().collect();
             prop_assert_eq!(decode_all(&got), want);
+        }
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use crate::db::{Db, Options};
+    use crate::labels::{Label, Labels, Matcher};
+    use proptest::prelude::*;
+
+    fn labels_strategy() -> impl Strategy<Value = Labels> {
+        // Few names and short values over a small alphabet: shared pairs, prefixes of each other.
+        let value = prop::collection::vec(prop::sample::select(vec!['a', 'b', 'é']), 1..4)
+            .prop_map(|c| c.into_iter().collect::<String>());
+        let name = prop::sample::select(vec!["a", "ab", "b", "code", "zone"]);
+        prop::collection::vec((name, value), 0..4).prop_map(|pairs| {
+            let mut l: Vec<Label> = pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect();
+            l.push(Label::new("__name__", "m"));
+            Labels::new(l)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Head series are created in any order; a select returns them sorted by labels.
+        #[test]
+        fn head_select_is_sorted_by_labels(sets in prop::collection::vec(labels_strategy(), 1..30)) {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(dir.path(), Options::default()).unwrap();
+            let mut seen = std::collections::HashSet::new();
+            let sets: Vec<Labels> = sets.into_iter().filter(|l| seen.insert(l.clone())).collect();
+            let mut app = db.appender();
+            for l in &sets {
+                app.append(l, 1000, 1.0).unwrap();
+            }
+            app.commit().unwrap();
+            let got: Vec<Labels> = db
+                .querier(0, 2000)
+                .select(&[Matcher::equal("__name__", "m")])
+                .unwrap()
+                .into_iter()
+                .map(|s| s.into_labels())
+                .collect();
+            let mut want = sets.clone();
+            want.sort();
+            prop_assert_eq!(got, want);
         }
     }
 }

@@ -422,6 +422,23 @@ impl MemSeries {
         )
     }
 
+    /// Orders two series as their [`crate::labels::Labels`] are ordered, without building them.
+    /// Names and values are interned, so the pairs that two series share (most of them, within one
+    /// selection) compare by pointer; only the differing ones compare their strings.
+    pub fn cmp_labels(&self, other: &MemSeries) -> std::cmp::Ordering {
+        for ((an, av), (bn, bv)) in self.labels.iter().zip(other.labels.iter()) {
+            for (a, b) in [(an, bn), (av, bv)] {
+                if !Arc::ptr_eq(a, b) {
+                    match a.cmp(b) {
+                        std::cmp::Ordering::Equal => {}
+                        o => return o,
+                    }
+                }
+            }
+        }
+        self.labels.len().cmp(&other.labels.len())
+    }
+
     /// Locks the chunks. A poisoned lock (a panic elsewhere while appending) still holds consistent
     /// chunks — every mutation leaves them valid — so it is recovered rather than propagated.
     pub fn lock(&self) -> MutexGuard<'_, SeriesChunks> {

@@ -12,6 +12,7 @@ use super::{
 use crate::chunk::{XorIterator, STALE_NAN_BITS};
 use crate::db::Db;
 use crate::labels::{Label, Labels, MatchType, Matcher, METRIC_NAME};
+use crate::querier::par_min_work;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::token::*;
 use promql_parser::parser::{
@@ -136,6 +137,19 @@ fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// `items.map(f)` in order, in parallel only when `work` reaches [`par_min_work`].
+fn par_map<T: Send, U: Send>(
+    items: Vec<T>,
+    work: usize,
+    f: impl Fn(T) -> U + Sync + Send,
+) -> Vec<U> {
+    if work >= par_min_work() {
+        items.into_par_iter().map(f).collect()
+    } else {
+        items.into_iter().map(f).collect()
+    }
+}
+
 pub(crate) fn run(
     db: &Db,
     expr: &str,
@@ -145,8 +159,28 @@ pub(crate) fn run(
     is_range: bool,
     opts: &QueryOptions,
 ) -> R<QueryResult> {
-    let ast = super::parse_error::parse(expr)
-        .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))?;
+    let ast = parse(expr)?;
+    run_parsed(db, expr, &ast, start, end, step, is_range, opts)
+}
+
+/// Parses `expr` as [`run`] does, with Prometheus' wording of a syntax error.
+pub(crate) fn parse(expr: &str) -> R<Expr> {
+    super::parse_error::parse(expr)
+        .map_err(|m| QueryError::Parse(super::parse_error::describe(expr, &m)))
+}
+
+/// [`run`] of an expression parsed already: `expr` is its text, for the annotations' positions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_parsed(
+    db: &Db,
+    expr: &str,
+    ast: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    is_range: bool,
+    opts: &QueryOptions,
+) -> R<QueryResult> {
     if is_range {
         if (end - start) / step > MAX_POINTS_PER_SERIES {
             return err("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
@@ -169,11 +203,11 @@ pub(crate) fn run(
         qstep: if is_range { step } else { 0 },
         samples: AtomicUsize::new(0),
         deadline: opts.timeout.map(|d| Instant::now() + d),
-        positions: annotations::positions(expr, &ast),
+        positions: annotations::positions(expr, ast),
         annos: Collector::default(),
     };
     let grid = Grid { start, end, step };
-    let v = ev.eval(&ast, grid)?;
+    let v = ev.eval(ast, grid)?;
     let value = finish_value(v, grid, is_range)?;
     Ok(QueryResult {
         value,
@@ -659,17 +693,15 @@ impl Ev<'_> {
         }
         // Series are consumed in the workers so their chunk buffers are freed there too.
         let total = AtomicUsize::new(0);
-        let out: Vec<Selected> = series
-            .into_par_iter()
-            .map(|s| {
-                let mut pts = decode(&s, mint, maxt);
-                total.fetch_add(pts.len(), Ordering::Relaxed);
-                if drop_stale {
-                    pts.retain(|p| !is_stale(p.1));
-                }
-                (s.into_labels(), pts)
-            })
-            .collect();
+        let work = series.len();
+        let out: Vec<Selected> = par_map(series, work, |s| {
+            let mut pts = decode(&s, mint, maxt);
+            total.fetch_add(pts.len(), Ordering::Relaxed);
+            if drop_stale {
+                pts.retain(|p| !is_stale(p.1));
+            }
+            (s.into_labels(), pts)
+        });
         self.add_samples(total.into_inner())?;
         Ok(out)
     }
@@ -684,32 +716,30 @@ impl Ev<'_> {
         let (lo, hi) = (refs(0), refs(n - 1));
         let lookback = self.opts.lookback_ms;
         let data = self.select(vs, lo - lookback + 1, hi, false)?;
-        let cols: Vec<Col> = data
-            .into_par_iter()
-            .map(|(labels, pts)| {
-                let mut vals = vec![None; n];
-                let mut j = 0usize; // number of samples with t <= ref
-                for (i, v) in vals.iter_mut().enumerate() {
-                    let r = refs(i);
-                    while j < pts.len() && pts[j].0 <= r {
-                        j += 1;
-                    }
-                    if j == 0 {
-                        continue;
-                    }
-                    let (t, x) = pts[j - 1];
-                    if t > r - lookback && !is_stale(x) {
-                        *v = Some(if want_ts { t as f64 / 1000.0 } else { x });
-                    }
+        let work = data.len() * n;
+        let mut cols: Vec<Col> = par_map(data, work, |(labels, pts)| {
+            let mut vals = vec![None; n];
+            let mut j = 0usize; // number of samples with t <= ref
+            for (i, v) in vals.iter_mut().enumerate() {
+                let r = refs(i);
+                while j < pts.len() && pts[j].0 <= r {
+                    j += 1;
                 }
-                Col {
-                    labels,
-                    vals,
-                    drop_name: false,
+                if j == 0 {
+                    continue;
                 }
-            })
-            .filter(|c| c.vals.iter().any(|v| v.is_some()))
-            .collect();
+                let (t, x) = pts[j - 1];
+                if t > r - lookback && !is_stale(x) {
+                    *v = Some(if want_ts { t as f64 / 1000.0 } else { x });
+                }
+            }
+            Col {
+                labels,
+                vals,
+                drop_name: false,
+            }
+        });
+        cols.retain(|c| c.vals.iter().any(|v| v.is_some()));
         let pts: usize = cols
             .iter()
             .map(|c| c.vals.iter().filter(|v| v.is_some()).count())
@@ -1108,67 +1138,63 @@ impl Ev<'_> {
                         .collect(),
                     _ => (0..groups.len()).map(|gi| (gi, None)).collect(),
                 };
-                let out: Vec<Col> = outputs
-                    .into_par_iter()
-                    .map(|(gi, q)| {
-                        let (labels, members) = &groups[gi];
-                        let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
-                        let mut forced_acc = None;
-                        let vals = (0..n)
-                            .map(|i| {
-                                buckets.clear();
-                                for &(ci, le) in members {
-                                    if let Some(v) = cols[ci].vals[i] {
-                                        buckets.push(Bucket {
-                                            upper: le,
-                                            count: v,
-                                        });
-                                    }
+                let work = cols.len() * n;
+                let out: Vec<Col> = par_map(outputs, work, |(gi, q)| {
+                    let (labels, members) = &groups[gi];
+                    let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
+                    let mut forced_acc = None;
+                    let vals = (0..n)
+                        .map(|i| {
+                            buckets.clear();
+                            for &(ci, le) in members {
+                                if let Some(v) = cols[ci].vals[i] {
+                                    buckets.push(Bucket {
+                                        upper: le,
+                                        count: v,
+                                    });
                                 }
-                                if buckets.is_empty() {
-                                    return None;
-                                }
-                                if kind == 1 {
-                                    return Some(f::bucket_fraction(
-                                        params[0][i],
-                                        params[1][i],
-                                        &mut buckets,
-                                    ));
-                                }
-                                let (v, forced) = f::bucket_quantile_checked(
-                                    params[q.unwrap_or(0)][i],
-                                    &mut buckets,
-                                );
-                                if let Some(fix) = forced {
-                                    annotations::merge_forced(&mut forced_acc, g.t(i), fix);
-                                }
-                                Some(v)
-                            })
-                            .collect();
-                        if let Some((min_ts, max_ts, fix, samples)) = forced_acc {
-                            let a = Anno::ForcedMonotonicity {
-                                metric: labels.get(METRIC_NAME).unwrap_or("").to_string(),
-                                min_ts,
-                                max_ts,
-                                fix,
-                                samples,
-                            };
-                            self.annotate(a, vec_pos);
-                        }
-                        let labels = match (&qlabel, q) {
-                            (Some(l), Some(q)) => {
-                                let qv = params[q].first().copied().unwrap_or(f64::NAN);
-                                set_label(labels, l, &format_openmetrics_float(qv))
                             }
-                            _ => labels.clone(),
+                            if buckets.is_empty() {
+                                return None;
+                            }
+                            if kind == 1 {
+                                return Some(f::bucket_fraction(
+                                    params[0][i],
+                                    params[1][i],
+                                    &mut buckets,
+                                ));
+                            }
+                            let (v, forced) =
+                                f::bucket_quantile_checked(params[q.unwrap_or(0)][i], &mut buckets);
+                            if let Some(fix) = forced {
+                                annotations::merge_forced(&mut forced_acc, g.t(i), fix);
+                            }
+                            Some(v)
+                        })
+                        .collect();
+                    if let Some((min_ts, max_ts, fix, samples)) = forced_acc {
+                        let a = Anno::ForcedMonotonicity {
+                            metric: labels.get(METRIC_NAME).unwrap_or("").to_string(),
+                            min_ts,
+                            max_ts,
+                            fix,
+                            samples,
                         };
-                        Col {
-                            labels,
-                            vals,
-                            drop_name: true,
+                        self.annotate(a, vec_pos);
+                    }
+                    let labels = match (&qlabel, q) {
+                        (Some(l), Some(q)) => {
+                            let qv = params[q].first().copied().unwrap_or(f64::NAN);
+                            set_label(labels, l, &format_openmetrics_float(qv))
                         }
-                    })
-                    .collect();
+                        _ => labels.clone(),
+                    };
+                    Col {
+                        labels,
+                        vals,
+                        drop_name: true,
+                    }
+                });
                 Ok(Val::Vector(merge_same_labels(out)?))
             }
             _ => self.range_call(c, g),
@@ -1236,75 +1262,72 @@ impl Ev<'_> {
         let q_warn: Vec<AtomicBool> = q_invalid.iter().map(|_| AtomicBool::new(false)).collect();
         let (rv_at, rv_offset) = (rv.at, rv.offset);
         // Series are consumed so each one's samples are freed in the worker that used them.
-        let cols: Vec<Col> = rv
-            .series
-            .into_par_iter()
-            .map(|s| {
-                let mut vals = vec![None; n];
-                // rate/increase add a series' counter resets from an index instead of scanning
-                // every window for them (same additions, same order).
-                let mut resets = Vec::new();
-                let counter_rate = match func {
-                    RangeFn::Rate => Some(true),
-                    RangeFn::Increase => Some(false),
-                    _ => None,
+        let work = rv.series.len() * n;
+        let cols: Vec<Col> = par_map(rv.series, work, |s| {
+            let mut vals = vec![None; n];
+            // rate/increase add a series' counter resets from an index instead of scanning
+            // every window for them (same additions, same order).
+            let mut resets = Vec::new();
+            let counter_rate = match func {
+                RangeFn::Rate => Some(true),
+                RangeFn::Increase => Some(false),
+                _ => None,
+            };
+            if counter_rate.is_some() {
+                f::reset_positions(&s.pts, &mut resets);
+            }
+            let (mut lo, mut hi) = (0usize, 0usize);
+            for (i, v) in vals.iter_mut().enumerate() {
+                let t = g.t(i);
+                let r = rv_at.unwrap_or(t) - rv_offset;
+                let start = r - range;
+                while hi < s.pts.len() && s.pts[hi].0 <= r {
+                    hi += 1;
+                }
+                if lo > hi {
+                    lo = hi;
+                }
+                // Windows slide forward, except with `@` where they stay put.
+                while lo > 0 && s.pts[lo - 1].0 > start {
+                    lo -= 1;
+                }
+                while lo < hi && s.pts[lo].0 <= start {
+                    lo += 1;
+                }
+                let w = &s.pts[lo..hi];
+                if w.is_empty() {
+                    continue;
+                }
+                let sc = |k: usize| scalars[k][i];
+                if q_invalid.get(i) == Some(&true) {
+                    q_warn[i].store(true, Ordering::Relaxed);
+                }
+                *v = match counter_rate {
+                    Some(is_rate) => {
+                        f::counter_rate_indexed(&s.pts, lo, hi, &resets, start, r, range, is_rate)
+                    }
+                    None => func.apply(w, start, r, range, t, &sc),
                 };
-                if counter_rate.is_some() {
-                    f::reset_positions(&s.pts, &mut resets);
-                }
-                let (mut lo, mut hi) = (0usize, 0usize);
-                for (i, v) in vals.iter_mut().enumerate() {
-                    let t = g.t(i);
-                    let r = rv_at.unwrap_or(t) - rv_offset;
-                    let start = r - range;
-                    while hi < s.pts.len() && s.pts[hi].0 <= r {
-                        hi += 1;
-                    }
-                    if lo > hi {
-                        lo = hi;
-                    }
-                    // Windows slide forward, except with `@` where they stay put.
-                    while lo > 0 && s.pts[lo - 1].0 > start {
-                        lo -= 1;
-                    }
-                    while lo < hi && s.pts[lo].0 <= start {
-                        lo += 1;
-                    }
-                    let w = &s.pts[lo..hi];
-                    if w.is_empty() {
-                        continue;
-                    }
-                    let sc = |k: usize| scalars[k][i];
-                    if q_invalid.get(i) == Some(&true) {
-                        q_warn[i].store(true, Ordering::Relaxed);
-                    }
-                    *v = match counter_rate {
-                        Some(is_rate) => f::counter_rate_indexed(
-                            &s.pts, lo, hi, &resets, start, r, range, is_rate,
-                        ),
-                        None => func.apply(w, start, r, range, t, &sc),
-                    };
-                }
-                if counter_check && vals.iter().any(|v| v.is_some()) {
-                    if let Some(metric) = s.labels.get(METRIC_NAME) {
-                        let counter_like = ["_total", "_sum", "_count", "_bucket"]
-                            .iter()
-                            .any(|suffix| metric.ends_with(suffix));
-                        if !metric.is_empty() && !counter_like {
-                            let a = Anno::PossibleNonCounter {
-                                metric: metric.to_string(),
-                            };
-                            self.annotate(a, marg_pos);
-                        }
+            }
+            if counter_check && vals.iter().any(|v| v.is_some()) {
+                if let Some(metric) = s.labels.get(METRIC_NAME) {
+                    let counter_like = ["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|suffix| metric.ends_with(suffix));
+                    if !metric.is_empty() && !counter_like {
+                        let a = Anno::PossibleNonCounter {
+                            metric: metric.to_string(),
+                        };
+                        self.annotate(a, marg_pos);
                     }
                 }
-                Col {
-                    labels: s.labels,
-                    vals,
-                    drop_name: s.drop_name || !keep_name,
-                }
-            })
-            .collect();
+            }
+            Col {
+                labels: s.labels,
+                vals,
+                drop_name: s.drop_name || !keep_name,
+            }
+        });
         for (i, w) in q_warn.iter().enumerate() {
             if w.load(Ordering::Relaxed) {
                 self.annotate(Anno::InvalidQuantile(scalars[0][i]), q_pos);
@@ -1446,37 +1469,38 @@ impl Ev<'_> {
         if op == T_TOPK || op == T_BOTTOMK || op == T_LIMITK || op == T_LIMIT_RATIO {
             return self.aggregate_k(op, &cols, &groups, n, &param_scalar);
         }
-        let out: Vec<Col> = groups
-            .par_iter()
-            .map(|(labels, members)| {
-                // Steps are independent and each adds its members in the same order, so a group
-                // (`sum(...)` has one) also spreads over the threads by step, bit-identically.
-                let steps: Vec<(Option<f64>, bool)> = (0..n)
-                    .into_par_iter()
-                    .map_init(Vec::new, |heap: &mut Vec<f64>, i| {
-                        let mut drop_name = false;
-                        let v = aggregate_step(
-                            op,
-                            &cols,
-                            members,
-                            i,
-                            param_scalar(i),
-                            heap,
-                            &mut drop_name,
-                        );
-                        (v, drop_name)
-                    })
-                    .collect();
-                Col {
-                    labels: labels.clone(),
-                    vals: steps.iter().map(|s| s.0).collect(),
-                    drop_name: steps.iter().any(|s| s.1),
-                }
-            })
-            .collect();
+        let parallel = cols.len() * n >= par_min_work();
+        let aggregate_group = |(labels, members): &(Labels, Vec<usize>)| {
+            // Steps are independent and each adds its members in the same order, so a group
+            // (`sum(...)` has one) also spreads over the threads by step, bit-identically.
+            let step = |heap: &mut Vec<f64>, i: usize| {
+                let mut drop_name = false;
+                let v =
+                    aggregate_step(op, &cols, members, i, param_scalar(i), heap, &mut drop_name);
+                (v, drop_name)
+            };
+            let steps: Vec<(Option<f64>, bool)> = if parallel {
+                (0..n).into_par_iter().map_init(Vec::new, step).collect()
+            } else {
+                let mut heap = Vec::new();
+                (0..n).map(|i| step(&mut heap, i)).collect()
+            };
+            Col {
+                labels: labels.clone(),
+                vals: steps.iter().map(|s| s.0).collect(),
+                drop_name: steps.iter().any(|s| s.1),
+            }
+        };
+        let out: Vec<Col> = if parallel {
+            groups.par_iter().map(aggregate_group).collect()
+        } else {
+            groups.iter().map(aggregate_group).collect()
+        };
         // The inputs' buffers are freed in parallel too: a sequential drop of thousands of
         // series is a visible share of a query.
-        cols.into_par_iter().for_each(drop);
+        if parallel {
+            cols.into_par_iter().for_each(drop);
+        }
         Ok(Val::Vector(out))
     }
 

@@ -397,3 +397,32 @@ fn annotations_have_prometheus_texts_and_positions() {
         "PromQL warning: quantile value should be between 0 and 1, got 2 (1:20)"
     );
 }
+
+#[test]
+fn prepared_queries_equal_parsed_each_time() {
+    let (_d, db) = many_series_db();
+    let opts = QueryOptions::default();
+    for q in [
+        "sum by (job) (rate(req_bucket[5m]))",
+        "histogram_quantile(0.9, sum by (le) (rate(req_bucket[5m])))",
+        "rate(req_bucket{le=\"0.1\"}[5m]) > 0.5",
+        "scalar(sum(req_bucket))",
+        "sum(rate(req_bucket)",
+    ] {
+        let p = PreparedQuery::new(q);
+        assert_eq!(p.expr(), q);
+        for t in [600_000, 1_800_000] {
+            match (
+                db.query_prepared(&p, t, &opts),
+                db.query_annotated(q, t, &opts),
+            ) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(bits(&a.value), bits(&b.value), "{q}");
+                    assert_eq!(a.annotations, b.annotations, "{q}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{q}"),
+                (a, b) => panic!("{q}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+}

@@ -16,12 +16,12 @@
 
 use std::collections::BTreeMap;
 
-use super::recording::{query_vector, RuleStatus};
+use super::recording::{query_vector, query_vector_prepared, RuleStatus};
 use super::template::{QueryFn, QuerySample, Template, TemplateData};
 use super::Alert;
 use crate::db::Db;
 use crate::labels::{Label, Labels, METRIC_NAME};
-use crate::promql::{QueryOptions, Sample};
+use crate::promql::{PreparedQuery, QueryOptions, Sample};
 
 /// The series of an alert's state (`alertstate` label), value 1.
 pub const ALERTS_METRIC: &str = "ALERTS";
@@ -95,8 +95,8 @@ impl ActiveAlert {
 #[derive(Debug)]
 pub struct AlertingRule {
     name: String,
-    /// The expression as Prometheus prints it (what is evaluated and shown).
-    expr: String,
+    /// The expression as Prometheus prints it (what is evaluated and shown), parsed once.
+    expr: PreparedQuery,
     hold_ms: i64,
     keep_firing_for_ms: i64,
     /// As written (templates unexpanded), sorted.
@@ -187,7 +187,7 @@ impl AlertingRule {
             label_templates: Templated::all(&name, &labels),
             annotation_templates: Templated::all(&name, &annotations),
             name,
-            expr,
+            expr: PreparedQuery::new(&expr),
             hold_ms,
             keep_firing_for_ms,
             labels,
@@ -203,7 +203,7 @@ impl AlertingRule {
     }
 
     pub fn query(&self) -> &str {
-        &self.expr
+        self.expr.expr()
     }
 
     /// `for`, in milliseconds.
@@ -281,7 +281,7 @@ impl AlertingRule {
     /// `ALERTS_FOR_STATE` samples to append.
     pub(crate) fn eval(&mut self, cx: &EvalContext<'_>) -> Result<Vec<Sample>, String> {
         let ts = cx.ts;
-        let result = query_vector(cx.db, &self.expr, ts, cx.query)?;
+        let result = query_vector_prepared(cx.db, &self.expr, ts, cx.query)?;
         let tq = TemplateQuery {
             db: cx.db,
             ts,
@@ -442,7 +442,7 @@ impl AlertingRule {
             let valid_until = ts + 4 * delta;
             a.valid_until_ms = Some(valid_until);
             let generator_url = url
-                .get_or_insert_with(|| generator_url(external_url, &self.expr))
+                .get_or_insert_with(|| generator_url(external_url, self.expr.expr()))
                 .clone();
             out.push(Alert {
                 labels: a.labels.clone(),

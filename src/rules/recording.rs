@@ -8,7 +8,7 @@
 
 use crate::db::Db;
 use crate::labels::{Label, Labels, METRIC_NAME};
-use crate::promql::{QueryOptions, Sample, Value};
+use crate::promql::{PreparedQuery, QueryOptions, Sample, Value};
 
 /// A rule's health after its last evaluation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,7 +50,26 @@ pub fn query_vector(
     ts: i64,
     opts: &QueryOptions,
 ) -> Result<Vec<Sample>, String> {
-    match db.query_with(expr, ts, opts).map_err(|e| e.to_string())? {
+    rule_vector(db.query_with(expr, ts, opts).map_err(|e| e.to_string())?)
+}
+
+/// [`query_vector`] of an expression parsed when the rule was loaded.
+pub fn query_vector_prepared(
+    db: &Db,
+    q: &PreparedQuery,
+    ts: i64,
+    opts: &QueryOptions,
+) -> Result<Vec<Sample>, String> {
+    rule_vector(
+        db.query_prepared(q, ts, opts)
+            .map_err(|e| e.to_string())?
+            .value,
+    )
+}
+
+/// A rule's query result as samples: a scalar is one sample without labels.
+fn rule_vector(value: Value) -> Result<Vec<Sample>, String> {
+    match value {
         Value::Vector(v) => Ok(v),
         Value::Scalar { t, v } => Ok(vec![Sample {
             labels: Labels::default(),
@@ -65,7 +84,8 @@ pub fn query_vector(
 #[derive(Debug)]
 pub struct RecordingRule {
     name: String,
-    expr: String,
+    /// Parsed when the rule is loaded, as Prometheus does, not at every evaluation.
+    expr: PreparedQuery,
     labels: Labels,
     pub(crate) status: RuleStatus,
 }
@@ -74,7 +94,7 @@ impl RecordingRule {
     pub fn new(name: String, expr: String, labels: Labels) -> RecordingRule {
         RecordingRule {
             name,
-            expr,
+            expr: PreparedQuery::new(&expr),
             labels,
             status: RuleStatus::default(),
         }
@@ -86,7 +106,7 @@ impl RecordingRule {
     }
 
     pub fn query(&self) -> &str {
-        &self.expr
+        self.expr.expr()
     }
 
     pub fn labels(&self) -> &Labels {
@@ -105,7 +125,7 @@ impl RecordingRule {
         opts: &QueryOptions,
         limit: usize,
     ) -> Result<Vec<Sample>, String> {
-        let mut v = query_vector(db, &self.expr, ts, opts)?;
+        let mut v = query_vector_prepared(db, &self.expr, ts, opts)?;
         for s in &mut v {
             let mut l: Vec<Label> = Vec::with_capacity(s.labels.len() + self.labels.len() + 1);
             l.extend(
