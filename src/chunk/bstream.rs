@@ -13,9 +13,10 @@
 //! joining a sample's fields into one or two writes this took XOR encoding from ~376 to ~145
 //! instructions per sample.
 //!
-//! The reader loads 8 (+1) bytes at a time at the current bit position, so each field costs one
-//! unaligned load and a couple of shifts; reading past the end yields zero bits, and callers compare
-//! the final position with the data length once per sample instead of checking every field.
+//! The reader loads 8 bytes (57 valid bits) or 16 (64 valid bits) at the current bit position, so
+//! each field costs one unaligned load and a couple of shifts; reading past the end yields zero
+//! bits, and callers compare the final position with the data length once per sample instead of
+//! checking every field.
 
 /// Zero bytes the writer keeps past the byte holding the next bit: one write's store.
 const SLACK: usize = 16;
