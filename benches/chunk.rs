@@ -7,7 +7,7 @@
 //! wall-clock figures alone.
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
-use tsdb::chunk::{XorAppender, XorIterator};
+use tsdb::chunk::{decode_xor_into, XorAppender, XorIterator};
 
 const SAMPLES_PER_CHUNK: usize = 120;
 const CHUNKS: usize = 64;
@@ -107,6 +107,22 @@ fn decode(chunks: &[Vec<u8>]) -> (f64, i64) {
     (sum, last)
 }
 
+/// The same pass with the batch decoder into one reused buffer, as the query engine decodes.
+#[inline(never)]
+fn decode_batch(chunks: &[Vec<u8>], buf: &mut Vec<(i64, f64)>) -> (f64, i64) {
+    let mut sum = 0f64;
+    let mut last = 0i64;
+    for c in chunks {
+        buf.clear();
+        let _ = decode_xor_into(black_box(c), i64::MIN, i64::MAX, buf);
+        for &(t, v) in buf.iter() {
+            sum += v;
+            last = t;
+        }
+    }
+    (sum, last)
+}
+
 fn bench(c: &mut Criterion) {
     for (name, data) in data_sets() {
         let chunks = encode(&data);
@@ -130,6 +146,10 @@ fn bench(c: &mut Criterion) {
             })
         });
         g.bench_function("decode", |b| b.iter(|| black_box(decode(&chunks))));
+        let mut buf = Vec::new();
+        g.bench_function("decode_batch", |b| {
+            b.iter(|| black_box(decode_batch(&chunks, &mut buf)))
+        });
         g.finish();
     }
 }
@@ -146,8 +166,13 @@ fn once(what: &str) {
             }
             _ => {
                 let chunks = encode(&data);
+                let mut buf = Vec::new();
                 for _ in 0..10 {
-                    black_box(decode(&chunks));
+                    if what == "decode_batch" {
+                        black_box(decode_batch(&chunks, &mut buf));
+                    } else {
+                        black_box(decode(&chunks));
+                    }
                 }
             }
         }

@@ -12,7 +12,7 @@
 mod bstream;
 mod xor;
 
-pub use xor::{XorAppender, XorIterator};
+pub use xor::{decode_xor_into, XorAppender, XorIterator};
 
 /// The encoding byte that precedes XOR chunk data in chunk segment files and head chunk files.
 pub const ENCODING_XOR: u8 = 1;
@@ -67,15 +67,38 @@ pub fn fuzz_decode(data: &[u8]) {
         return;
     };
     let mut samples = Vec::new();
-    let mut failed = false;
+    let mut error = None;
     for r in it {
         match r {
             Ok(s) => samples.push(s),
-            Err(_) => {
-                failed = true;
+            Err(e) => {
+                error = Some(e);
                 break;
             }
         }
+    }
+    let failed = error.is_some();
+    // The batch decoder sees the same samples and the same error, over the whole chunk and over
+    // a window that starts at a sample's timestamp (it stops at the first sample after the window).
+    let bits = |v: &[(i64, f64)]| v.iter().map(|s| (s.0, s.1.to_bits())).collect::<Vec<_>>();
+    let mut batch = Vec::new();
+    let r = decode_xor_into(data, i64::MIN, i64::MAX, &mut batch);
+    assert_eq!(bits(&batch), bits(&samples));
+    assert_eq!(r.err(), error);
+    if let Some(&(lo, _)) = samples.get(samples.len() / 3) {
+        let hi = lo.saturating_add(60_000);
+        let mut want = Vec::new();
+        for &s in &samples {
+            if s.0 > hi {
+                break;
+            }
+            if s.0 >= lo {
+                want.push(s);
+            }
+        }
+        batch.clear();
+        let _ = decode_xor_into(data, lo, hi, &mut batch);
+        assert_eq!(bits(&batch), bits(&want));
     }
     // Seeking visits a suffix of what plain iteration sees.
     if let Some(&(t, _)) = samples.get(samples.len() / 2) {

@@ -9,7 +9,7 @@ use super::functions::{self as f, Bucket};
 use super::{
     QueryError, QueryOptions, QueryResult, RangeSeries, Sample, Value, MAX_POINTS_PER_SERIES,
 };
-use crate::chunk::{XorIterator, STALE_NAN_BITS};
+use crate::chunk::{decode_xor_into, STALE_NAN_BITS, XOR_HEADER_LEN};
 use crate::db::Db;
 use crate::labels::{Label, Labels, MatchType, Matcher, METRIC_NAME};
 use crate::querier::par_min_work;
@@ -431,34 +431,28 @@ fn selector_matchers(vs: &VectorSelector) -> R<Vec<Vec<Matcher>>> {
     Ok(out)
 }
 
-/// A series' samples in `[mint, maxt]`. Chunks are decoded directly (chunks inside the range
-/// without per-sample bounds checks) into a vector sized from the chunk headers: ~1.4x faster than
-/// collecting [`crate::querier::SampleIter`] on the standard dataset. A chunk that fails to decode
-/// ends at the failure, as the querier's iterator does.
+/// A series' samples in `[mint, maxt]`. Chunks are decoded directly by the batch decoder (chunks
+/// inside the range without the time bounds) into a vector sized from the chunk headers. A chunk
+/// that fails to decode ends at the failure, as the querier's iterator does.
 fn decode(s: &crate::querier::Series, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
-    let sel: Vec<_> = s
+    let sel = s
         .chunks()
         .iter()
-        .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-        .filter_map(|c| XorIterator::new(&c.data).ok().map(|it| (c, it)))
-        .collect();
-    let n: usize = sel.iter().map(|(_, it)| it.num_samples()).sum();
+        .filter(|c| c.max_t >= mint && c.min_t <= maxt);
+    let n: usize = sel
+        .clone()
+        .filter_map(|c| c.data.first_chunk::<XOR_HEADER_LEN>())
+        .map(|h| usize::from(u16::from_be_bytes(*h)))
+        .sum();
     let mut out = Vec::with_capacity(n);
-    for (c, mut it) in sel {
-        if c.min_t >= mint && c.max_t <= maxt {
-            while let Ok(Some(p)) = it.next_sample() {
-                out.push(p);
-            }
+    for c in sel {
+        let (lo, hi) = if c.min_t >= mint && c.max_t <= maxt {
+            (i64::MIN, i64::MAX)
         } else {
-            while let Ok(Some(p)) = it.next_sample() {
-                if p.0 > maxt {
-                    break;
-                }
-                if p.0 >= mint {
-                    out.push(p);
-                }
-            }
-        }
+            (mint, maxt)
+        };
+        // The samples before a decoding error are kept, as with the querier's iterator.
+        let _ = decode_xor_into(&c.data, lo, hi, &mut out);
     }
     out
 }
