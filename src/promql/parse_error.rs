@@ -130,25 +130,11 @@ fn line_col(s: &str, at: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// PromQL's keywords: Prometheus' lexer describes them as `<word>` in "unexpected" messages.
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "atan2",
-    "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "start",
-    "end",
-];
-/// Aggregation operators: `<aggr:sum>`.
-const AGGREGATORS: &[&str] = &[
+/// Words of Prometheus 2.42's lexer, as its "unexpected" messages describe them (`Item.desc`):
+/// operators spelled as words (`<op:and>`),
+pub(crate) const OPERATOR_KEYWORDS: &[&str] = &["and", "or", "unless", "atan2"];
+/// aggregation operators (`<aggr:sum>`),
+pub(crate) const AGGREGATORS: &[&str] = &[
     "sum",
     "avg",
     "count",
@@ -161,9 +147,30 @@ const AGGREGATORS: &[&str] = &[
     "bottomk",
     "count_values",
     "quantile",
-    "limitk",
-    "limit_ratio",
 ];
+/// and the other keywords (`<by>`).
+pub(crate) const KEYWORDS: &[&str] = &[
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "start",
+    "end",
+];
+/// Aggregations Prometheus 3 added (experimental there); they open an aggregation like the others
+/// but 2.42's lexer, whose wording the messages follow, calls them identifiers.
+const AGGREGATORS_3: &[&str] = &["limitk", "limit_ratio"];
+
+/// Whether `word` opens an aggregation.
+fn is_aggregator(word: &str) -> bool {
+    let lower = word.to_ascii_lowercase();
+    AGGREGATORS.contains(&lower.as_str()) || AGGREGATORS_3.contains(&lower.as_str())
+}
+
 /// Binary and matching operators: `<op:+>`.
 const OPERATORS: &[&str] = &[
     "+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", ">=", "<=", "=", "=~", "!~", "@",
@@ -181,7 +188,9 @@ fn token_desc(tok: &str) -> String {
         crate::gostr::quote_trunc(tok, 10)
     };
     let first = tok.chars().next().unwrap_or(' ');
-    if KEYWORDS.contains(&lower.as_str()) {
+    if OPERATOR_KEYWORDS.contains(&lower.as_str()) {
+        format!("<op:{tok}>")
+    } else if KEYWORDS.contains(&lower.as_str()) {
         format!("<{tok}>")
     } else if AGGREGATORS.contains(&lower.as_str()) {
         format!("<aggr:{tok}>")
@@ -286,7 +295,7 @@ fn context(input: &str, before: &[(usize, usize)]) -> String {
                 } else {
                     " in grouping opts, expected \",\" or \")\"".into()
                 }
-            } else if AGGREGATORS.contains(&name.to_ascii_lowercase().as_str())
+            } else if is_aggregator(name)
                 || (name == ")" && aggregation_with_grouping(input, &before[..o]))
             {
                 " in aggregation".into()
@@ -351,7 +360,7 @@ fn aggregation_with_grouping(input: &str, before: &[(usize, usize)]) -> bool {
     matches!(
         kw.map(str::to_ascii_lowercase).as_deref(),
         Some("by" | "without")
-    ) && agg.is_some_and(|a| AGGREGATORS.contains(&a.to_ascii_lowercase().as_str()))
+    ) && agg.is_some_and(is_aggregator)
 }
 
 /// The first name in single quotes in `promql-parser`'s message (`call to 'abs'`).
@@ -497,7 +506,7 @@ pub(crate) fn describe(input: &str, msg: &str) -> String {
                 &input[toks[i + 1].0..toks[i + 1].1] == "("
                     && match name {
                         Some(n) => t.eq_ignore_ascii_case(n),
-                        None => AGGREGATORS.contains(&t.to_ascii_lowercase().as_str()),
+                        None => is_aggregator(t),
                     }
             })
             .collect();

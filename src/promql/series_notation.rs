@@ -24,6 +24,7 @@
 //! Prometheus' PromQL test scripts (`tests/promql_upstream.rs`) and `tsdbctl test rules`.
 //! Native-histogram values (`{{...}}`, Prometheus 2.40+ behind a feature flag) are not supported.
 
+use super::parse_error::{AGGREGATORS, KEYWORDS, OPERATOR_KEYWORDS};
 use crate::chunk::STALE_NAN_BITS;
 use crate::labels::{Label, Labels, METRIC_NAME};
 
@@ -246,34 +247,6 @@ const METRIC_KEYWORDS: &[&str] = &[
     "start",
     "end",
 ];
-const OPERATOR_KEYWORDS: &[&str] = &["and", "or", "unless", "atan2"];
-const AGGREGATORS: &[&str] = &[
-    "sum",
-    "avg",
-    "count",
-    "min",
-    "max",
-    "group",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "count_values",
-    "quantile",
-];
-const KEYWORDS: &[&str] = &[
-    "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "start",
-    "end",
-];
-
 /// Prometheus' description of a token in "unexpected ..." messages (`Item.desc()`).
 fn describe(t: &Tok) -> String {
     match t {

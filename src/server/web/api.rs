@@ -888,15 +888,20 @@ struct MetadataEntry {
     unit: String,
 }
 
+/// The metadata endpoints' `limit`: -1 when absent (no limit), Prometheus' `strconv.Atoi` error.
+fn metadata_limit(p: &Params) -> Result<i64, ApiError> {
+    match p.get("limit") {
+        "" => Ok(-1),
+        s => s
+            .parse()
+            .map_err(|_| ApiError::new(ErrorType::BadData, "limit must be a number")),
+    }
+}
+
 async fn metadata(State(ctx): State<Shared>, p: Params) -> Response {
-    let limit: i64 = match p.get("limit") {
-        "" => -1,
-        s => match s.parse() {
-            Ok(n) => n,
-            Err(_) => {
-                return ApiError::new(ErrorType::BadData, "limit must be a number").into_response()
-            }
-        },
+    let limit = match metadata_limit(&p) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
     };
     let metric = p.get("metric");
     let mut by_name: BTreeMap<String, Vec<MetadataEntry>> = BTreeMap::new();
@@ -935,14 +940,9 @@ struct TargetMetadataEntry {
 /// selects, all of it or only `metric`'s; `limit` is checked before each target, so a target's
 /// whole list is kept once started (as Prometheus does).
 async fn targets_metadata(State(ctx): State<Shared>, p: Params) -> Response {
-    let limit: i64 = match p.get("limit") {
-        "" => -1,
-        s => match s.parse() {
-            Ok(n) => n,
-            Err(_) => {
-                return ApiError::new(ErrorType::BadData, "limit must be a number").into_response()
-            }
-        },
+    let limit = match metadata_limit(&p) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
     };
     let matchers = match p.get("match_target") {
         "" => Vec::new(),
