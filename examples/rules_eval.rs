@@ -78,7 +78,14 @@ fn run(args: Args) -> Result<(), String> {
         .filter(|r| matches!(r.kind, RuleKind::Record(_)))
         .map(|r| (r.name().to_string(), PreparedQuery::new(&r.expr)))
         .collect();
-    let opts = QueryOptions::default();
+    // As `tsdbctl serve` evaluates rules: each query on the calling thread.
+    let opts = QueryOptions {
+        parallel_min_work: std::env::var("TSDB_PAR_MIN_WORK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX),
+        ..QueryOptions::default()
+    };
     let opened = Instant::now();
     let db = Db::open(&args.db, Options::default().read_only(true)).map_err(|e| e.to_string())?;
     let (_, maxt) = db

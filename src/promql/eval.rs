@@ -12,7 +12,6 @@ use super::{
 use crate::chunk::{decode_xor_into, STALE_NAN_BITS, XOR_HEADER_LEN};
 use crate::db::Db;
 use crate::labels::{Label, Labels, MatchType, Matcher, METRIC_NAME};
-use crate::querier::par_min_work;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::token::*;
 use promql_parser::parser::{
@@ -137,13 +136,19 @@ fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// `items.map(f)` in order, in parallel only when `work` reaches [`par_min_work`].
+/// Decoding one chunk is about this many units of work (Prometheus cuts chunks at 120 samples;
+/// a unit is of the order of one step of one series).
+const DECODE_WORK_PER_CHUNK: usize = 120;
+
+/// `items.map(f)` in order, in parallel only when `work` reaches `min`
+/// ([`QueryOptions::parallel_min_work`]).
 fn par_map<T: Send, U: Send>(
     items: Vec<T>,
     work: usize,
+    min: usize,
     f: impl Fn(T) -> U + Sync + Send,
 ) -> Vec<U> {
-    if work >= par_min_work() {
+    if work >= min {
         items.into_par_iter().map(f).collect()
     } else {
         items.into_iter().map(f).collect()
@@ -687,8 +692,13 @@ impl Ev<'_> {
         }
         // Series are consumed in the workers so their chunk buffers are freed there too.
         let total = AtomicUsize::new(0);
-        let work = series.len();
-        let out: Vec<Selected> = par_map(series, work, |s| {
+        let work = series
+            .iter()
+            .map(|s| s.chunks().len())
+            .sum::<usize>()
+            .saturating_mul(DECODE_WORK_PER_CHUNK);
+        let min = self.opts.parallel_min_work;
+        let out: Vec<Selected> = par_map(series, work, min, |s| {
             let mut pts = decode(&s, mint, maxt);
             total.fetch_add(pts.len(), Ordering::Relaxed);
             if drop_stale {
@@ -711,28 +721,29 @@ impl Ev<'_> {
         let lookback = self.opts.lookback_ms;
         let data = self.select(vs, lo - lookback + 1, hi, false)?;
         let work = data.len() * n;
-        let mut cols: Vec<Col> = par_map(data, work, |(labels, pts)| {
-            let mut vals = vec![None; n];
-            let mut j = 0usize; // number of samples with t <= ref
-            for (i, v) in vals.iter_mut().enumerate() {
-                let r = refs(i);
-                while j < pts.len() && pts[j].0 <= r {
-                    j += 1;
+        let mut cols: Vec<Col> =
+            par_map(data, work, self.opts.parallel_min_work, |(labels, pts)| {
+                let mut vals = vec![None; n];
+                let mut j = 0usize; // number of samples with t <= ref
+                for (i, v) in vals.iter_mut().enumerate() {
+                    let r = refs(i);
+                    while j < pts.len() && pts[j].0 <= r {
+                        j += 1;
+                    }
+                    if j == 0 {
+                        continue;
+                    }
+                    let (t, x) = pts[j - 1];
+                    if t > r - lookback && !is_stale(x) {
+                        *v = Some(if want_ts { t as f64 / 1000.0 } else { x });
+                    }
                 }
-                if j == 0 {
-                    continue;
+                Col {
+                    labels,
+                    vals,
+                    drop_name: false,
                 }
-                let (t, x) = pts[j - 1];
-                if t > r - lookback && !is_stale(x) {
-                    *v = Some(if want_ts { t as f64 / 1000.0 } else { x });
-                }
-            }
-            Col {
-                labels,
-                vals,
-                drop_name: false,
-            }
-        });
+            });
         cols.retain(|c| c.vals.iter().any(|v| v.is_some()));
         let pts: usize = cols
             .iter()
@@ -1133,62 +1144,65 @@ impl Ev<'_> {
                     _ => (0..groups.len()).map(|gi| (gi, None)).collect(),
                 };
                 let work = cols.len() * n;
-                let out: Vec<Col> = par_map(outputs, work, |(gi, q)| {
-                    let (labels, members) = &groups[gi];
-                    let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
-                    let mut forced_acc = None;
-                    let vals = (0..n)
-                        .map(|i| {
-                            buckets.clear();
-                            for &(ci, le) in members {
-                                if let Some(v) = cols[ci].vals[i] {
-                                    buckets.push(Bucket {
-                                        upper: le,
-                                        count: v,
-                                    });
+                let out: Vec<Col> =
+                    par_map(outputs, work, self.opts.parallel_min_work, |(gi, q)| {
+                        let (labels, members) = &groups[gi];
+                        let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
+                        let mut forced_acc = None;
+                        let vals = (0..n)
+                            .map(|i| {
+                                buckets.clear();
+                                for &(ci, le) in members {
+                                    if let Some(v) = cols[ci].vals[i] {
+                                        buckets.push(Bucket {
+                                            upper: le,
+                                            count: v,
+                                        });
+                                    }
                                 }
-                            }
-                            if buckets.is_empty() {
-                                return None;
-                            }
-                            if kind == 1 {
-                                return Some(f::bucket_fraction(
-                                    params[0][i],
-                                    params[1][i],
+                                if buckets.is_empty() {
+                                    return None;
+                                }
+                                if kind == 1 {
+                                    return Some(f::bucket_fraction(
+                                        params[0][i],
+                                        params[1][i],
+                                        &mut buckets,
+                                    ));
+                                }
+                                let (v, forced) = f::bucket_quantile_checked(
+                                    params[q.unwrap_or(0)][i],
                                     &mut buckets,
-                                ));
-                            }
-                            let (v, forced) =
-                                f::bucket_quantile_checked(params[q.unwrap_or(0)][i], &mut buckets);
-                            if let Some(fix) = forced {
-                                annotations::merge_forced(&mut forced_acc, g.t(i), fix);
-                            }
-                            Some(v)
-                        })
-                        .collect();
-                    if let Some((min_ts, max_ts, fix, samples)) = forced_acc {
-                        let a = Anno::ForcedMonotonicity {
-                            metric: labels.get(METRIC_NAME).unwrap_or("").to_string(),
-                            min_ts,
-                            max_ts,
-                            fix,
-                            samples,
-                        };
-                        self.annotate(a, vec_pos);
-                    }
-                    let labels = match (&qlabel, q) {
-                        (Some(l), Some(q)) => {
-                            let qv = params[q].first().copied().unwrap_or(f64::NAN);
-                            set_label(labels, l, &format_openmetrics_float(qv))
+                                );
+                                if let Some(fix) = forced {
+                                    annotations::merge_forced(&mut forced_acc, g.t(i), fix);
+                                }
+                                Some(v)
+                            })
+                            .collect();
+                        if let Some((min_ts, max_ts, fix, samples)) = forced_acc {
+                            let a = Anno::ForcedMonotonicity {
+                                metric: labels.get(METRIC_NAME).unwrap_or("").to_string(),
+                                min_ts,
+                                max_ts,
+                                fix,
+                                samples,
+                            };
+                            self.annotate(a, vec_pos);
                         }
-                        _ => labels.clone(),
-                    };
-                    Col {
-                        labels,
-                        vals,
-                        drop_name: true,
-                    }
-                });
+                        let labels = match (&qlabel, q) {
+                            (Some(l), Some(q)) => {
+                                let qv = params[q].first().copied().unwrap_or(f64::NAN);
+                                set_label(labels, l, &format_openmetrics_float(qv))
+                            }
+                            _ => labels.clone(),
+                        };
+                        Col {
+                            labels,
+                            vals,
+                            drop_name: true,
+                        }
+                    });
                 Ok(Val::Vector(merge_same_labels(out)?))
             }
             _ => self.range_call(c, g),
@@ -1257,7 +1271,7 @@ impl Ev<'_> {
         let (rv_at, rv_offset) = (rv.at, rv.offset);
         // Series are consumed so each one's samples are freed in the worker that used them.
         let work = rv.series.len() * n;
-        let cols: Vec<Col> = par_map(rv.series, work, |s| {
+        let cols: Vec<Col> = par_map(rv.series, work, self.opts.parallel_min_work, |s| {
             let mut vals = vec![None; n];
             // rate/increase add a series' counter resets from an index instead of scanning
             // every window for them (same additions, same order).
@@ -1463,7 +1477,7 @@ impl Ev<'_> {
         if op == T_TOPK || op == T_BOTTOMK || op == T_LIMITK || op == T_LIMIT_RATIO {
             return self.aggregate_k(op, &cols, &groups, n, &param_scalar);
         }
-        let parallel = cols.len() * n >= par_min_work();
+        let parallel = cols.len() * n >= self.opts.parallel_min_work;
         let aggregate_group = |(labels, members): &(Labels, Vec<usize>)| {
             // Steps are independent and each adds its members in the same order, so a group
             // (`sum(...)` has one) also spreads over the threads by step, bit-identically.

@@ -66,6 +66,11 @@ pub struct QueryOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Step of subqueries without an explicit step.
     pub default_subquery_step_ms: i64,
+    /// Loops with less work than this (series × steps, or samples to decode) run on the calling
+    /// thread rather than on rayon's pool, whose wake-up costs more than small loops do. Rule
+    /// evaluation sets `usize::MAX`: many small queries, run concurrently by group, as Prometheus
+    /// runs each on one goroutine. Results are the same whatever the value.
+    pub parallel_min_work: usize,
 }
 
 impl Default for QueryOptions {
@@ -76,6 +81,7 @@ impl Default for QueryOptions {
             timeout: Some(Duration::from_secs(120)),
             cancel: None,
             default_subquery_step_ms: DEFAULT_SUBQUERY_STEP_MS,
+            parallel_min_work: crate::querier::par_min_work(),
         }
     }
 }

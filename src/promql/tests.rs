@@ -183,6 +183,31 @@ fn parallel_results_equal_sequential_results() {
     let one = run(1);
     assert!(one.iter().all(|s| !s.is_empty()));
     assert_eq!(one, run(4));
+    // Every loop on the pool, and none: the same bits.
+    let with = |min: usize| -> Vec<String> {
+        let opts = QueryOptions {
+            parallel_min_work: min,
+            ..QueryOptions::default()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            queries
+                .iter()
+                .flat_map(|q| {
+                    let r = db
+                        .query_range_with(q, 600_000, 2_900_000, 30_000, &opts)
+                        .unwrap();
+                    let i = db.query_with(q, 1_800_000, &opts).unwrap();
+                    [bits(&r), bits(&i)]
+                })
+                .collect()
+        })
+    };
+    assert_eq!(with(0), one);
+    assert_eq!(with(usize::MAX), one);
 }
 
 #[test]

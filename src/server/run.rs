@@ -97,6 +97,8 @@ fn rule_manager_options(opts: &ServeOptions) -> RuleManagerOptions {
     let mut query = crate::promql::QueryOptions {
         lookback_ms: opts.web.lookback_ms,
         max_samples: opts.web.max_samples,
+        // Groups run concurrently; each rule's query stays on its group's thread.
+        parallel_min_work: usize::MAX,
         ..Default::default()
     };
     query.timeout = (opts.web.query_timeout_ms > 0)
