@@ -50,12 +50,12 @@ impl XorAppender {
     /// An empty chunk: just the zero sample count.
     pub fn new() -> Self {
         XorAppender {
-            // Prometheus starts chunks with capacity 128. A head holds one open chunk per series, so
-            // ours starts at 32 bytes and doubles: an open chunk fills ~1.3 bytes per sample, and
-            // a million series save ~96 MB while their chunks are young.
+            // Prometheus starts chunks with capacity 128; a 120-sample chunk of typical data fits.
+            // (Starting at 32 and doubling was tried: at 1M series the growth in waves left the
+            // freed small blocks unused and RSS rose 6%, docs/performance.md.)
             w: BitWriter::new(
                 {
-                    let mut b = Vec::with_capacity(32);
+                    let mut b = Vec::with_capacity(128);
                     b.extend_from_slice(&[0, 0]);
                     b
                 },
