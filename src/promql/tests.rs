@@ -164,7 +164,8 @@ fn parallel_results_equal_sequential_results() {
         "quantile_over_time(0.3, req_bucket[10m:30s])",
         "count_values(\"v\", round(req_bucket / 100))",
     ];
-    let run = |threads: usize| -> Vec<String> {
+    // Every query, range and instant, on a pool of `threads` with `opts`.
+    let run_with = |threads: usize, opts: &QueryOptions| -> Vec<String> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -173,41 +174,27 @@ fn parallel_results_equal_sequential_results() {
             queries
                 .iter()
                 .flat_map(|q| {
-                    let r = db.query_range(q, 600_000, 2_900_000, 30_000).unwrap();
-                    let i = db.query(q, 1_800_000).unwrap();
+                    let r = db
+                        .query_range_with(q, 600_000, 2_900_000, 30_000, opts)
+                        .unwrap();
+                    let i = db.query_with(q, 1_800_000, opts).unwrap();
                     [bits(&r), bits(&i)]
                 })
                 .collect()
         })
     };
-    let one = run(1);
+    let defaults = QueryOptions::default();
+    let one = run_with(1, &defaults);
     assert!(one.iter().all(|s| !s.is_empty()));
-    assert_eq!(one, run(4));
+    assert_eq!(one, run_with(4, &defaults));
     // Every loop on the pool, and none: the same bits.
-    let with = |min: usize| -> Vec<String> {
+    for min in [0, usize::MAX] {
         let opts = QueryOptions {
             parallel_min_work: min,
             ..QueryOptions::default()
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            queries
-                .iter()
-                .flat_map(|q| {
-                    let r = db
-                        .query_range_with(q, 600_000, 2_900_000, 30_000, &opts)
-                        .unwrap();
-                    let i = db.query_with(q, 1_800_000, &opts).unwrap();
-                    [bits(&r), bits(&i)]
-                })
-                .collect()
-        })
-    };
-    assert_eq!(with(0), one);
-    assert_eq!(with(usize::MAX), one);
+        assert_eq!(run_with(4, &opts), one, "parallel_min_work {min}");
+    }
 }
 
 #[test]
