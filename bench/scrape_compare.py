@@ -312,8 +312,12 @@ def measure(system, args, children, sim, base_port, config, workdir):
     errors = {}
     results = {}
     rounds = 0
-    while time.time() - t0 < end_all - 1:
-        r0 = time.time()
+    # Rounds start on a fixed schedule (every --query-every seconds from the end of the ingest phase),
+    # so every system runs the same rounds: a system that finishes a round early waits for the next
+    # slot instead of running extra rounds, which would charge the faster system more CPU. A round
+    # that overruns its slot delays the next one.
+    while end_ingest + rounds * args.query_every < end_all - 1:
+        sleep_until(end_ingest + rounds * args.query_every)
         for name, kind, expr in qset:
             ok, secs, n, err = run_query(base, kind, expr)
             if ok:
@@ -322,9 +326,6 @@ def measure(system, args, children, sim, base_port, config, workdir):
             else:
                 errors.setdefault(name, []).append(str(err)[:300])
         rounds += 1
-        rest = args.query_every - (time.time() - r0)
-        if rest > 0 and time.time() - t0 + rest < end_all:
-            time.sleep(rest)
     sleep_until(end_all)
 
     ingest_s = int(args.ingest)
@@ -454,6 +455,7 @@ def report(out):
         ingest = [s["rss_kb"] for s in r["samples"] if w <= s["t"] <= i and s.get("rss_kb")]
         query = [s["rss_kb"] for s in r["samples"] if s["t"] > i and s.get("rss_kb")]
         r["rss_mb_max_ingest"] = max(ingest) / 1024 if ingest else None
+        r["rss_mb_median_ingest"] = statistics.median(ingest) / 1024 if ingest else None
         r["rss_mb_max_query"] = max(query) / 1024 if query else None
     p, t = runs.get("prometheus"), runs.get("tsdbctl")
 
@@ -471,8 +473,10 @@ def report(out):
         row("CPU cores, ingest only", "cpu_cores_ingest", 3),
         row("CPU seconds per 15 s scrape cycle, ingest only", "cpu_s_per_scrape_cycle_ingest", 2),
         row("CPU cores, ingest + queries", "cpu_cores_ingest_and_query", 3),
+        row("Query rounds", "query_rounds", 0),
         row("RSS MiB at end of ingest phase", "rss_mb_end_of_ingest", 0),
         row("RSS MiB, highest sample of the ingest phase", "rss_mb_max_ingest", 0),
+        row("RSS MiB, median of the ingest phase", "rss_mb_median_ingest", 0),
         row("RSS MiB, highest sample of the query phase", "rss_mb_max_query", 0),
         row("RSS MiB at end", "rss_mb_end", 0),
         row("Peak RSS (VmHWM) MiB, whole run", "hwm_mb", 0),
