@@ -104,6 +104,25 @@ fn stored(dir: &Path, expr: &str) -> Vec<(i64, f64)> {
     series[0].points.clone()
 }
 
+/// The header byte of every record fragment of a WAL segment (32 KiB pages; a fragment's header is
+/// type and flags, 2-byte length, 4-byte CRC; zeros pad the rest of a page).
+fn wal_record_flags(segment: &[u8]) -> Vec<u8> {
+    const PAGE: usize = 32 * 1024;
+    let mut out = Vec::new();
+    let mut o = 0;
+    while o + 7 <= segment.len() {
+        let left_in_page = PAGE - o % PAGE;
+        if left_in_page < 7 || segment[o] == 0 {
+            o += left_in_page;
+            continue;
+        }
+        out.push(segment[o]);
+        let len = u16::from_be_bytes([segment[o + 1], segment[o + 2]]) as usize;
+        o += 7 + len;
+    }
+    out
+}
+
 #[test]
 fn serve_scrapes_reloads_and_stops_without_losing_anything() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,6 +168,12 @@ fn serve_scrapes_reloads_and_stops_without_losing_anything() {
     });
 
     let seen = query(&server, "demo_total{k=\"a\"}")[0].1;
+    let (status, body) = server.get("/api/v1/status/flags").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""storage.tsdb.wal-compression":"true""#),
+        "{body}"
+    );
     let (status, logs) = server.terminate();
     assert!(status.success(), "exit {status}; log:\n{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
@@ -156,6 +181,15 @@ fn serve_scrapes_reloads_and_stops_without_losing_anything() {
 
     // Every scrape of a, across the reloads, is stored: values 1, 2, ... with no gap and no
     // interval much longer than the scrape interval (a restarted loop would show one).
+    // The WAL is snappy-compressed by default, as Prometheus writes it: records that snappy makes
+    // smaller carry the snappy flag (0x08) in their header byte. It replays below.
+    let segment = fs::read(db.join("wal").join("00000000")).unwrap();
+    let flags = wal_record_flags(&segment);
+    assert!(flags.iter().any(|f| f & 0x18 == 0x08), "{flags:?}");
+    assert!(
+        flags.iter().all(|f| f & 0x10 == 0),
+        "zstd records: {flags:?}"
+    );
     let points = stored(&db, "demo_total{k=\"a\"}[1h]");
     let values: Vec<f64> = points.iter().map(|p| p.1).collect();
     let expected: Vec<f64> = (1..=values.len()).map(|i| i as f64).collect();

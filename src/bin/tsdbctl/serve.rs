@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tsdb::server::run::{run, ServeOptions};
 use tsdb::server::web::WebOptions;
+use tsdb::wal::Compression;
 use tsdb::{FsyncPolicy, Options};
 
 use crate::{parse_duration_ms, Retention};
@@ -59,6 +60,26 @@ pub struct ServeArgs {
     /// can take. Prometheus syncs only when a WAL segment is full.
     #[arg(long = "storage.fsync-interval", default_value = "1s", value_parser = parse_duration_ms)]
     fsync_interval: i64,
+    /// Compress the WAL's records, as Prometheus does by default (`--no-storage.tsdb.wal-compression`
+    /// or `=false` turns it off).
+    #[arg(
+        long = "storage.tsdb.wal-compression",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    wal_compression: bool,
+    /// Prometheus' negative form of `--storage.tsdb.wal-compression`.
+    #[arg(
+        long = "no-storage.tsdb.wal-compression",
+        conflicts_with = "wal_compression"
+    )]
+    no_wal_compression: bool,
+    /// The WAL's compression when it is on: `snappy` (what Prometheus 2.42 writes and reads) or
+    /// `zstd` (Prometheus 2.45 and later).
+    #[arg(long = "storage.tsdb.wal-compression-type", value_enum, default_value_t = WalCompressionType::Snappy)]
+    wal_compression_type: WalCompressionType,
     /// Out-of-order window (Prometheus' storage.tsdb.out_of_order_time_window).
     #[arg(long = "storage.tsdb.out-of-order-time-window", default_value = "0s", value_parser = parse_duration_ms)]
     out_of_order_window: i64,
@@ -79,16 +100,38 @@ pub struct ServeArgs {
     retention: Retention,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WalCompressionType {
+    Snappy,
+    Zstd,
+}
+
+impl WalCompressionType {
+    fn name(self) -> &'static str {
+        match self {
+            WalCompressionType::Snappy => "snappy",
+            WalCompressionType::Zstd => "zstd",
+        }
+    }
+}
+
 pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     let fsync = if a.fsync_interval <= 0 {
         FsyncPolicy::Commit
     } else {
         FsyncPolicy::Interval(Duration::from_millis(a.fsync_interval as u64))
     };
+    let wal_compression = a.wal_compression && !a.no_wal_compression;
+    let compression = match (wal_compression, a.wal_compression_type) {
+        (false, _) => Compression::None,
+        (true, WalCompressionType::Snappy) => Compression::Snappy,
+        (true, WalCompressionType::Zstd) => Compression::Zstd,
+    };
     let db_options = a
         .retention
         .apply(Options::default())
         .fsync(fsync)
+        .wal_compression(compression)
         .out_of_order_window_ms(a.out_of_order_window);
     let flags: BTreeMap<String, String> = [
         ("storage.tsdb.path", a.db.display().to_string()),
@@ -127,6 +170,11 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
         (
             "storage.tsdb.retention.size",
             format!("{}B", a.retention.retention_size),
+        ),
+        ("storage.tsdb.wal-compression", wal_compression.to_string()),
+        (
+            "storage.tsdb.wal-compression-type",
+            a.wal_compression_type.name().to_string(),
         ),
         (
             "storage.tsdb.out-of-order-time-window",
