@@ -226,8 +226,8 @@ impl ScrapeState {
             };
             // Known series: no parsing, no relabeling, no allocation. The cache holds the
             // series itself, not its id: no sample looks its series up in the head.
-            let (cached, mut held) = match slot.and_then(|i| cache.entry(i)) {
-                Some(e) => (true, e.held.clone()),
+            let (cached, mut held) = match slot.and_then(|i| cache.held(i)) {
+                Some(h) => (true, h),
                 None => {
                     if let Err(e) = p.labels(&mut self.scratch) {
                         err = Some(e.to_string());
@@ -302,18 +302,18 @@ impl ScrapeState {
                 }
             };
             if cached {
-                if let Some(e) = slot.and_then(|i| cache.entry(i)) {
+                if let Some(i) = slot {
                     if stored && ts.is_none() {
-                        e.track(mark);
+                        cache.track(i, mark);
                     }
                     if changed {
-                        e.held = held;
+                        cache.set_held(i, held);
                     }
                 }
             } else {
                 let i = cache.add(series, held);
-                if let (Some(e), true) = (cache.entry(i), ts.is_none()) {
-                    e.track(mark);
+                if ts.is_none() {
+                    cache.track(i, mark);
                 }
                 if stored && !sample_limit_hit {
                     n.series_added += 1;
@@ -328,7 +328,7 @@ impl ScrapeState {
         if err.is_none() {
             // Collected first: appending borrows nothing of the cache, but the fallback by
             // labels needs the database while the cache is iterated. Empty in a steady state.
-            let stale: Vec<Held> = cache.stale().cloned().collect();
+            let stale: Vec<Held> = cache.stale().collect();
             for held in &stale {
                 // Out of order or duplicate: the target came back under a new loop; ignored.
                 let _ = append_sample(app, db, held, def_t, STALE_NAN);
@@ -350,9 +350,10 @@ impl ScrapeState {
         t: i64,
         v: f64,
     ) {
-        let slot = self.cache.get(key);
-        let (cached, held) = match slot.and_then(|i| self.cache.entry(i)) {
-            Some(e) => (true, e.held.clone()),
+        // Not lines of the scrape: they stay out of the cache's prediction of the next one.
+        let slot = self.cache.get_unlisted(key);
+        let (cached, held) = match slot.and_then(|i| self.cache.held(i)) {
+            Some(h) => (true, h),
             None => {
                 let name =
                     String::from_utf8_lossy(&key[..key.len().saturating_sub(1)]).into_owned();
@@ -364,11 +365,10 @@ impl ScrapeState {
         let (r, fresh) = append_sample(app, db, &held, t, v);
         if r.is_ok() {
             if !cached {
-                self.cache.add(key, fresh.map_or(held, Held::Series));
-            } else if let Some(s) = fresh {
-                if let Some(e) = slot.and_then(|i| self.cache.entry(i)) {
-                    e.held = Held::Series(s);
-                }
+                self.cache
+                    .add_unlisted(key, fresh.map_or(held, Held::Series));
+            } else if let (Some(s), Some(i)) = (fresh, slot) {
+                self.cache.set_held(i, Held::Series(s));
             }
         }
     }
