@@ -282,9 +282,10 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// [`BitReader::read`] of more bits than a refill guarantees, in two halves.
-    #[cold]
-    #[inline(never)]
+    /// [`BitReader::read`] of more bits than a refill guarantees, in two halves. Rare, but in
+    /// line all the same: a call taking `&mut self` would make the decoder keep the reader in
+    /// memory rather than in registers (measured: ~20 more instructions per sample).
+    #[inline(always)]
     fn read_wide(&mut self, n: u32) -> u64 {
         let hi = self.buf >> 32;
         self.consume(32);
