@@ -16,7 +16,8 @@
 //! The reader loads 8 bytes (57 valid bits) or 16 (64 valid bits) at the current bit position, so
 //! each field costs one unaligned load and a couple of shifts; reading past the end yields zero
 //! bits, and callers compare the final position with the data length once per sample instead of
-//! checking every field.
+//! checking every field. The batch decoder reads through a `BitReader` instead: a 64-bit buffer
+//! refilled by one 8-byte load to at least 56 bits, which usually covers a whole sample.
 
 /// Zero bytes the writer keeps past the byte holding the next bit: one write's store.
 const SLACK: usize = 16;
