@@ -2752,3 +2752,58 @@ impl RangeFn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Option<f64>> {
+        prop_oneof![
+            2 => Just(None),
+            6 => (-1e6f64..1e6).prop_map(Some),
+            1 => prop_oneof![
+                Just(0.0), Just(-0.0), Just(f64::NAN), Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY), Just(1e308), Just(-1e308), Just(1e-300)
+            ]
+            .prop_map(Some),
+        ]
+    }
+
+    proptest! {
+        /// The member-by-member `sum`/`count` gives `aggregate_step`'s results bit for bit, and
+        /// its `drop_name`, sequentially and by parallel blocks.
+        #[test]
+        fn sum_count_group_matches_aggregate_step(
+            cols in prop::collection::vec(
+                (prop::collection::vec(value(), 70), any::<bool>()), 0..12),
+            pick in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            parallel in any::<bool>(),
+        ) {
+            let n = 70;
+            let cols: Vec<Col> = cols
+                .into_iter()
+                .map(|(vals, drop_name)| Col { labels: Labels::default(), vals, drop_name })
+                .collect();
+            let members: Vec<usize> = if cols.is_empty() {
+                Vec::new()
+            } else {
+                pick.iter().map(|i| i.index(cols.len())).collect()
+            };
+            let group = (Labels::default(), members);
+            for op in [T_SUM, T_COUNT] {
+                let got = sum_count_group(op, &cols, &group, n, parallel);
+                let mut heap = Vec::new();
+                let mut drop_name = false;
+                for i in 0..n {
+                    let want = aggregate_step(
+                        op, &cols, &group.1, i, f64::NAN, &mut heap, &mut drop_name,
+                    );
+                    prop_assert_eq!(got.vals[i].map(f64::to_bits), want.map(f64::to_bits));
+                }
+                prop_assert_eq!(got.vals.len(), n);
+                prop_assert_eq!(got.drop_name, drop_name);
+            }
+        }
+    }
+}
