@@ -10,7 +10,7 @@
 //! The choice between window reuse and a new window follows Prometheus' control flow exactly, since
 //! any other (even a more compact) choice would change the bytes.
 
-use super::bstream::{peek, peek57, BitWriter};
+use super::bstream::{peek, peek57, BitReader, BitWriter};
 use super::{ChunkError, XOR_HEADER_LEN};
 
 /// `leading` while no XOR window has been written yet (Prometheus' sentinel); larger than any
@@ -498,15 +498,18 @@ impl<'a> XorIterator<'a> {
 /// the one [`XorIterator`] reports for that sample.
 ///
 /// The same bits as [`XorIterator`], decoded in one loop with the state in locals and the output
-/// written into a pre-sized slice: two 64-bit peeks per sample (one for the timestamp field, one
-/// for the value), 64-bit shifts only (the fields wider than a peek are rare and reloaded), the
-/// value window's width kept instead of recomputed, and no per-sample `Result`/`Option`.
+/// written into a pre-sized slice, through a [`BitReader`]: one 8-byte refill per sample in the
+/// common case (a sample's fields usually fit the 56 bits it guarantees), fields read by shifting
+/// the buffer, no per-sample `Result`/`Option` and no per-sample end-of-data check. A chunk whose
+/// fast decoding fails (data ends early, an impossible value window) is decoded again by the
+/// iterator, which finds the bad sample and its error.
 pub fn decode_xor_into(
     data: &[u8],
     mint: i64,
     maxt: i64,
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkError> {
+    let start = out.len();
     let mut it = XorIterator::new(data)?;
     // The first two samples start with varints: the iterator's path, then its state goes on here.
     while it.read < 2 {
@@ -518,149 +521,227 @@ pub fn decode_xor_into(
         }
     }
     let remaining = usize::from(it.total - it.read);
-    let start = out.len();
-    out.resize(start + remaining, (0, 0.0));
-    let buf = out.get_mut(start..).unwrap_or_default();
+    let rest = out.len();
+    out.resize(rest + remaining, (0, 0.0));
+    let buf = out.get_mut(rest..).unwrap_or_default();
     let r = if mint == i64::MIN && maxt == i64::MAX {
         decode_rest::<false>(&it, mint, maxt, buf)
     } else {
         decode_rest::<true>(&it, mint, maxt, buf)
     };
-    let (n, res) = match r {
-        Ok(n) => (n, Ok(())),
-        Err(n) => (n, Err(first_error(data))),
-    };
-    out.truncate(start + n);
-    res
+    match r {
+        Some(n) => {
+            out.truncate(rest + n);
+            Ok(())
+        }
+        None => {
+            out.truncate(start);
+            decode_slow(data, mint, maxt, out)
+        }
+    }
 }
 
-/// Header and field width of the delta-of-delta bucket by the first 4 bits (a leading `1`; `0` is
-/// the zero delta of delta, handled before): `10` + 14 bits, `110` + 17, `1110` + 20, `1111` + 64.
-const DOD_BUCKETS: [(u32, u32); 16] = {
-    let mut t = [(0, 0); 16];
+/// [`decode_xor_into`] through the iterator: for chunks the fast loop finds corrupt.
+#[cold]
+#[inline(never)]
+fn decode_slow(
+    data: &[u8],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), ChunkError> {
+    let mut it = XorIterator::new(data)?;
+    while let Some(s) = it.next_sample()? {
+        if s.0 > maxt {
+            break;
+        }
+        if s.0 >= mint {
+            out.push(s);
+        }
+    }
+    Ok(())
+}
+
+/// A delta-of-delta bucket, by the first 4 bits of a field that starts with `1` (`0` is the zero
+/// delta of delta, handled before): `10` + 14 bits, `110` + 17, `1110` + 20 (`1111` + 64 is
+/// read apart). Everything the decoder computes from the width is here, so a bucket costs one
+/// table load.
+#[derive(Clone, Copy)]
+struct DodBucket {
+    /// Header bits.
+    hdr: u32,
+    /// Right shift that leaves the field: 64 - width.
+    shr: u32,
+    /// Header and field.
+    len: u32,
+    /// Fields above this are negative (Prometheus' bstream.md): `2^(width - 1)`.
+    half: u64,
+    /// What a negative field's bits exceed its value by: `2^width`.
+    full: u64,
+}
+
+const DOD_BUCKETS: [DodBucket; 16] = {
+    let none = DodBucket {
+        hdr: 0,
+        shr: 0,
+        len: 0,
+        half: 0,
+        full: 0,
+    };
+    let mut t = [none; 16];
     let mut i = 8;
     while i < 16 {
-        t[i] = match i {
+        let (hdr, sz) = match i {
             8..=11 => (2, 14),
             12 | 13 => (3, 17),
-            14 => (4, 20),
-            _ => (4, 64),
+            _ => (4, 20),
+        };
+        t[i] = DodBucket {
+            hdr,
+            shr: 64 - sz,
+            len: hdr + sz,
+            half: 1 << (sz - 1),
+            full: 1 << sz,
         };
         i += 1;
     }
     t
 };
 
+/// The first 4 bits of the 64-bit delta-of-delta bucket.
+const DOD_WIDE: u64 = 0b1111;
+
+/// The decoder's state after the first two samples: the reader, the last sample, the timestamp
+/// delta and the value window.
+struct Rest<'a> {
+    r: BitReader<'a>,
+    t: i64,
+    v: u64,
+    t_delta: u64,
+    /// Significant bits of the window, and the zeros after them.
+    mbits: u32,
+    trailing: u32,
+}
+
+impl Rest<'_> {
+    /// Decodes the next sample into `t` and `v`; false if its value window is impossible.
+    #[inline(always)]
+    fn next(&mut self) -> bool {
+        let r = &mut self.r;
+        // At least 56 bits: the timestamp field and, usually, the value's.
+        r.refill();
+        let w = r.bits();
+        if w >> 63 == 0 {
+            // Delta of delta 0: the timestamp delta repeats.
+            r.consume(1);
+        } else {
+            let i = (w >> 60) as usize;
+            let dod = match DOD_BUCKETS.get(i) {
+                Some(b) if i as u64 != DOD_WIDE => {
+                    let bits = (w << b.hdr) >> b.shr;
+                    r.consume(b.len);
+                    if bits > b.half {
+                        bits.wrapping_sub(b.full)
+                    } else {
+                        bits
+                    }
+                }
+                _ => {
+                    r.consume(4);
+                    r.read(64)
+                }
+            };
+            self.t_delta = self.t_delta.wrapping_add(dod);
+        }
+        self.t = self.t.wrapping_add(self.t_delta as i64);
+        let w = r.bits();
+        if w >> 63 == 0 {
+            r.consume(1);
+            return true;
+        }
+        let hdr = if (w >> 62) & 1 == 1 {
+            // `11`: a new window, 5 bits of leading zeros and 6 of significant bits.
+            let leading = ((w >> 57) & 0x1f) as u32;
+            let sig = ((w >> 51) & 0x3f) as u32;
+            let mbits = if sig == 0 { 64 } else { sig };
+            if leading + mbits > 64 {
+                return false;
+            }
+            self.mbits = mbits;
+            self.trailing = 64 - leading - mbits;
+            13
+        } else {
+            2
+        };
+        let mbits = self.mbits;
+        // The timestamp field left at least 32 bits; a wide value needs a second load.
+        let need = hdr + mbits;
+        if need > r.valid() {
+            r.refill();
+        }
+        let bits = if need <= r.valid() {
+            let bits = (r.bits() << hdr) >> (64 - mbits);
+            r.consume(need);
+            bits
+        } else {
+            r.consume(hdr);
+            r.read(mbits)
+        };
+        self.v ^= bits << self.trailing;
+        true
+    }
+}
+
 /// The samples after the first two, into `buf` (sized to hold all of them): how many were
-/// written, as `Err` if the data is corrupt after them. Without `BOUNDED` every sample is kept (a
-/// chunk inside the query range: no time comparisons).
+/// written, or `None` if the data is corrupt (it ends before the samples it counts, or a value
+/// window is impossible; the caller decodes it again to find where). Without `BOUNDED` every
+/// sample is kept (a chunk inside the query range: no time comparisons).
 #[inline(always)]
 fn decode_rest<const BOUNDED: bool>(
     it: &XorIterator<'_>,
     mint: i64,
     maxt: i64,
     buf: &mut [(i64, f64)],
-) -> Result<usize, usize> {
-    let data = it.data;
-    let (mut pos, end) = (it.pos, it.end);
-    let (mut t, mut v, mut t_delta) = (it.t, it.v, it.t_delta);
-    let mut trailing = u32::from(it.trailing);
-    // Before any window Prometheus' reader has 0/0, i.e. 64 bits.
-    let mut mbits = 64 - u32::from(it.leading) - trailing;
-    // Samples kept so far; without `BOUNDED` it is the loop index.
-    let mut k = 0;
-    for i in 0..buf.len() {
-        let w = peek(data, pos);
-        if w >> 63 == 0 {
-            // Delta of delta 0: the timestamp delta repeats.
-            pos += 1;
-        } else {
-            let (hdr, sz) = DOD_BUCKETS[(w >> 60) as usize];
-            let dod = if sz < 64 {
-                let bits = (w << hdr) >> (64 - sz);
-                // Negative values come back as large unsigned ones (Prometheus' bstream.md).
-                if bits > 1 << (sz - 1) {
-                    bits.wrapping_sub(1 << sz)
-                } else {
-                    bits
-                }
-            } else {
-                peek(data, pos + 4)
-            };
-            t_delta = t_delta.wrapping_add(dod);
-            pos += (hdr + sz) as usize;
-        }
-        t = t.wrapping_add(t_delta as i64);
-        let w = peek(data, pos);
-        if w >> 63 == 0 {
-            pos += 1;
-        } else {
-            // Both header forms are decoded and one selected without a branch, as in
-            // `XorIterator::read_value` (window reuse is data-dependent).
-            let new_leading = ((w >> 57) & 0x1f) as u32;
-            let sig = ((w >> 51) & 0x3f) as u32;
-            let new_mbits = if sig == 0 { 64 } else { sig };
-            let new_window = (w >> 62) & 1 == 1;
-            if new_window && new_leading + new_mbits > 64 {
-                return Err(k);
-            }
-            let new_trailing = 64u32.wrapping_sub(new_leading + new_mbits);
-            let hdr = if new_window { 13 } else { 2 };
-            mbits = if new_window { new_mbits } else { mbits };
-            trailing = if new_window { new_trailing } else { trailing };
-            let bits = if hdr + mbits <= 64 {
-                (w << hdr) >> (64 - mbits)
-            } else {
-                peek(data, pos + hdr as usize) >> (64 - mbits)
-            };
-            pos += (hdr + mbits) as usize;
-            v ^= bits << trailing;
-        }
-        // Reads past the end saw zero bits; the sample is only real if it ended in the data.
-        if pos > end {
-            return Err(k);
-        }
-        if !BOUNDED {
-            if let Some(slot) = buf.get_mut(i) {
-                *slot = (t, f64::from_bits(v));
-            }
-            k = i + 1;
-        } else if t > maxt {
-            break;
-        } else if t >= mint {
-            if let Some(slot) = buf.get_mut(k) {
-                *slot = (t, f64::from_bits(v));
-                k += 1;
-            }
-        }
-    }
-    Ok(k)
-}
-
-/// The error [`XorIterator`] reports on `data`, for [`decode_xor_into`]'s failures: decoding
-/// again is cheap next to keeping the iterator's error bookkeeping in the fast loop.
-#[cold]
-#[inline(never)]
-fn first_error(data: &[u8]) -> ChunkError {
-    let mut it = match XorIterator::new(data) {
-        Ok(it) => it,
-        Err(e) => return e,
+) -> Option<usize> {
+    let trailing = u32::from(it.trailing);
+    let mut d = Rest {
+        r: BitReader::new(it.data, it.pos),
+        t: it.t,
+        v: it.v,
+        t_delta: it.t_delta,
+        // Before any window Prometheus' reader has 0/0, i.e. 64 bits.
+        mbits: 64 - u32::from(it.leading) - trailing,
+        trailing,
     };
-    loop {
-        match it.next_sample() {
-            Ok(Some(_)) => {}
-            Err(e) => return e,
-            // Unreachable when both decoders agree (the property tests check it); still an error.
-            Ok(None) => {
-                return ChunkError::UnexpectedEnd {
-                    sample: it.total,
-                    count: it.total,
-                    bit: it.pos,
-                    len: data.len(),
+    let mut k = 0;
+    if BOUNDED {
+        let n = buf.len();
+        let mut slots = buf.iter_mut();
+        for _ in 0..n {
+            if !d.next() {
+                return None;
+            }
+            if d.t > maxt {
+                break;
+            }
+            if d.t >= mint {
+                if let Some(slot) = slots.next() {
+                    *slot = (d.t, f64::from_bits(d.v));
+                    k += 1;
                 }
             }
         }
+    } else {
+        for slot in buf.iter_mut() {
+            if !d.next() {
+                return None;
+            }
+            *slot = (d.t, f64::from_bits(d.v));
+        }
+        k = buf.len();
     }
+    // Reads past the end saw zero bits; the samples are only real if they ended in the data.
+    (d.r.pos() <= it.end).then_some(k)
 }
 
 impl Iterator for XorIterator<'_> {

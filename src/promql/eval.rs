@@ -701,7 +701,8 @@ impl Ev<'_> {
         let out: Vec<Selected> = par_map(series, work, min, |s| {
             let mut pts = decode(&s, mint, maxt);
             total.fetch_add(pts.len(), Ordering::Relaxed);
-            if drop_stale {
+            // A scan is cheaper than `retain`, which moves every sample; stale markers are rare.
+            if drop_stale && pts.iter().any(|p| is_stale(p.1)) {
                 pts.retain(|p| !is_stale(p.1));
             }
             (s.into_labels(), pts)
@@ -1269,6 +1270,7 @@ impl Ev<'_> {
         };
         let q_warn: Vec<AtomicBool> = q_invalid.iter().map(|_| AtomicBool::new(false)).collect();
         let (rv_at, rv_offset) = (rv.at, rv.offset);
+        let range_secs = f::duration_seconds(range);
         // Series are consumed so each one's samples are freed in the worker that used them.
         let work = rv.series.len() * n;
         let cols: Vec<Col> = par_map(rv.series, work, self.opts.parallel_min_work, |s| {
@@ -1292,12 +1294,15 @@ impl Ev<'_> {
                 while hi < s.pts.len() && s.pts[hi].0 <= r {
                     hi += 1;
                 }
-                if lo > hi {
-                    lo = hi;
-                }
-                // Windows slide forward, except with `@` where they stay put.
-                while lo > 0 && s.pts[lo - 1].0 > start {
-                    lo -= 1;
+                // Windows slide forward (`r` grows with the step), except with `@` where they
+                // stay put.
+                if rv_at.is_some() {
+                    if lo > hi {
+                        lo = hi;
+                    }
+                    while lo > 0 && s.pts[lo - 1].0 > start {
+                        lo -= 1;
+                    }
                 }
                 while lo < hi && s.pts[lo].0 <= start {
                     lo += 1;
@@ -1311,9 +1316,9 @@ impl Ev<'_> {
                     q_warn[i].store(true, Ordering::Relaxed);
                 }
                 *v = match counter_rate {
-                    Some(is_rate) => {
-                        f::counter_rate_indexed(&s.pts, lo, hi, &resets, start, r, range, is_rate)
-                    }
+                    Some(is_rate) => f::counter_rate_indexed(
+                        &s.pts, lo, hi, &resets, start, r, range_secs, is_rate,
+                    ),
                     None => func.apply(w, start, r, range, t, &sc),
                 };
             }
@@ -1478,6 +1483,23 @@ impl Ev<'_> {
             return self.aggregate_k(op, &cols, &groups, n, &param_scalar);
         }
         let parallel = cols.len() * n >= self.opts.parallel_min_work;
+        if op == T_SUM || op == T_COUNT {
+            let out: Vec<Col> = if parallel {
+                groups
+                    .par_iter()
+                    .map(|g| sum_count_group(op, &cols, g, n, true))
+                    .collect()
+            } else {
+                groups
+                    .iter()
+                    .map(|g| sum_count_group(op, &cols, g, n, false))
+                    .collect()
+            };
+            if parallel {
+                cols.into_par_iter().for_each(drop);
+            }
+            return Ok(Val::Vector(out));
+        }
         let aggregate_group = |(labels, members): &(Labels, Vec<usize>)| {
             // Steps are independent and each adds its members in the same order, so a group
             // (`sum(...)` has one) also spreads over the threads by step, bit-identically.
@@ -2072,6 +2094,80 @@ pub(crate) fn ratio_keeps(ratio: f64, offset: f64) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Steps per block of [`sum_count_group`]: blocks are the parallel unit of a group.
+const AGG_STEP_BLOCK: usize = 32;
+
+/// `sum` or `count` of one group over all steps, member by member (each member's values are
+/// contiguous) into per-step accumulators, instead of step by step across the members' columns:
+/// each step still adds its members in member order with [`aggregate_step`]'s operations, so the
+/// results are identical. With `parallel` blocks of steps run on the pool (`sum(...)` has one
+/// group).
+fn sum_count_group(
+    op: TokenId,
+    cols: &[Col],
+    (labels, members): &(Labels, Vec<usize>),
+    n: usize,
+    parallel: bool,
+) -> Col {
+    let block = |b: usize| -> (Vec<Option<f64>>, bool) {
+        let lo = b * AGG_STEP_BLOCK;
+        let hi = (lo + AGG_STEP_BLOCK).min(n);
+        let len = hi - lo;
+        let mut value = [0.0f64; AGG_STEP_BLOCK];
+        let mut comp = [0.0f64; AGG_STEP_BLOCK];
+        let mut seen = [false; AGG_STEP_BLOCK];
+        let mut drop_name = false;
+        for &ci in members {
+            let Some(col) = cols.get(ci) else { continue };
+            let Some(vals) = col.vals.get(lo..hi) else {
+                continue;
+            };
+            let mut any = false;
+            for (((v, acc), c), s) in vals.iter().zip(&mut value).zip(&mut comp).zip(&mut seen) {
+                let Some(f) = *v else { continue };
+                any = true;
+                if !*s {
+                    *s = true;
+                    *acc = if op == T_COUNT { 1.0 } else { f };
+                } else if op == T_COUNT {
+                    *acc += 1.0;
+                } else {
+                    (*acc, *c) = f::kahan_inc(f, *acc, *c);
+                }
+            }
+            drop_name |= any && col.drop_name;
+        }
+        let vals = (0..len)
+            .map(|j| {
+                seen[j].then(|| {
+                    if op == T_COUNT {
+                        value[j]
+                    } else {
+                        value[j] + comp[j]
+                    }
+                })
+            })
+            .collect();
+        (vals, drop_name)
+    };
+    let blocks = n.div_ceil(AGG_STEP_BLOCK);
+    let parts: Vec<(Vec<Option<f64>>, bool)> = if parallel && blocks > 1 {
+        (0..blocks).into_par_iter().map(block).collect()
+    } else {
+        (0..blocks).map(block).collect()
+    };
+    let drop_name = parts.iter().any(|p| p.1);
+    let mut vals = Vec::with_capacity(n);
+    for (p, _) in parts {
+        vals.extend(p);
+    }
+    Col {
+        labels: labels.clone(),
+        vals,
+        drop_name,
+    }
+}
+
 fn aggregate_step(
     op: TokenId,
     cols: &[Col],
@@ -2653,6 +2749,61 @@ impl RangeFn {
             }
             TsOfLast => w.last().map(|p| p.0 as f64 / 1000.0),
             TsOfFirst => w.first().map(|p| p.0 as f64 / 1000.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Option<f64>> {
+        prop_oneof![
+            2 => Just(None),
+            6 => (-1e6f64..1e6).prop_map(Some),
+            1 => prop_oneof![
+                Just(0.0), Just(-0.0), Just(f64::NAN), Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY), Just(1e308), Just(-1e308), Just(1e-300)
+            ]
+            .prop_map(Some),
+        ]
+    }
+
+    proptest! {
+        /// The member-by-member `sum`/`count` gives `aggregate_step`'s results bit for bit, and
+        /// its `drop_name`, sequentially and by parallel blocks.
+        #[test]
+        fn sum_count_group_matches_aggregate_step(
+            cols in prop::collection::vec(
+                (prop::collection::vec(value(), 70), any::<bool>()), 0..12),
+            pick in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            parallel in any::<bool>(),
+        ) {
+            let n = 70;
+            let cols: Vec<Col> = cols
+                .into_iter()
+                .map(|(vals, drop_name)| Col { labels: Labels::default(), vals, drop_name })
+                .collect();
+            let members: Vec<usize> = if cols.is_empty() {
+                Vec::new()
+            } else {
+                pick.iter().map(|i| i.index(cols.len())).collect()
+            };
+            let group = (Labels::default(), members);
+            for op in [T_SUM, T_COUNT] {
+                let got = sum_count_group(op, &cols, &group, n, parallel);
+                let mut heap = Vec::new();
+                let mut drop_name = false;
+                for i in 0..n {
+                    let want = aggregate_step(
+                        op, &cols, &group.1, i, f64::NAN, &mut heap, &mut drop_name,
+                    );
+                    prop_assert_eq!(got.vals[i].map(f64::to_bits), want.map(f64::to_bits));
+                }
+                prop_assert_eq!(got.vals.len(), n);
+                prop_assert_eq!(got.drop_name, drop_name);
+            }
         }
     }
 }
