@@ -22,7 +22,7 @@ pub use appender::{AppendError, Appender, AppenderShard, CommitStats, RejectCoun
 pub use chunks_disk::{ChunkDiskMapper, HeadChunksError};
 pub use series::{
     check_after, compute_chunk_end_time, range_for_timestamp, Check, ChunkData, ClosedChunk,
-    MemSeries, Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
+    LabelPair, MemSeries, Pair, Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
 };
 
 use crate::block::{Interval, Tombstones};
@@ -52,7 +52,7 @@ struct Stripe {
 pub struct Head {
     /// `by_id` of stripe `id % STRIPES` and `by_hash` of stripe `hash % STRIPES`.
     stripes: Box<[RwLock<Stripe>]>,
-    symbols: Mutex<HashSet<Sym, foldhash::fast::FixedState>>,
+    symbols: Mutex<Symbols>,
     postings: RwLock<MemPostings>,
     next_id: AtomicU64,
     num_series: AtomicU64,
@@ -92,7 +92,7 @@ impl Head {
     pub fn new(chunk_range: i64, shards: usize) -> Head {
         Head {
             stripes: (0..STRIPES).map(|_| RwLock::default()).collect(),
-            symbols: Mutex::new(HashSet::default()),
+            symbols: Mutex::new(Symbols::default()),
             postings: RwLock::new(MemPostings::new()),
             next_id: AtomicU64::new(1),
             num_series: AtomicU64::new(0),
@@ -245,12 +245,9 @@ impl Head {
         labels: &[(&str, &str)],
         logged: bool,
     ) -> (Arc<MemSeries>, bool) {
-        let interned: Box<[(Sym, Sym)]> = {
+        let interned: Box<[Pair]> = {
             let mut symbols = self.symbols.lock().unwrap_or_else(|e| e.into_inner());
-            labels
-                .iter()
-                .map(|(n, v)| (intern(&mut symbols, n), intern(&mut symbols, v)))
-                .collect()
+            labels.iter().map(|(n, v)| symbols.pair(n, v)).collect()
         };
         let series = Arc::new(MemSeries::new(id, interned, logged));
         {
@@ -276,7 +273,7 @@ impl Head {
         self.postings
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .add(id, series.labels());
+            .add(id, series.labels().iter().map(|p| (&p.name, &p.value)));
         self.num_series.fetch_add(1, Ordering::Relaxed);
         (series, true)
     }
@@ -295,8 +292,7 @@ impl Head {
             }
         }
         for s in &removed {
-            let pairs: Vec<(&str, &str)> = s.labels().iter().map(|(n, v)| (&**n, &**v)).collect();
-            let hash = labels_hash(pairs.iter().copied());
+            let hash = labels_hash(s.label_strs());
             {
                 let mut guard = self.stripe(hash).write().unwrap_or_else(|e| e.into_inner());
                 let st = &mut *guard;
@@ -337,6 +333,15 @@ impl Head {
         }
         stats.series_removed = removed.len() as u64;
         self.truncate_tombstones(&removed, mint);
+        if !removed.is_empty() {
+            // The removed series may have been the last users of some labels.
+            drop(removed);
+            stats.labels_removed = self
+                .symbols
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drop_unused() as u64;
+        }
         self.min_time.fetch_max(mint, Ordering::Relaxed);
         if let Some(d) = &self.disk {
             match d.truncate(mint) {
@@ -420,6 +425,11 @@ impl Head {
         self.num_series.load(Ordering::Relaxed)
     }
 
+    /// Distinct labels (name-value pairs) interned for the head's series.
+    pub fn num_interned_labels(&self) -> usize {
+        self.symbols.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Oldest and newest sample time appended, if any.
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let (min, max) = (
@@ -478,6 +488,8 @@ pub struct TruncateStats {
     pub series_removed: u64,
     /// `chunks_head/` files deleted.
     pub chunk_files_removed: u64,
+    /// Interned labels no series uses any more, forgotten.
+    pub labels_removed: u64,
 }
 
 /// Counts for `tsdbctl` and the memory figures.
@@ -491,20 +503,62 @@ pub struct HeadMemory {
     pub mapped_chunks: u64,
 }
 
-fn intern(symbols: &mut HashSet<Sym, foldhash::fast::FixedState>, s: &str) -> Sym {
-    if let Some(sym) = symbols.get(s) {
-        return sym.clone();
-    }
-    let sym: Sym = Arc::from(s);
-    symbols.insert(sym.clone());
-    sym
+/// The head's label interner: every distinct label name once, every distinct (name, value) pair
+/// once as a [`Pair`] that the series having it share.
+#[derive(Default)]
+struct Symbols {
+    by_name: FastMap<Sym, FastMap<Sym, Pair>>,
 }
 
-fn same_labels(a: &[(Sym, Sym)], b: &[(&str, &str)]) -> bool {
+impl Symbols {
+    /// The interned pair `name="value"`, created if new.
+    fn pair(&mut self, name: &str, value: &str) -> Pair {
+        if let Some(p) = self.by_name.get(name).and_then(|m| m.get(value)) {
+            return p.clone();
+        }
+        let name = match self.by_name.get_key_value(name) {
+            Some((n, _)) => n.clone(),
+            None => Sym::from(name),
+        };
+        let pair = Arc::new(LabelPair {
+            name: name.clone(),
+            value: Sym::from(value),
+        });
+        self.by_name
+            .entry(name)
+            .or_default()
+            .insert(pair.value.clone(), pair.clone());
+        pair
+    }
+
+    /// Forgets the pairs no series holds any more (and names left without pairs); returns how
+    /// many pairs. A series still referenced elsewhere (a query, a transaction) keeps its pairs
+    /// alive and interned. Without this, a head with churning label values (pod names, build
+    /// ids) would keep every value it ever saw.
+    fn drop_unused(&mut self) -> usize {
+        let mut dropped = 0;
+        self.by_name.retain(|_, values| {
+            let before = values.len();
+            values.retain(|_, p| Arc::strong_count(p) > 1);
+            dropped += before - values.len();
+            if values.len() < values.capacity() / 4 {
+                values.shrink_to_fit();
+            }
+            !values.is_empty()
+        });
+        dropped
+    }
+
+    fn len(&self) -> usize {
+        self.by_name.values().map(|v| v.len()).sum()
+    }
+}
+
+fn same_labels(a: &[Pair], b: &[(&str, &str)]) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b.iter())
-            .all(|((n, v), (bn, bv))| **n == **bn && **v == **bv)
+            .all(|(p, (bn, bv))| *p.name == **bn && *p.value == **bv)
 }
 
 fn find_in(s: &Stripe, hash: u64, labels: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
@@ -587,6 +641,67 @@ mod tests {
             vec![sb.id]
         );
         assert_eq!(h.series(sb.id).unwrap().to_labels(), b);
+    }
+
+    #[test]
+    fn series_share_interned_pairs_until_no_series_uses_them() {
+        let h = Head::new(7_200_000, 1);
+        let a = Labels::from_pairs(&[("__name__", "m"), ("job", "x"), ("s", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "m"), ("job", "x"), ("s", "b")]);
+        let (sa, _) = h.get_or_create(&a);
+        let mut app = h.appender();
+        app.append(&b, 10_000_000, 1.0).unwrap();
+        commit(app);
+        let sb = h.lookup(&b).unwrap();
+        let (la, lb) = (sa.labels(), sb.labels());
+        assert!(Arc::ptr_eq(&la[0], &lb[0]) && Arc::ptr_eq(&la[1], &lb[1]));
+        assert!(!Arc::ptr_eq(&la[2], &lb[2]) && Arc::ptr_eq(&la[2].name, &lb[2].name));
+        assert_eq!(h.num_interned_labels(), 4);
+        assert_eq!(sa.cmp_labels(&sb), a.cmp(&b));
+        assert_eq!(sb.cmp_labels(&sa), b.cmp(&a));
+        assert_eq!(sa.label_strs().collect::<Vec<_>>(), pairs_of(&a));
+        // `a` has no samples: truncation removes it, but a reader still holds it, so its label
+        // s="a" stays interned and a new series with it gets the same pair.
+        let stats = h.truncate(1000);
+        assert_eq!((stats.series_removed, stats.labels_removed), (1, 0));
+        let (sa2, created) = h.get_or_create(&a);
+        assert!(created && Arc::ptr_eq(&sa2.labels()[2], &la[2]));
+        drop((sa, sa2));
+        let stats = h.truncate(2000);
+        assert_eq!((stats.series_removed, stats.labels_removed), (1, 1));
+        assert_eq!(h.num_interned_labels(), 3);
+        assert_eq!(h.index().label_values("s"), vec!["b"]);
+        let (sa3, _) = h.get_or_create(&a);
+        assert_eq!(sa3.to_labels(), a);
+        assert_eq!(h.num_interned_labels(), 4);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cmp_labels_orders_as_labels_do(
+            sets in proptest::collection::vec(
+                proptest::collection::btree_map("[a-c_]{1,2}", "[xy]{1,2}", 0..4),
+                1..12,
+            ),
+        ) {
+            let h = Head::new(7_200_000, 1);
+            let labels: Vec<Labels> = sets
+                .iter()
+                .map(|m| {
+                    let p: Vec<(&str, &str)> =
+                        m.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    Labels::from_pairs(&p)
+                })
+                .collect();
+            let series: Vec<Arc<MemSeries>> =
+                labels.iter().map(|l| h.get_or_create(l).0).collect();
+            for (x, sx) in labels.iter().zip(&series) {
+                proptest::prop_assert_eq!(&sx.to_labels(), x);
+                for (y, sy) in labels.iter().zip(&series) {
+                    proptest::prop_assert_eq!(sx.cmp_labels(sy), x.cmp(y));
+                }
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Interned label string.
 pub type Sym = Arc<str>;
 
+/// One label (name and value), interned by the head so that every series having it shares one
+/// copy: a series holds an 8-byte [`Pair`] a label instead of two 16-byte [`Sym`]s, 140 bytes less
+/// for the 6 labels of a typical scraped series (docs/performance.md, session 6). Pairs are shared
+/// widely: `job`, `instance` within a target, `__name__` and most other labels across targets.
+#[derive(Debug)]
+pub struct LabelPair {
+    pub name: Sym,
+    pub value: Sym,
+}
+
+/// Handle to an interned [`LabelPair`]. Two series with the same label have the same handle
+/// (while the head's interner holds it), so comparing handles by pointer skips comparing strings.
+pub type Pair = Arc<LabelPair>;
+
 /// Target samples per chunk (Prometheus' `samplesPerChunk`).
 pub const SAMPLES_PER_CHUNK: usize = 120;
 
@@ -386,7 +400,7 @@ pub fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
 #[derive(Debug)]
 pub struct MemSeries {
     pub id: u64,
-    labels: Box<[(Sym, Sym)]>,
+    labels: Box<[Pair]>,
     chunks: Mutex<SeriesChunks>,
     /// Whether a WAL series record for this series has been written.
     logged: AtomicBool,
@@ -397,7 +411,7 @@ pub struct MemSeries {
 }
 
 impl MemSeries {
-    pub fn new(id: u64, labels: Box<[(Sym, Sym)]>, logged: bool) -> MemSeries {
+    pub fn new(id: u64, labels: Box<[Pair]>, logged: bool) -> MemSeries {
         MemSeries {
             id,
             labels,
@@ -408,8 +422,14 @@ impl MemSeries {
         }
     }
 
-    pub fn labels(&self) -> &[(Sym, Sym)] {
+    /// The interned labels, sorted by name.
+    pub fn labels(&self) -> &[Pair] {
         &self.labels
+    }
+
+    /// The labels as (name, value) strings, sorted by name.
+    pub fn label_strs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
+        self.labels.iter().map(|p| (&*p.name, &*p.value))
     }
 
     /// The label set as an owned [`crate::labels::Labels`].
@@ -417,23 +437,29 @@ impl MemSeries {
         crate::labels::Labels::from_sorted_unchecked(
             self.labels
                 .iter()
-                .map(|(n, v)| crate::labels::Label::new(&**n, &**v))
+                .map(|p| crate::labels::Label::new(&*p.name, &*p.value))
                 .collect(),
         )
     }
 
     /// Orders two series as their [`crate::labels::Labels`] are ordered, without building them.
-    /// Names and values are interned, so the pairs that two series share (most of them, within one
-    /// selection) compare by pointer; only the differing ones compare their strings.
+    /// Labels are interned as pairs and names as strings, so the labels two series share (most of
+    /// them, within one selection) compare by pointer; only the differing ones compare strings.
     pub fn cmp_labels(&self, other: &MemSeries) -> std::cmp::Ordering {
-        for ((an, av), (bn, bv)) in self.labels.iter().zip(other.labels.iter()) {
-            for (a, b) in [(an, bn), (av, bv)] {
-                if !Arc::ptr_eq(a, b) {
-                    match a.cmp(b) {
-                        std::cmp::Ordering::Equal => {}
-                        o => return o,
-                    }
+        use std::cmp::Ordering::Equal;
+        for (a, b) in self.labels.iter().zip(other.labels.iter()) {
+            if Arc::ptr_eq(a, b) {
+                continue;
+            }
+            if !Arc::ptr_eq(&a.name, &b.name) {
+                match a.name.cmp(&b.name) {
+                    Equal => {}
+                    o => return o,
                 }
+            }
+            match a.value.cmp(&b.value) {
+                Equal => {}
+                o => return o,
             }
         }
         self.labels.len().cmp(&other.labels.len())
@@ -485,7 +511,7 @@ impl MemSeries {
     pub fn overhead_bytes(&self) -> usize {
         let c = self.lock();
         std::mem::size_of::<MemSeries>()
-            + self.labels.len() * std::mem::size_of::<(Sym, Sym)>()
+            + self.labels.len() * std::mem::size_of::<Pair>()
             + c.closed.capacity() * std::mem::size_of::<ClosedChunk>()
             + c.closed
                 .iter()
