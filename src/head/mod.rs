@@ -65,13 +65,44 @@ impl PartialEq for ById {
 
 impl Eq for ById {}
 
+/// A series in a stripe's label-hash set, keyed by the [`hash_key`] it keeps in what was padding:
+/// 8-byte slots instead of a map's 16, as [`ById`].
+struct ByHash(Arc<MemSeries>);
+
+impl std::borrow::Borrow<u32> for ByHash {
+    fn borrow(&self) -> &u32 {
+        self.0.hash_key()
+    }
+}
+
+impl std::hash::Hash for ByHash {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.hash_key().hash(h)
+    }
+}
+
+impl PartialEq for ByHash {
+    fn eq(&self, other: &ByHash) -> bool {
+        self.0.hash_key() == other.0.hash_key()
+    }
+}
+
+impl Eq for ByHash {}
+
+/// The key of a series in its stripe's `by_hash`: the label hash's high half (the stripe is
+/// chosen by its low bits).
+fn hash_key(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
 #[derive(Default)]
 struct Stripe {
     by_id: HashSet<ById, foldhash::fast::FixedState>,
     /// Label hash → the series with that hash.
-    by_hash: FastMap<u64, Arc<MemSeries>>,
-    /// Further series whose labels hash the same as the one in `by_hash` (practically never).
-    collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
+    by_hash: HashSet<ByHash, foldhash::fast::FixedState>,
+    /// Further series whose [`hash_key`] is that of one in `by_hash` (practically never: the
+    /// stripe and the key together are 42 bits of the label hash).
+    collisions: FastMap<u32, Vec<Arc<MemSeries>>>,
 }
 
 /// The in-memory head block.
@@ -275,20 +306,20 @@ impl Head {
             let mut symbols = self.symbols.lock().unwrap_or_else(|e| e.into_inner());
             labels.iter().map(|(n, v)| symbols.pair(n, v)).collect()
         };
-        let series = Arc::new(MemSeries::new(id, interned, logged));
+        let mut series = MemSeries::new(id, interned, logged);
+        series.set_hash_key(hash_key(hash));
+        let series = Arc::new(series);
         {
             let mut s = self.stripe(hash).write().unwrap_or_else(|e| e.into_inner());
             // Another thread may have created it between our lookup and this lock.
             if let Some(existing) = find_in(&s, hash, labels) {
                 return (existing, false);
             }
-            match s.by_hash.entry(hash) {
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    s.collisions.entry(hash).or_default().push(series.clone())
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(series.clone());
-                }
+            let key = hash_key(hash);
+            if s.by_hash.contains(&key) {
+                s.collisions.entry(key).or_default().push(series.clone())
+            } else {
+                s.by_hash.insert(ByHash(series.clone()));
             }
         }
         self.stripe(id)
@@ -322,22 +353,23 @@ impl Head {
             {
                 let mut guard = self.stripe(hash).write().unwrap_or_else(|e| e.into_inner());
                 let st = &mut *guard;
-                let is_first = st.by_hash.get(&hash).is_some_and(|f| f.id == s.id);
+                let key = hash_key(hash);
+                let is_first = st.by_hash.get(&key).is_some_and(|f| f.0.id == s.id);
                 if is_first {
-                    st.by_hash.remove(&hash);
-                    // Promote a colliding series, if any, to the main map.
-                    if let Some(list) = st.collisions.get_mut(&hash) {
+                    st.by_hash.remove(&key);
+                    // Promote a colliding series, if any, to the main set.
+                    if let Some(list) = st.collisions.get_mut(&key) {
                         if let Some(next) = list.pop() {
-                            st.by_hash.insert(hash, next);
+                            st.by_hash.insert(ByHash(next));
                         }
                         if list.is_empty() {
-                            st.collisions.remove(&hash);
+                            st.collisions.remove(&key);
                         }
                     }
-                } else if let Some(list) = st.collisions.get_mut(&hash) {
+                } else if let Some(list) = st.collisions.get_mut(&key) {
                     list.retain(|m| m.id != s.id);
                     if list.is_empty() {
-                        st.collisions.remove(&hash);
+                        st.collisions.remove(&key);
                     }
                 }
             }
@@ -588,12 +620,13 @@ fn same_labels(a: &[Pair], b: &[(&str, &str)]) -> bool {
 }
 
 fn find_in(s: &Stripe, hash: u64, labels: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
-    let first = s.by_hash.get(&hash)?;
+    let key = hash_key(hash);
+    let first = &s.by_hash.get(&key)?.0;
     if same_labels(first.labels(), labels) {
         return Some(first.clone());
     }
     s.collisions
-        .get(&hash)?
+        .get(&key)?
         .iter()
         .find(|m| same_labels(m.labels(), labels))
         .cloned()
@@ -728,6 +761,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn series_whose_hash_keys_collide_are_both_found() {
+        let h = Head::new(7_200_000, 1);
+        // Same stripe (low bits) and same key (high half), different labels.
+        let (h1, h2) = ((7u64 << 32) | 5, (7u64 << 32) | (5 + STRIPES as u64));
+        let (a, b) = ([("s", "a")], [("s", "b")]);
+        let (sa, created_a) = h.insert(h1, 1, &a, false);
+        let (sb, created_b) = h.insert(h2, 2, &b, false);
+        assert!(created_a && created_b);
+        assert_eq!(h.lookup_hashed(h1, &a).unwrap().id, sa.id);
+        assert_eq!(h.lookup_hashed(h2, &b).unwrap().id, sb.id);
+        assert!(h.lookup_hashed(h2, &[("s", "c")]).is_none());
+        let (again, created) = h.insert(h2, 3, &b, false);
+        assert!(!created && again.id == sb.id);
+        assert_eq!(h.series(2).unwrap().id, 2);
     }
 
     #[test]

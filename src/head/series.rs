@@ -403,6 +403,9 @@ pub struct MemSeries {
     /// where three atomics took 6, which with the smaller chunk state above makes the series 176
     /// bytes (192 with its `Arc` counts: one allocator size class below the former 224).
     state: AtomicU32,
+    /// The head's key for this series in its label-hash set (part of the labels' hash), kept in
+    /// what would be padding so that the set needs no key of its own.
+    hash_key: u32,
 }
 
 /// [`MemSeries`] state bit: a WAL series record for this series has been written.
@@ -420,7 +423,16 @@ impl MemSeries {
             labels,
             chunks: Mutex::new(SeriesChunks::new()),
             state: AtomicU32::new(if logged { LOGGED } else { 0 }),
+            hash_key: 0,
         }
+    }
+
+    pub(crate) fn set_hash_key(&mut self, key: u32) {
+        self.hash_key = key;
+    }
+
+    pub(crate) fn hash_key(&self) -> &u32 {
+        &self.hash_key
     }
 
     /// The interned labels, sorted by name.
