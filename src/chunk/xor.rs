@@ -28,11 +28,14 @@ fn bit_range(dod: i64, nbits: u32) -> bool {
 }
 
 /// Builds one XOR chunk; owns the chunk bytes, which are a complete chunk after every append.
+///
+/// Every head series has one open (72 bytes): the first timestamp is not kept but read back from
+/// the bytes when asked for (rarely), which with the series' other fields saves an allocator size
+/// class a series (docs/performance.md, session 6).
 #[derive(Debug, Clone)]
 pub struct XorAppender {
     w: BitWriter,
     num: u16,
-    first_t: i64,
     t: i64,
     v: u64,
     t_delta: u64,
@@ -62,7 +65,6 @@ impl XorAppender {
                 FIRST_SAMPLE_BIT,
             ),
             num: 0,
-            first_t: 0,
             t: 0,
             v: 0,
             t_delta: 0,
@@ -111,7 +113,6 @@ impl XorAppender {
         if self.num == 0 {
             self.w.write_uvarint(((t << 1) ^ (t >> 63)) as u64);
             self.w.write_bits(vbits, 64, true);
-            self.first_t = t;
         } else {
             t_delta = t.wrapping_sub(self.t) as u64;
             self.w.write_uvarint(t_delta);
@@ -190,12 +191,23 @@ impl XorAppender {
         self.w.into_bytes()
     }
 
+    /// The first sample's timestamp, decoded from the bytes (the appender does not keep it).
     pub fn first_time(&self) -> Option<i64> {
-        (self.num > 0).then_some(self.first_t)
+        if self.num == 0 {
+            return None;
+        }
+        let mut it = XorIterator::new(self.bytes()).ok()?;
+        it.next_sample().ok().flatten().map(|(t, _)| t)
     }
 
     pub fn last(&self) -> Option<(i64, f64)> {
         (self.num > 0).then_some((self.t, f64::from_bits(self.v)))
+    }
+
+    /// The last value's bits; 0 before the first append.
+    #[inline]
+    pub fn last_value_bits(&self) -> u64 {
+        self.v
     }
 
     /// Resumes appending to existing chunk data: decodes it to recover the appender state, so that
@@ -209,12 +221,7 @@ impl XorAppender {
         if it.total == u16::MAX {
             return Err(ChunkError::Full { count: it.total });
         }
-        let mut first_t = 0;
-        while let Some((t, _)) = it.next_sample()? {
-            if it.read == 1 {
-                first_t = t;
-            }
-        }
+        while it.next_sample()?.is_some() {}
         let bit_len = it.pos;
         let (num, t, v, t_delta) = (it.total, it.t, it.v, it.t_delta);
         let (leading, trailing) = if it.window {
@@ -231,7 +238,6 @@ impl XorAppender {
         Ok(XorAppender {
             w: BitWriter::new(data, bit_len),
             num,
-            first_t,
             t,
             v,
             t_delta,

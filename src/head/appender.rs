@@ -734,11 +734,7 @@ impl<'h> Appender<'h> {
                 record::encode_series_header(&mut rec);
                 first = false;
             }
-            record::encode_series_entry(
-                &mut rec,
-                p.series.id,
-                p.series.labels().iter().map(|(n, v)| (&**n, &**v)),
-            );
+            record::encode_series_entry(&mut rec, p.series.id, p.series.label_strs());
             if rec.len() >= SAMPLES_PER_RECORD * 8 {
                 sink(&rec)?;
                 rec.clear();

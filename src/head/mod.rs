@@ -22,7 +22,7 @@ pub use appender::{AppendError, Appender, AppenderShard, CommitStats, RejectCoun
 pub use chunks_disk::{ChunkDiskMapper, HeadChunksError};
 pub use series::{
     check_after, compute_chunk_end_time, range_for_timestamp, Check, ChunkData, ClosedChunk,
-    MemSeries, Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
+    LabelPair, MemSeries, Pair, Reject, SeriesChunks, Sym, SAMPLES_PER_CHUNK,
 };
 
 use crate::block::{Interval, Tombstones};
@@ -39,20 +39,77 @@ const STRIPES: usize = 1 << 10;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
+/// A series in a stripe's id set, keyed by its own id: a slot is 8 bytes where a map from id would
+/// take 16 (~10–20 bytes a series with the table's free slots). A lookup reads the id from the
+/// series, which it then clones anyway.
+struct ById(Arc<MemSeries>);
+
+impl std::borrow::Borrow<u64> for ById {
+    fn borrow(&self) -> &u64 {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // As `u64`'s own hash, which lookups by `&u64` use.
+        self.0.id.hash(h)
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &ById) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+/// A series in a stripe's label-hash set, keyed by the [`hash_key`] it keeps in what was padding:
+/// 8-byte slots instead of a map's 16, as [`ById`].
+struct ByHash(Arc<MemSeries>);
+
+impl std::borrow::Borrow<u32> for ByHash {
+    fn borrow(&self) -> &u32 {
+        self.0.hash_key()
+    }
+}
+
+impl std::hash::Hash for ByHash {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.hash_key().hash(h)
+    }
+}
+
+impl PartialEq for ByHash {
+    fn eq(&self, other: &ByHash) -> bool {
+        self.0.hash_key() == other.0.hash_key()
+    }
+}
+
+impl Eq for ByHash {}
+
+/// The key of a series in its stripe's `by_hash`: the label hash's high half (the stripe is
+/// chosen by its low bits).
+fn hash_key(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
 #[derive(Default)]
 struct Stripe {
-    by_id: FastMap<u64, Arc<MemSeries>>,
+    by_id: HashSet<ById, foldhash::fast::FixedState>,
     /// Label hash → the series with that hash.
-    by_hash: FastMap<u64, Arc<MemSeries>>,
-    /// Further series whose labels hash the same as the one in `by_hash` (practically never).
-    collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
+    by_hash: HashSet<ByHash, foldhash::fast::FixedState>,
+    /// Further series whose [`hash_key`] is that of one in `by_hash` (practically never: the
+    /// stripe and the key together are 42 bits of the label hash).
+    collisions: FastMap<u32, Vec<Arc<MemSeries>>>,
 }
 
 /// The in-memory head block.
 pub struct Head {
     /// `by_id` of stripe `id % STRIPES` and `by_hash` of stripe `hash % STRIPES`.
     stripes: Box<[RwLock<Stripe>]>,
-    symbols: Mutex<HashSet<Sym, foldhash::fast::FixedState>>,
+    symbols: Mutex<Symbols>,
     postings: RwLock<MemPostings>,
     next_id: AtomicU64,
     num_series: AtomicU64,
@@ -92,7 +149,7 @@ impl Head {
     pub fn new(chunk_range: i64, shards: usize) -> Head {
         Head {
             stripes: (0..STRIPES).map(|_| RwLock::default()).collect(),
-            symbols: Mutex::new(HashSet::default()),
+            symbols: Mutex::new(Symbols::default()),
             postings: RwLock::new(MemPostings::new()),
             next_id: AtomicU64::new(1),
             num_series: AtomicU64::new(0),
@@ -194,7 +251,7 @@ impl Head {
     /// The series with this id.
     pub fn series(&self, id: u64) -> Option<Arc<MemSeries>> {
         let s = self.stripe(id).read().unwrap_or_else(|e| e.into_inner());
-        s.by_id.get(&id).cloned()
+        s.by_id.get(&id).map(|s| s.0.clone())
     }
 
     /// The series with exactly these labels.
@@ -245,38 +302,35 @@ impl Head {
         labels: &[(&str, &str)],
         logged: bool,
     ) -> (Arc<MemSeries>, bool) {
-        let interned: Box<[(Sym, Sym)]> = {
+        let interned: Box<[Pair]> = {
             let mut symbols = self.symbols.lock().unwrap_or_else(|e| e.into_inner());
-            labels
-                .iter()
-                .map(|(n, v)| (intern(&mut symbols, n), intern(&mut symbols, v)))
-                .collect()
+            labels.iter().map(|(n, v)| symbols.pair(n, v)).collect()
         };
-        let series = Arc::new(MemSeries::new(id, interned, logged));
+        let mut series = MemSeries::new(id, interned, logged);
+        series.set_hash_key(hash_key(hash));
+        let series = Arc::new(series);
         {
             let mut s = self.stripe(hash).write().unwrap_or_else(|e| e.into_inner());
             // Another thread may have created it between our lookup and this lock.
             if let Some(existing) = find_in(&s, hash, labels) {
                 return (existing, false);
             }
-            match s.by_hash.entry(hash) {
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    s.collisions.entry(hash).or_default().push(series.clone())
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(series.clone());
-                }
+            let key = hash_key(hash);
+            if s.by_hash.contains(&key) {
+                s.collisions.entry(key).or_default().push(series.clone())
+            } else {
+                s.by_hash.insert(ByHash(series.clone()));
             }
         }
         self.stripe(id)
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .by_id
-            .insert(id, series.clone());
+            .replace(ById(series.clone()));
         self.postings
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .add(id, series.labels());
+            .add(id, series.labels().iter().map(|p| (&p.name, &p.value)));
         self.num_series.fetch_add(1, Ordering::Relaxed);
         (series, true)
     }
@@ -295,27 +349,27 @@ impl Head {
             }
         }
         for s in &removed {
-            let pairs: Vec<(&str, &str)> = s.labels().iter().map(|(n, v)| (&**n, &**v)).collect();
-            let hash = labels_hash(pairs.iter().copied());
+            let hash = labels_hash(s.label_strs());
             {
                 let mut guard = self.stripe(hash).write().unwrap_or_else(|e| e.into_inner());
                 let st = &mut *guard;
-                let is_first = st.by_hash.get(&hash).is_some_and(|f| f.id == s.id);
+                let key = hash_key(hash);
+                let is_first = st.by_hash.get(&key).is_some_and(|f| f.0.id == s.id);
                 if is_first {
-                    st.by_hash.remove(&hash);
-                    // Promote a colliding series, if any, to the main map.
-                    if let Some(list) = st.collisions.get_mut(&hash) {
+                    st.by_hash.remove(&key);
+                    // Promote a colliding series, if any, to the main set.
+                    if let Some(list) = st.collisions.get_mut(&key) {
                         if let Some(next) = list.pop() {
-                            st.by_hash.insert(hash, next);
+                            st.by_hash.insert(ByHash(next));
                         }
                         if list.is_empty() {
-                            st.collisions.remove(&hash);
+                            st.collisions.remove(&key);
                         }
                     }
-                } else if let Some(list) = st.collisions.get_mut(&hash) {
+                } else if let Some(list) = st.collisions.get_mut(&key) {
                     list.retain(|m| m.id != s.id);
                     if list.is_empty() {
-                        st.collisions.remove(&hash);
+                        st.collisions.remove(&key);
                     }
                 }
             }
@@ -337,6 +391,15 @@ impl Head {
         }
         stats.series_removed = removed.len() as u64;
         self.truncate_tombstones(&removed, mint);
+        if !removed.is_empty() {
+            // The removed series may have been the last users of some labels.
+            drop(removed);
+            stats.labels_removed = self
+                .symbols
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drop_unused() as u64;
+        }
         self.min_time.fetch_max(mint, Ordering::Relaxed);
         if let Some(d) = &self.disk {
             match d.truncate(mint) {
@@ -420,6 +483,11 @@ impl Head {
         self.num_series.load(Ordering::Relaxed)
     }
 
+    /// Distinct labels (name-value pairs) interned for the head's series.
+    pub fn num_interned_labels(&self) -> usize {
+        self.symbols.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Oldest and newest sample time appended, if any.
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let (min, max) = (
@@ -478,6 +546,8 @@ pub struct TruncateStats {
     pub series_removed: u64,
     /// `chunks_head/` files deleted.
     pub chunk_files_removed: u64,
+    /// Interned labels no series uses any more, forgotten.
+    pub labels_removed: u64,
 }
 
 /// Counts for `tsdbctl` and the memory figures.
@@ -491,29 +561,72 @@ pub struct HeadMemory {
     pub mapped_chunks: u64,
 }
 
-fn intern(symbols: &mut HashSet<Sym, foldhash::fast::FixedState>, s: &str) -> Sym {
-    if let Some(sym) = symbols.get(s) {
-        return sym.clone();
-    }
-    let sym: Sym = Arc::from(s);
-    symbols.insert(sym.clone());
-    sym
+/// The head's label interner: every distinct label name once, every distinct (name, value) pair
+/// once as a [`Pair`] that the series having it share.
+#[derive(Default)]
+struct Symbols {
+    by_name: FastMap<Sym, FastMap<Sym, Pair>>,
 }
 
-fn same_labels(a: &[(Sym, Sym)], b: &[(&str, &str)]) -> bool {
+impl Symbols {
+    /// The interned pair `name="value"`, created if new.
+    fn pair(&mut self, name: &str, value: &str) -> Pair {
+        if let Some(p) = self.by_name.get(name).and_then(|m| m.get(value)) {
+            return p.clone();
+        }
+        let name = match self.by_name.get_key_value(name) {
+            Some((n, _)) => n.clone(),
+            None => Sym::from(name),
+        };
+        let pair = Arc::new(LabelPair {
+            name: name.clone(),
+            value: Sym::from(value),
+        });
+        self.by_name
+            .entry(name)
+            .or_default()
+            .insert(pair.value.clone(), pair.clone());
+        pair
+    }
+
+    /// Forgets the pairs no series holds any more (and names left without pairs); returns how
+    /// many pairs. A series still referenced elsewhere (a query, a transaction) keeps its pairs
+    /// alive and interned. Without this, a head with churning label values (pod names, build
+    /// ids) would keep every value it ever saw.
+    fn drop_unused(&mut self) -> usize {
+        let mut dropped = 0;
+        self.by_name.retain(|_, values| {
+            let before = values.len();
+            values.retain(|_, p| Arc::strong_count(p) > 1);
+            dropped += before - values.len();
+            if values.len() < values.capacity() / 4 {
+                values.shrink_to_fit();
+            }
+            !values.is_empty()
+        });
+        dropped
+    }
+
+    fn len(&self) -> usize {
+        self.by_name.values().map(|v| v.len()).sum()
+    }
+}
+
+fn same_labels(a: &[Pair], b: &[(&str, &str)]) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b.iter())
-            .all(|((n, v), (bn, bv))| **n == **bn && **v == **bv)
+            .all(|(p, (bn, bv))| *p.name == **bn && *p.value == **bv)
 }
 
 fn find_in(s: &Stripe, hash: u64, labels: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
-    let first = s.by_hash.get(&hash)?;
+    let key = hash_key(hash);
+    let first = &s.by_hash.get(&key)?.0;
     if same_labels(first.labels(), labels) {
         return Some(first.clone());
     }
     s.collisions
-        .get(&hash)?
+        .get(&key)?
         .iter()
         .find(|m| same_labels(m.labels(), labels))
         .cloned()
@@ -587,6 +700,84 @@ mod tests {
             vec![sb.id]
         );
         assert_eq!(h.series(sb.id).unwrap().to_labels(), b);
+    }
+
+    #[test]
+    fn series_share_interned_pairs_until_no_series_uses_them() {
+        let h = Head::new(7_200_000, 1);
+        let a = Labels::from_pairs(&[("__name__", "m"), ("job", "x"), ("s", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "m"), ("job", "x"), ("s", "b")]);
+        let (sa, _) = h.get_or_create(&a);
+        let mut app = h.appender();
+        app.append(&b, 10_000_000, 1.0).unwrap();
+        commit(app);
+        let sb = h.lookup(&b).unwrap();
+        let (la, lb) = (sa.labels(), sb.labels());
+        assert!(Arc::ptr_eq(&la[0], &lb[0]) && Arc::ptr_eq(&la[1], &lb[1]));
+        assert!(!Arc::ptr_eq(&la[2], &lb[2]) && Arc::ptr_eq(&la[2].name, &lb[2].name));
+        assert_eq!(h.num_interned_labels(), 4);
+        assert_eq!(sa.cmp_labels(&sb), a.cmp(&b));
+        assert_eq!(sb.cmp_labels(&sa), b.cmp(&a));
+        assert_eq!(sa.label_strs().collect::<Vec<_>>(), pairs_of(&a));
+        // `a` has no samples: truncation removes it, but a reader still holds it, so its label
+        // s="a" stays interned and a new series with it gets the same pair.
+        let stats = h.truncate(1000);
+        assert_eq!((stats.series_removed, stats.labels_removed), (1, 0));
+        let (sa2, created) = h.get_or_create(&a);
+        assert!(created && Arc::ptr_eq(&sa2.labels()[2], &la[2]));
+        drop((sa, sa2));
+        let stats = h.truncate(2000);
+        assert_eq!((stats.series_removed, stats.labels_removed), (1, 1));
+        assert_eq!(h.num_interned_labels(), 3);
+        assert_eq!(h.index().label_values("s"), vec!["b"]);
+        let (sa3, _) = h.get_or_create(&a);
+        assert_eq!(sa3.to_labels(), a);
+        assert_eq!(h.num_interned_labels(), 4);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cmp_labels_orders_as_labels_do(
+            sets in proptest::collection::vec(
+                proptest::collection::btree_map("[a-c_]{1,2}", "[xy]{1,2}", 0..4),
+                1..12,
+            ),
+        ) {
+            let h = Head::new(7_200_000, 1);
+            let labels: Vec<Labels> = sets
+                .iter()
+                .map(|m| {
+                    let p: Vec<(&str, &str)> =
+                        m.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    Labels::from_pairs(&p)
+                })
+                .collect();
+            let series: Vec<Arc<MemSeries>> =
+                labels.iter().map(|l| h.get_or_create(l).0).collect();
+            for (x, sx) in labels.iter().zip(&series) {
+                proptest::prop_assert_eq!(&sx.to_labels(), x);
+                for (y, sy) in labels.iter().zip(&series) {
+                    proptest::prop_assert_eq!(sx.cmp_labels(sy), x.cmp(y));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn series_whose_hash_keys_collide_are_both_found() {
+        let h = Head::new(7_200_000, 1);
+        // Same stripe (low bits) and same key (high half), different labels.
+        let (h1, h2) = ((7u64 << 32) | 5, (7u64 << 32) | (5 + STRIPES as u64));
+        let (a, b) = ([("s", "a")], [("s", "b")]);
+        let (sa, created_a) = h.insert(h1, 1, &a, false);
+        let (sb, created_b) = h.insert(h2, 2, &b, false);
+        assert!(created_a && created_b);
+        assert_eq!(h.lookup_hashed(h1, &a).unwrap().id, sa.id);
+        assert_eq!(h.lookup_hashed(h2, &b).unwrap().id, sb.id);
+        assert!(h.lookup_hashed(h2, &[("s", "c")]).is_none());
+        let (again, created) = h.insert(h2, 3, &b, false);
+        assert!(!created && again.id == sb.id);
+        assert_eq!(h.series(2).unwrap().id, 2);
     }
 
     #[test]

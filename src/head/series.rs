@@ -11,11 +11,25 @@
 //! (32 bytes instead of the ~150 bytes of a 120-sample chunk plus its allocation).
 
 use crate::chunk::XorAppender;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Interned label string.
 pub type Sym = Arc<str>;
+
+/// One label (name and value), interned by the head so that every series having it shares one
+/// copy: a series holds an 8-byte [`Pair`] a label instead of two 16-byte [`Sym`]s, 140 bytes less
+/// for the 6 labels of a typical scraped series (docs/performance.md, session 6). Pairs are shared
+/// widely: `job`, `instance` within a target, `__name__` and most other labels across targets.
+#[derive(Debug)]
+pub struct LabelPair {
+    pub name: Sym,
+    pub value: Sym,
+}
+
+/// Handle to an interned [`LabelPair`]. Two series with the same label have the same handle
+/// (while the head's interner holds it), so comparing handles by pointer skips comparing strings.
+pub type Pair = Arc<LabelPair>;
 
 /// Target samples per chunk (Prometheus' `samplesPerChunk`).
 pub const SAMPLES_PER_CHUNK: usize = 120;
@@ -64,8 +78,6 @@ pub struct SeriesChunks {
     pub head: Option<HeadChunk>,
     /// When the head chunk must be cut at the latest (Prometheus' `nextAt`).
     next_at: i64,
-    /// Bits of the last appended value, for the duplicate-sample rule.
-    last_v_bits: u64,
     /// End of the last chunk mapped from `chunks_head/` on open (Prometheus' `mmMaxTime`): while the
     /// series has no open chunk, samples up to here are out of order (replay skips them: they are
     /// in that chunk).
@@ -123,7 +135,6 @@ impl SeriesChunks {
             closed: Vec::new(),
             head: None,
             next_at: i64::MIN,
-            last_v_bits: 0,
             mapped_max_t: i64::MIN,
             ooo: None,
         }
@@ -197,7 +208,10 @@ impl SeriesChunks {
 
     /// The newest sample's timestamp and value bits.
     pub fn last(&self) -> Option<(i64, u64)> {
-        self.head.as_ref().map(|h| (h.max_t, self.last_v_bits))
+        // The open chunk's appender has the value bits (the duplicate-sample rule compares bits).
+        self.head
+            .as_ref()
+            .map(|h| (h.max_t, h.app.last_value_bits()))
     }
 
     /// The oldest sample's timestamp, out-of-order samples included (one may be older than the
@@ -250,7 +264,6 @@ impl SeriesChunks {
             h.app.append(t, v);
             h.max_t = t;
         }
-        self.last_v_bits = v.to_bits();
         Check::Append
     }
 
@@ -276,7 +289,6 @@ impl SeriesChunks {
                 app: h.app.clone(),
             }),
             next_at: self.next_at,
-            last_v_bits: self.last_v_bits,
             mapped_max_t: self.mapped_max_t,
             ooo: None,
         }
@@ -298,7 +310,6 @@ impl SeriesChunks {
         self.closed.extend(fork.closed);
         self.head = fork.head;
         self.next_at = fork.next_at;
-        self.last_v_bits = fork.last_v_bits;
     }
 
     /// Removes chunks whose samples all lie before `mint`; returns how many.
@@ -386,30 +397,52 @@ pub fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
 #[derive(Debug)]
 pub struct MemSeries {
     pub id: u64,
-    labels: Box<[(Sym, Sym)]>,
+    labels: Box<[Pair]>,
     chunks: Mutex<SeriesChunks>,
-    /// Whether a WAL series record for this series has been written.
-    logged: AtomicBool,
-    /// Transactions staging samples for this series: it is not garbage-collected meanwhile.
-    pending: AtomicU32,
-    /// Set (under the chunks lock) when head truncation removed the series from the head.
-    removed: AtomicBool,
+    /// [`LOGGED`], [`REMOVED`] and the count of [`PENDING`] transactions in one word: 4 bytes
+    /// where three atomics took 6, which with the smaller chunk state above makes the series 176
+    /// bytes (192 with its `Arc` counts: one allocator size class below the former 224).
+    state: AtomicU32,
+    /// The head's key for this series in its label-hash set (part of the labels' hash), kept in
+    /// what would be padding so that the set needs no key of its own.
+    hash_key: u32,
 }
 
+/// [`MemSeries`] state bit: a WAL series record for this series has been written.
+const LOGGED: u32 = 1 << 31;
+/// [`MemSeries`] state bit, set under the chunks lock: head truncation removed the series.
+const REMOVED: u32 = 1 << 30;
+/// [`MemSeries`] state bits counting the transactions staging samples for the series (it is not
+/// garbage-collected meanwhile). Bounded by the transactions open at once, far below 2^30.
+const PENDING: u32 = REMOVED - 1;
+
 impl MemSeries {
-    pub fn new(id: u64, labels: Box<[(Sym, Sym)]>, logged: bool) -> MemSeries {
+    pub fn new(id: u64, labels: Box<[Pair]>, logged: bool) -> MemSeries {
         MemSeries {
             id,
             labels,
             chunks: Mutex::new(SeriesChunks::new()),
-            logged: AtomicBool::new(logged),
-            pending: AtomicU32::new(0),
-            removed: AtomicBool::new(false),
+            state: AtomicU32::new(if logged { LOGGED } else { 0 }),
+            hash_key: 0,
         }
     }
 
-    pub fn labels(&self) -> &[(Sym, Sym)] {
+    pub(crate) fn set_hash_key(&mut self, key: u32) {
+        self.hash_key = key;
+    }
+
+    pub(crate) fn hash_key(&self) -> &u32 {
+        &self.hash_key
+    }
+
+    /// The interned labels, sorted by name.
+    pub fn labels(&self) -> &[Pair] {
         &self.labels
+    }
+
+    /// The labels as (name, value) strings, sorted by name.
+    pub fn label_strs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
+        self.labels.iter().map(|p| (&*p.name, &*p.value))
     }
 
     /// The label set as an owned [`crate::labels::Labels`].
@@ -417,23 +450,29 @@ impl MemSeries {
         crate::labels::Labels::from_sorted_unchecked(
             self.labels
                 .iter()
-                .map(|(n, v)| crate::labels::Label::new(&**n, &**v))
+                .map(|p| crate::labels::Label::new(&*p.name, &*p.value))
                 .collect(),
         )
     }
 
     /// Orders two series as their [`crate::labels::Labels`] are ordered, without building them.
-    /// Names and values are interned, so the pairs that two series share (most of them, within one
-    /// selection) compare by pointer; only the differing ones compare their strings.
+    /// Labels are interned as pairs and names as strings, so the labels two series share (most of
+    /// them, within one selection) compare by pointer; only the differing ones compare strings.
     pub fn cmp_labels(&self, other: &MemSeries) -> std::cmp::Ordering {
-        for ((an, av), (bn, bv)) in self.labels.iter().zip(other.labels.iter()) {
-            for (a, b) in [(an, bn), (av, bv)] {
-                if !Arc::ptr_eq(a, b) {
-                    match a.cmp(b) {
-                        std::cmp::Ordering::Equal => {}
-                        o => return o,
-                    }
+        use std::cmp::Ordering::Equal;
+        for (a, b) in self.labels.iter().zip(other.labels.iter()) {
+            if Arc::ptr_eq(a, b) {
+                continue;
+            }
+            if !Arc::ptr_eq(&a.name, &b.name) {
+                match a.name.cmp(&b.name) {
+                    Equal => {}
+                    o => return o,
                 }
+            }
+            match a.value.cmp(&b.value) {
+                Equal => {}
+                o => return o,
             }
         }
         self.labels.len().cmp(&other.labels.len())
@@ -446,24 +485,24 @@ impl MemSeries {
     }
 
     pub fn is_logged(&self) -> bool {
-        self.logged.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & LOGGED != 0
     }
 
     pub fn set_logged(&self) {
-        self.logged.store(true, Ordering::Release)
+        self.state.fetch_or(LOGGED, Ordering::Release);
     }
 
     pub(crate) fn pin(&self) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.state.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn unpin(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
+        self.state.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Whether head truncation removed this series (a transaction holding it must re-resolve it).
     pub fn is_removed(&self) -> bool {
-        self.removed.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & REMOVED != 0
     }
 
     /// Drops chunks that end before `mint`; if nothing is left and no transaction stages samples for
@@ -474,10 +513,13 @@ impl MemSeries {
         let gone = c.closed.is_empty()
             && c.head.is_none()
             && c.ooo.is_none()
-            && self.pending.load(Ordering::Acquire) == 0;
-        if gone {
-            self.removed.store(true, Ordering::Release);
-        }
+            // Removed only if no transaction pins it, in one step with the check.
+            && self
+                .state
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |st| {
+                    (st & PENDING == 0).then_some(st | REMOVED)
+                })
+                .is_ok();
         (dropped, gone)
     }
 
@@ -485,7 +527,7 @@ impl MemSeries {
     pub fn overhead_bytes(&self) -> usize {
         let c = self.lock();
         std::mem::size_of::<MemSeries>()
-            + self.labels.len() * std::mem::size_of::<(Sym, Sym)>()
+            + self.labels.len() * std::mem::size_of::<Pair>()
             + c.closed.capacity() * std::mem::size_of::<ClosedChunk>()
             + c.closed
                 .iter()
@@ -532,6 +574,15 @@ mod tests {
         assert_eq!(sizes, vec![120, 120, 120]);
         assert_eq!(s.head.as_ref().unwrap().app.num_samples(), 120);
         assert_eq!(s.num_samples(), 480);
+    }
+
+    /// A head holds one per series: with its two `Arc` counts a series must stay within the
+    /// allocators' 192-byte size class (mimalloc's bins go 160, 192, 224; glibc rounds to 16).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_series_fits_192_bytes_with_its_arc_counts() {
+        assert!(std::mem::size_of::<MemSeries>() + 16 <= 192);
+        assert!(std::mem::size_of::<crate::chunk::XorAppender>() <= 72);
     }
 
     #[test]

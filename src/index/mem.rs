@@ -50,7 +50,11 @@ impl MemPostings {
     }
 
     /// Indexes `series` under each of its labels (sorted by name) and in the all-postings list.
-    pub fn add(&mut self, series: u64, labels: &[(Arc<str>, Arc<str>)]) {
+    pub fn add<'a>(
+        &mut self,
+        series: u64,
+        labels: impl IntoIterator<Item = (&'a Arc<str>, &'a Arc<str>)>,
+    ) {
         for (name, value) in labels {
             let values = match self.by_name.get_mut(&**name) {
                 Some(v) => v,
@@ -157,12 +161,16 @@ mod tests {
             .collect()
     }
 
+    fn pairs(l: &[(Arc<str>, Arc<str>)]) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
+        l.iter().map(|(n, v)| (n, v))
+    }
+
     #[test]
     fn add_get_and_names() {
         let mut p = MemPostings::new();
-        p.add(1, &lbls(&[("__name__", "up"), ("job", "a")]));
-        p.add(2, &lbls(&[("__name__", "up"), ("job", "b")]));
-        p.add(3, &lbls(&[("__name__", "down")]));
+        p.add(1, pairs(&lbls(&[("__name__", "up"), ("job", "a")])));
+        p.add(2, pairs(&lbls(&[("__name__", "up"), ("job", "b")])));
+        p.add(3, pairs(&lbls(&[("__name__", "down")])));
         assert_eq!(p.get("__name__", "up"), &[1, 2]);
         assert_eq!(p.get("job", "b"), &[2]);
         assert_eq!(p.get("job", "c"), &[] as &[u64]);
@@ -192,7 +200,7 @@ mod tests {
             let mut all = BTreeSet::new();
             for &(r, a, b) in &adds {
                 let pairs = [("a", ["x", "y", "z", "w"][a]), ("b", ["1", "2", "3"][b])];
-                p.add(r, &lbls(&pairs));
+                p.add(r, self::pairs(&lbls(&pairs)));
                 for (n, v) in pairs {
                     model.entry((n.into(), v.into())).or_default().insert(r);
                 }

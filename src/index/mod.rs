@@ -140,7 +140,7 @@ mod tests {
                 .iter()
                 .map(|l| (Arc::from(l.name.as_str()), Arc::from(l.value.as_str())))
                 .collect();
-            ix.add(i as u64 + 1, &pairs);
+            ix.add(i as u64 + 1, pairs.iter().map(|(n, v)| (n, v)));
         }
         ix
     }
