@@ -370,7 +370,10 @@ def measure(system, args, children, sim, base_port, config, workdir):
     def rate(a, b, key="cpu_s"):
         return (b[key] - a[key]) / (b["t"] - a["t"])
 
-    w, i, e = at(end_warmup), at(end_ingest), samples[-1]
+    # The phase boundaries are the last samples before them: the first query round starts right at
+    # the end of the ingest phase, and a sample taken after it would count that query's memory
+    # and CPU as ingestion's.
+    w, i, e = last_before(samples, end_warmup), last_before(samples, end_ingest), samples[-1]
     steady = [s for s in samples if s["t"] >= end_warmup]
     return {
         "system": system,
@@ -439,6 +442,12 @@ def fmt(v, digits=2):
     return str(v)
 
 
+def last_before(samples, t):
+    """The last sample taken at or before t seconds after start (the first one if none is)."""
+    before = [s for s in samples if s["t"] <= t]
+    return before[-1] if before else samples[0]
+
+
 def report(out):
     runs = {}
     for name in ("prometheus", "tsdbctl"):
@@ -457,6 +466,17 @@ def report(out):
         r["rss_mb_max_ingest"] = max(ingest) / 1024 if ingest else None
         r["rss_mb_median_ingest"] = statistics.median(ingest) / 1024 if ingest else None
         r["rss_mb_max_query"] = max(query) / 1024 if query else None
+        # End-of-phase figures from the last sample before each boundary (older result files took
+        # the nearest sample, which could fall inside the first query round).
+        ws, is_ = last_before(r["samples"], w), last_before(r["samples"], i)
+        if is_["t"] > ws["t"]:
+            r["cpu_cores_ingest"] = (is_["cpu_s"] - ws["cpu_s"]) / (is_["t"] - ws["t"])
+            r["cpu_s_per_scrape_cycle_ingest"] = r["cpu_cores_ingest"] * r.get("setup", {}).get("interval", 15)
+        r["cpu_s_warmup"] = ws["cpu_s"]
+        r["rss_mb_end_of_ingest"] = is_["rss_kb"] / 1024
+        e = r["samples"][-1]
+        if e["t"] > is_["t"] + 1:
+            r["cpu_cores_ingest_and_query"] = (e["cpu_s"] - is_["cpu_s"]) / (e["t"] - is_["t"])
     p, t = runs.get("prometheus"), runs.get("tsdbctl")
 
     def row(label, key, digits=2, lower_is_better=True):

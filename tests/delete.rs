@@ -338,9 +338,12 @@ fn now_ms() -> i64 {
 /// will not compact at once): returns the data and the directory's block count.
 fn recent_db(dir: &Path, n: u32) -> (Samples, i64) {
     let now = now_ms();
-    // 2h-aligned, so the blocks are [start, +2h), [+2h, +4h) and the head keeps the rest.
-    let start = (now - 5 * HOUR) / (2 * HOUR) * (2 * HOUR);
-    let end = now - MIN;
+    // 2h-aligned, so the blocks are [start, +2h), [+2h, +4h) and the head keeps the rest: the data
+    // spans ~6 h whatever the time of day (the head compacts while it spans more than 3 h), and
+    // never reaches into the future. (Ending at `now - 1 min` with `start` 5-7 h back made one
+    // block only in the minute after every odd UTC hour.)
+    let start = (now - 6 * HOUR) / (2 * HOUR) * (2 * HOUR);
+    let end = (start + 6 * HOUR).min(now - MIN);
     let data = dataset(n, start, end);
     let db = Db::open(dir, opts()).unwrap();
     append(&db, &data);
