@@ -2783,8 +2783,7 @@ mod tests {
 
     proptest! {
         /// The member-by-member `sum`/`count` gives `aggregate_step`'s results bit for bit (NaNs
-        /// as one), and
-        /// its `drop_name`, sequentially and by parallel blocks.
+        /// as one) and its `drop_name`, sequentially and by parallel blocks.
         #[test]
         fn sum_count_group_matches_aggregate_step(
             cols in prop::collection::vec(
