@@ -675,7 +675,10 @@ impl Ev<'_> {
         drop_stale: bool,
     ) -> R<Vec<Selected>> {
         let sets = selector_matchers(vs)?;
-        let q = self.db.querier(mint, maxt);
+        let q = self
+            .db
+            .querier(mint, maxt)
+            .parallel_min_work(self.opts.parallel_min_work);
         let mut series = Vec::new();
         if sets.len() == 1 {
             series = q.select(&sets[0])?;
