@@ -148,19 +148,22 @@ pub(crate) const AGGREGATORS: &[&str] = &[
     "count_values",
     "quantile",
 ];
-/// and the other keywords (`<by>`).
-pub(crate) const KEYWORDS: &[&str] = &[
-    "offset",
+/// and the other keywords (`<by>`): the grouping modifiers, which the error contexts also need
+/// on their own, and the rest.
+const GROUPING_KEYWORDS: &[&str] = &[
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
-    "bool",
-    "start",
-    "end",
 ];
+const OTHER_KEYWORDS: &[&str] = &["offset", "bool", "start", "end"];
+
+/// Whether the lower-cased word `w` is one of the lexer's other keywords (`<by>`, `<offset>`...).
+pub(crate) fn is_keyword(w: &str) -> bool {
+    GROUPING_KEYWORDS.contains(&w) || OTHER_KEYWORDS.contains(&w)
+}
 /// Aggregations Prometheus 3 added (experimental there); they open an aggregation like the others
 /// but 2.42's lexer, whose wording the messages follow, calls them identifiers.
 const AGGREGATORS_3: &[&str] = &["limitk", "limit_ratio"];
@@ -190,7 +193,7 @@ fn token_desc(tok: &str) -> String {
     let first = tok.chars().next().unwrap_or(' ');
     if OPERATOR_KEYWORDS.contains(&lower.as_str()) {
         format!("<op:{tok}>")
-    } else if KEYWORDS.contains(&lower.as_str()) {
+    } else if is_keyword(&lower) {
         format!("<{tok}>")
     } else if AGGREGATORS.contains(&lower.as_str()) {
         format!("<aggr:{tok}>")
@@ -227,15 +230,7 @@ fn context(input: &str, before: &[(usize, usize)]) -> String {
     let text = |t: &(usize, usize)| &input[t.0..t.1];
     let prev = before.last().map(text).unwrap_or("");
     let prev2 = before.len().checked_sub(2).map_or("", |i| text(&before[i]));
-    const GROUPING: &[&str] = &[
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-    ];
-    let is_grouping = |w: &str| GROUPING.contains(&w.to_ascii_lowercase().as_str());
+    let is_grouping = |w: &str| GROUPING_KEYWORDS.contains(&w.to_ascii_lowercase().as_str());
     if prev.eq_ignore_ascii_case("offset") || (prev == "-" && prev2.eq_ignore_ascii_case("offset"))
     {
         return " in offset, expected duration".into();

@@ -24,7 +24,7 @@
 //! Prometheus' PromQL test scripts (`tests/promql_upstream.rs`) and `tsdbctl test rules`.
 //! Native-histogram values (`{{...}}`, Prometheus 2.40+ behind a feature flag) are not supported.
 
-use super::parse_error::{AGGREGATORS, KEYWORDS, OPERATOR_KEYWORDS};
+use super::parse_error::{is_keyword, AGGREGATORS, OPERATOR_KEYWORDS};
 use crate::chunk::STALE_NAN_BITS;
 use crate::labels::{Label, Labels, METRIC_NAME};
 
@@ -270,7 +270,7 @@ fn describe(t: &Tok) -> String {
                 format!("<op:{s}>")
             } else if AGGREGATORS.contains(&lower.as_str()) {
                 format!("<aggr:{s}>")
-            } else if KEYWORDS.contains(&lower.as_str()) {
+            } else if is_keyword(&lower) {
                 format!("<{s}>")
             } else if s.contains(':') {
                 format!("metric identifier {}", go_quote(s))
@@ -645,7 +645,7 @@ fn parse_metric_part(lx: &mut Lexer<'_>, series_desc: bool) -> Result<Labels, No
             let lower = s.to_ascii_lowercase();
             let keyword = OPERATOR_KEYWORDS.contains(&lower.as_str())
                 || AGGREGATORS.contains(&lower.as_str())
-                || KEYWORDS.contains(&lower.as_str())
+                || is_keyword(&lower)
                 || lower == "inf"
                 || lower == "nan";
             if keyword && !METRIC_KEYWORDS.contains(&lower.as_str()) {
@@ -795,7 +795,7 @@ fn series_value(lx: &mut Lexer<'_>, t: Token) -> Result<f64, NotationError> {
             }
             let keyword = OPERATOR_KEYWORDS.contains(&lower.as_str())
                 || AGGREGATORS.contains(&lower.as_str())
-                || KEYWORDS.contains(&lower.as_str());
+                || is_keyword(&lower);
             if keyword {
                 // A keyword token where an item starts: a syntax error between items.
                 Err(lx.unexpected(&t, None, None))
